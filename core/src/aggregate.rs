@@ -1,0 +1,88 @@
+//! Aggregates: state folded from events, and the handle a repository loads and saves.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::kv::{MaybeSend, MaybeSync};
+use crate::repository::LoadInfo;
+
+/// An event of an aggregate.
+pub trait DomainEvent: Serialize + DeserializeOwned + MaybeSend + MaybeSync + 'static {
+    /// The type name stored with the event, e.g. `"Deposited"`.
+    fn event_type(&self) -> &'static str;
+}
+
+/// The state of an aggregate, rebuilt by applying its events in order.
+///
+/// The state is what a snapshot stores, so it is `Serialize` and `DeserializeOwned`.
+pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + MaybeSend + MaybeSync + 'static {
+    /// The aggregate's type name, part of every key: never change it once data exists.
+    const TYPE: &'static str;
+    /// The version of the state's shape. Bump it when the state changes shape: snapshots
+    /// of other schema versions are then ignored and the state is rebuilt from events.
+    const SCHEMA_VERSION: u32;
+    /// The events of this aggregate.
+    type Event: DomainEvent;
+
+    /// Folds one event into the state.
+    fn apply(&mut self, event: &Self::Event);
+}
+
+/// A loaded (or new) aggregate: its id, committed version, state and uncommitted events.
+#[derive(Clone, Debug)]
+pub struct AggregateHandle<A: Aggregate> {
+    id: String,
+    version: u64,
+    state: A,
+    pending: Vec<A::Event>,
+    load_info: LoadInfo,
+}
+
+impl<A: Aggregate> AggregateHandle<A> {
+    pub(crate) fn from_parts(id: String, version: u64, state: A, load_info: LoadInfo) -> Self {
+        AggregateHandle {
+            id,
+            version,
+            state,
+            pending: Vec::new(),
+            load_info,
+        }
+    }
+
+    /// The aggregate id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The version of the last committed event (0 for a new aggregate).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The state, with the uncommitted events applied.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The events recorded since the last save.
+    pub fn pending(&self) -> &[A::Event] {
+        &self.pending
+    }
+
+    /// Applies `event` to the state and keeps it to be saved.
+    pub fn record(&mut self, event: A::Event) {
+        self.state.apply(&event);
+        self.pending.push(event);
+    }
+
+    /// How the load that made this handle rebuilt the state (empty for a new aggregate).
+    pub fn load_info(&self) -> LoadInfo {
+        self.load_info
+    }
+
+    /// Marks the pending events as committed at `version`.
+    pub(crate) fn commit(&mut self, version: u64) {
+        self.pending.clear();
+        self.version = version;
+    }
+}

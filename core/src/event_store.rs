@@ -1,0 +1,515 @@
+//! The event store: append with an expected version, stream reads, global order.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::codec::{Codec, CodecError};
+use crate::envelope::{self, EventHeader, EventMetadata};
+use crate::keys::{self, InvalidName, StreamKeys};
+use crate::kv::{Check, Direction, DisplayKey, KvEntry, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch};
+use crate::timestamp::Timestamp;
+
+/// How many times an append retries when another append took the next global position.
+const MAX_APPEND_ATTEMPTS: u32 = 10_000;
+
+/// An event to append: its payload is already encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// A unique id (UUID v4 unless you set another).
+    pub event_id: Uuid,
+    /// The event's type name, e.g. `"Deposited"`.
+    pub event_type: String,
+    /// How `payload` is encoded.
+    pub codec: Codec,
+    /// The encoded event.
+    pub payload: Bytes,
+    /// Correlation and causation ids.
+    pub metadata: EventMetadata,
+}
+
+impl NewEvent {
+    /// Encodes `event` with `codec`, under a fresh UUID v4.
+    pub fn encode<T: Serialize + ?Sized>(
+        event_type: impl Into<String>,
+        event: &T,
+        codec: Codec,
+    ) -> Result<Self, CodecError> {
+        Ok(NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            codec,
+            payload: Bytes::from(codec.encode(event)?),
+            metadata: EventMetadata::default(),
+        })
+    }
+
+    /// The same event with `metadata`.
+    pub fn with_metadata(mut self, metadata: EventMetadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// An event as stored: its payload, where it stands, and when it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredEvent {
+    /// The event's unique id.
+    pub event_id: Uuid,
+    /// The event's type name.
+    pub event_type: Arc<str>,
+    /// The type of the aggregate it belongs to.
+    pub aggregate_type: Arc<str>,
+    /// The id of the aggregate it belongs to.
+    pub aggregate_id: Arc<str>,
+    /// Its version in the aggregate's stream, from 1.
+    pub version: u64,
+    /// Its position in the global log, from 1, in commit order.
+    pub position: u64,
+    /// When it was appended.
+    pub timestamp: Timestamp,
+    /// How `payload` is encoded.
+    pub codec: Codec,
+    /// The encoded event.
+    pub payload: Bytes,
+    /// Correlation and causation ids.
+    pub metadata: EventMetadata,
+}
+
+impl StoredEvent {
+    /// Decodes the payload with the event's own codec.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+        self.codec.decode(&self.payload)
+    }
+}
+
+/// Where an append put its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The version of the first event appended.
+    pub first_version: u64,
+    /// The version of the last event appended: the stream's new version.
+    pub last_version: u64,
+    /// The global position of the first event appended.
+    pub first_position: u64,
+    /// The global position of the last event appended.
+    pub last_position: u64,
+}
+
+/// An error of the event store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventStoreError {
+    /// The stream is not at the expected version; nothing was written.
+    #[error(
+        "concurrency conflict on {aggregate_type} {aggregate_id:?}: expected version {expected}, actual version {actual}; nothing was written"
+    )]
+    Conflict {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The version the caller expected.
+        expected: u64,
+        /// The stream's version when the append was refused.
+        actual: u64,
+    },
+    /// An aggregate type or id that cannot be stored.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// Another invalid request, e.g. an append without events.
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+    /// A stored value that does not follow the format.
+    #[error("corrupt value at key {key}: {reason}")]
+    Corrupt {
+        /// The key, printable.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Other appends kept taking the next global position.
+    #[error("append to {aggregate_type} {aggregate_id:?} gave up after {attempts} attempts lost to concurrent appends")]
+    Contended {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> EventStoreError {
+    EventStoreError::Corrupt {
+        key: DisplayKey(key).to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Stores and reads events. [`KvEventStore`] implements it on any [`OrderedKv`].
+pub trait EventStore: MaybeSend + MaybeSync {
+    /// Appends `events` to one aggregate whose stream must be at `expected_version`
+    /// (0 for a new aggregate). All events land, with consecutive versions and global
+    /// positions, or none does.
+    fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<Appended, EventStoreError>> + MaybeSend;
+
+    /// At most `limit` events of one aggregate, versions `from_version` to `to_version`
+    /// inclusive (`u64::MAX` for the end), in version order. Page by calling again from
+    /// the last version read plus one.
+    fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend;
+
+    /// The version of the aggregate's last event; 0 when it has none.
+    fn current_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<u64, EventStoreError>> + MaybeSend;
+
+    /// At most `limit` events of all aggregates from global position `from_position`
+    /// (positions start at 1), in commit order, each once.
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend;
+}
+
+/// The event store on an ordered key-value engine.
+#[derive(Clone, Debug)]
+pub struct KvEventStore<K> {
+    kv: K,
+}
+
+impl<K: OrderedKv> KvEventStore<K> {
+    /// An event store on `kv`.
+    pub fn new(kv: K) -> Self {
+        KvEventStore { kv }
+    }
+
+    /// The engine underneath.
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+
+    async fn head(&self) -> Result<(u64, Option<Bytes>), EventStoreError> {
+        let key = keys::global_head();
+        match self.kv.get(&key).await? {
+            None => Ok((0, None)),
+            Some(value) => {
+                let head = envelope::decode_head(&value).map_err(|e| corrupt(&key, e))?;
+                Ok((head, Some(value)))
+            }
+        }
+    }
+
+    async fn append_impl(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError> {
+        let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
+        validate_events(events)?;
+        let count = events.len() as u64;
+        let last_version = expected_version
+            .checked_add(count)
+            .ok_or_else(|| EventStoreError::InvalidInput("version overflows u64".into()))?;
+        let timestamp = Timestamp::now();
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let (head, head_value) = self.head().await?;
+            let mut batch = WriteBatch::new();
+            if expected_version > 0 {
+                batch.check(stream.event(expected_version), Check::Present);
+            }
+            let first_key = stream.event(expected_version + 1);
+            batch.check(first_key.clone(), Check::Absent);
+            let head_key = keys::global_head();
+            match head_value {
+                Some(value) => batch.check(head_key.clone(), Check::Equals(value)),
+                None => batch.check(head_key.clone(), Check::Absent),
+            };
+            for (offset, event) in (1..).zip(events) {
+                let position = head + offset;
+                let key = stream.event(expected_version + offset);
+                let header = EventHeader {
+                    codec: event.codec,
+                    position,
+                    event_id: event.event_id,
+                    timestamp,
+                    event_type: &event.event_type,
+                    metadata: event.metadata,
+                };
+                batch.put(keys::global_log(position), envelope::encode_log_entry(&key));
+                batch.put(key, envelope::encode_event(&header, &event.payload));
+            }
+            batch.put(head_key.clone(), envelope::encode_head(head + count));
+            match self.kv.write(batch).await {
+                Ok(()) => {
+                    return Ok(Appended {
+                        first_version: expected_version + 1,
+                        last_version,
+                        first_position: head + 1,
+                        last_position: head + count,
+                    });
+                }
+                Err(KvError::Conflict { key }) if key == head_key => continue,
+                Err(KvError::Conflict { .. }) => {
+                    let actual = self.current_version_impl(&stream).await?;
+                    return Err(EventStoreError::Conflict {
+                        aggregate_type: aggregate_type.to_owned(),
+                        aggregate_id: aggregate_id.to_owned(),
+                        expected: expected_version,
+                        actual,
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(EventStoreError::Contended {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            attempts: MAX_APPEND_ATTEMPTS,
+        })
+    }
+
+    async fn current_version_impl(&self, stream: &StreamKeys) -> Result<u64, EventStoreError> {
+        let last = self.kv.scan(&stream.all(), Direction::Reverse, 1).await?;
+        match last.first() {
+            None => Ok(0),
+            Some(entry) => keys::event_version(&entry.key)
+                .ok_or_else(|| corrupt(&entry.key, "not an event key")),
+        }
+    }
+
+    async fn read_stream_impl(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
+        if from_version > to_version || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let range = stream.versions(from_version, to_version);
+        let entries = self.kv.scan(&range, Direction::Forward, limit).await?;
+        let mut decoder = EventDecoder::new(aggregate_type.into(), aggregate_id.into());
+        entries.iter().map(|entry| decoder.decode(entry)).collect()
+    }
+
+    async fn read_all_impl(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let range = keys::global_log_from(from_position.max(1));
+        let log = self.kv.scan(&range, Direction::Forward, limit).await?;
+        let mut events = Vec::with_capacity(log.len());
+        for run in log_runs(&log)? {
+            self.read_run(&run, &mut events).await?;
+        }
+        Ok(events)
+    }
+
+    /// Reads the events of consecutive log entries that point at consecutive versions of
+    /// one stream, with one scan.
+    async fn read_run(&self, run: &LogRun, out: &mut Vec<StoredEvent>) -> Result<(), EventStoreError> {
+        let (stream, first_version) = StreamKeys::from_event_key(&run.first_key)
+            .ok_or_else(|| corrupt(&run.first_key, "global log points at a non-event key"))?;
+        let (aggregate_type, aggregate_id) = stream
+            .names()
+            .ok_or_else(|| corrupt(&run.first_key, "unreadable aggregate names"))?;
+        let mut decoder = EventDecoder::new(aggregate_type.into(), aggregate_id.into());
+        let last_version = first_version + (run.len - 1);
+        let range = stream.versions(first_version, last_version);
+        let entries = self.kv.scan(&range, Direction::Forward, run.len as usize).await?;
+        for (offset, entry) in (0..).zip(&entries) {
+            let event = decoder.decode(entry)?;
+            if event.version != first_version + offset || event.position != run.first_position + offset {
+                return Err(corrupt(&entry.key, "global log and stream disagree"));
+            }
+            out.push(event);
+        }
+        if entries.len() as u64 != run.len {
+            let missing = keys::global_log(run.first_position + entries.len() as u64);
+            return Err(corrupt(&missing, "global log points at a missing event"));
+        }
+        Ok(())
+    }
+}
+
+/// Checks what `append` cannot store.
+fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError> {
+    if events.is_empty() {
+        return Err(EventStoreError::InvalidInput("an append needs at least one event".into()));
+    }
+    for event in events {
+        if event.event_type.is_empty() || event.event_type.len() > usize::from(u16::MAX) {
+            return Err(EventStoreError::InvalidInput(format!(
+                "event type must be 1 to 65535 bytes, got {} bytes",
+                event.event_type.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Consecutive global log entries that point at consecutive events of one stream.
+struct LogRun {
+    first_position: u64,
+    first_key: Bytes,
+    len: u64,
+}
+
+fn log_runs(log: &[KvEntry]) -> Result<Vec<LogRun>, EventStoreError> {
+    let mut runs: Vec<LogRun> = Vec::new();
+    let mut previous_key: Option<Bytes> = None;
+    for entry in log {
+        let position = keys::global_log_position(&entry.key)
+            .ok_or_else(|| corrupt(&entry.key, "not a global log key"))?;
+        let event_key = envelope::decode_log_entry(&entry.value).map_err(|e| corrupt(&entry.key, e))?;
+        let extends = match (runs.last(), &previous_key) {
+            (Some(run), Some(previous)) => {
+                run.first_position + run.len == position && follows(previous, &event_key)
+            }
+            _ => false,
+        };
+        match runs.last_mut() {
+            Some(run) if extends => run.len += 1,
+            _ => runs.push(LogRun {
+                first_position: position,
+                first_key: event_key.clone(),
+                len: 1,
+            }),
+        }
+        previous_key = Some(event_key);
+    }
+    Ok(runs)
+}
+
+/// Whether `next` is the event key right after `previous` in the same stream.
+fn follows(previous: &[u8], next: &[u8]) -> bool {
+    let split = previous.len().saturating_sub(8);
+    previous.len() == next.len()
+        && previous[..split] == next[..split]
+        && keys::event_version(previous).and_then(|v| v.checked_add(1)) == keys::event_version(next)
+}
+
+/// Turns event entries of one stream into [`StoredEvent`]s, sharing the names.
+struct EventDecoder {
+    aggregate_type: Arc<str>,
+    aggregate_id: Arc<str>,
+    event_types: Vec<Arc<str>>,
+}
+
+impl EventDecoder {
+    fn new(aggregate_type: Arc<str>, aggregate_id: Arc<str>) -> Self {
+        EventDecoder {
+            aggregate_type,
+            aggregate_id,
+            event_types: Vec::new(),
+        }
+    }
+
+    fn decode(&mut self, entry: &KvEntry) -> Result<StoredEvent, EventStoreError> {
+        let version = keys::event_version(&entry.key).ok_or_else(|| corrupt(&entry.key, "not an event key"))?;
+        let fields = envelope::decode_event(&entry.value).map_err(|e| corrupt(&entry.key, e))?;
+        Ok(StoredEvent {
+            event_id: fields.event_id,
+            event_type: self.intern(fields.event_type),
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            version,
+            position: fields.position,
+            timestamp: fields.timestamp,
+            codec: fields.codec,
+            payload: fields.payload,
+            metadata: fields.metadata,
+        })
+    }
+
+    /// One shared string per event type name: replays allocate no string per event.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.event_types.iter().find(|known| &***known == name) {
+            return known.clone();
+        }
+        let name: Arc<str> = name.into();
+        if self.event_types.len() < 64 {
+            self.event_types.push(name.clone());
+        }
+        name
+    }
+}
+
+impl<K: OrderedKv> EventStore for KvEventStore<K> {
+    fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<Appended, EventStoreError>> + MaybeSend {
+        let span = tracing::debug_span!("append", aggregate_type, aggregate_id, expected_version, events = events.len());
+        self.append_impl(aggregate_type, aggregate_id, expected_version, events)
+            .instrument(span)
+    }
+
+    fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend {
+        let span = tracing::trace_span!("read_stream", aggregate_type, aggregate_id, from_version, limit);
+        self.read_stream_impl(aggregate_type, aggregate_id, from_version, to_version, limit)
+            .instrument(span)
+    }
+
+    fn current_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<u64, EventStoreError>> + MaybeSend {
+        async move {
+            let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
+            self.current_version_impl(&stream).await
+        }
+    }
+
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend {
+        let span = tracing::debug_span!("read_all", from_position, limit);
+        self.read_all_impl(from_position, limit).instrument(span)
+    }
+}

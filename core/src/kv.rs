@@ -1,0 +1,421 @@
+//! The ordered key-value trait every engine implements, and its building blocks.
+//!
+//! An engine offers three operations and nothing else: [`OrderedKv::get`],
+//! [`OrderedKv::scan`] in byte order of the keys, and [`OrderedKv::write`], which applies
+//! a [`WriteBatch`] of puts, deletes and checks atomically.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Bound;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// `Send` off wasm32, nothing on it: futures of browser engines are not `Send`.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+/// `Send` off wasm32, nothing on it: futures of browser engines are not `Send`.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` off wasm32, nothing on it.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+/// `Sync` off wasm32, nothing on it.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// A boxed future that is `Send` off wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future that is `Send` off wasm32.
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// An error of a key-value engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// A check of the batch failed; nothing of the batch was applied.
+    #[error("conflict: a check on key {} failed, nothing of the batch was applied", DisplayKey(.key))]
+    Conflict {
+        /// The key whose check failed (the first failing check in batch order).
+        key: Bytes,
+    },
+    /// The engine failed (I/O, connection, corruption inside the engine, ...).
+    #[error("{engine}: {message}")]
+    Engine {
+        /// The engine's name, e.g. `"sled"`.
+        engine: &'static str,
+        /// What went wrong, with the engine's own error.
+        message: String,
+    },
+    /// The request itself is invalid (e.g. a key the engine cannot store).
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+}
+
+impl KvError {
+    /// Wraps an engine's own error.
+    pub fn engine(engine: &'static str, error: impl fmt::Display) -> Self {
+        KvError::Engine {
+            engine,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Shows a key as text where it is printable ASCII, with other bytes as `\xNN`.
+pub struct DisplayKey<'a>(pub &'a [u8]);
+
+impl fmt::Display for DisplayKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for &byte in self.0 {
+            if byte.is_ascii_graphic() && byte != b'\\' && byte != b'"' {
+                write!(f, "{}", byte as char)?;
+            } else {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+/// A range of keys in byte order: a start bound and an end bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Where the range starts.
+    pub start: Bound<Bytes>,
+    /// Where the range ends.
+    pub end: Bound<Bytes>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        }
+    }
+
+    /// Keys from `start` (inclusive) to `end` (exclusive).
+    pub fn between(start: impl Into<Bytes>, end: impl Into<Bytes>) -> Self {
+        KeyRange {
+            start: Bound::Included(start.into()),
+            end: Bound::Excluded(end.into()),
+        }
+    }
+
+    /// Keys from `start` to `end`, both inclusive.
+    pub fn inclusive(start: impl Into<Bytes>, end: impl Into<Bytes>) -> Self {
+        KeyRange {
+            start: Bound::Included(start.into()),
+            end: Bound::Included(end.into()),
+        }
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: impl Into<Bytes>) -> Self {
+        let prefix = prefix.into();
+        let end = match prefix_successor(&prefix) {
+            Some(next) => Bound::Excluded(Bytes::from(next)),
+            None => Bound::Unbounded,
+        };
+        KeyRange {
+            start: Bound::Included(prefix),
+            end,
+        }
+    }
+
+    /// Whether `key` lies in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let after_start = match &self.start {
+            Bound::Included(s) => key >= &s[..],
+            Bound::Excluded(s) => key > &s[..],
+            Bound::Unbounded => true,
+        };
+        let before_end = match &self.end {
+            Bound::Included(e) => key <= &e[..],
+            Bound::Excluded(e) => key < &e[..],
+            Bound::Unbounded => true,
+        };
+        after_start && before_end
+    }
+
+    /// Whether no key can lie in the range.
+    pub fn is_empty(&self) -> bool {
+        match (&self.start, &self.end) {
+            (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Included(s), Bound::Excluded(e))
+            | (Bound::Excluded(s), Bound::Included(e))
+            | (Bound::Excluded(s), Bound::Excluded(e)) => s >= e,
+        }
+    }
+
+    /// The rest of the range after a page of a scan in `direction` ended at `last_key`.
+    pub fn after_page(&self, last_key: &Bytes, direction: Direction) -> Self {
+        match direction {
+            Direction::Forward => KeyRange {
+                start: Bound::Excluded(last_key.clone()),
+                end: self.end.clone(),
+            },
+            Direction::Reverse => KeyRange {
+                start: self.start.clone(),
+                end: Bound::Excluded(last_key.clone()),
+            },
+        }
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`, if there is one.
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
+/// The order of a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending byte order.
+    Forward,
+    /// Descending byte order.
+    Reverse,
+}
+
+/// A key and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvEntry {
+    /// The key.
+    pub key: Bytes,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// A precondition of a batch, evaluated against the state before the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The key has no value.
+    Absent,
+    /// The key has a value.
+    Present,
+    /// The key's value equals this one.
+    Equals(Bytes),
+}
+
+impl Check {
+    /// Whether the check holds for a key whose current value is `current`.
+    pub fn holds(&self, current: Option<&[u8]>) -> bool {
+        match (self, current) {
+            (Check::Absent, current) => current.is_none(),
+            (Check::Present, current) => current.is_some(),
+            (Check::Equals(expected), Some(current)) => &expected[..] == current,
+            (Check::Equals(_), None) => false,
+        }
+    }
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Remove `key` (no error if it has no value).
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+/// Puts, deletes and checks applied all together or not at all.
+///
+/// Every check is evaluated against the state before the batch, in the order the checks
+/// were added; the first that fails rejects the batch with [`KvError::Conflict`] naming
+/// its key. Mutations are applied in order, so a later one on the same key wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    checks: Vec<(Bytes, Check)>,
+    mutations: Vec<Mutation>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
+        self.mutations.push(Mutation::Put {
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
+        self.mutations.push(Mutation::Delete { key: key.into() });
+        self
+    }
+
+    /// Adds a precondition on `key`.
+    pub fn check(&mut self, key: impl Into<Bytes>, check: Check) -> &mut Self {
+        self.checks.push((key.into(), check));
+        self
+    }
+
+    /// The preconditions, in the order they are evaluated.
+    pub fn checks(&self) -> &[(Bytes, Check)] {
+        &self.checks
+    }
+
+    /// The puts and deletes, in the order they are applied.
+    pub fn mutations(&self) -> &[Mutation] {
+        &self.mutations
+    }
+
+    /// Splits the batch into its checks and its mutations.
+    pub fn into_parts(self) -> (Vec<(Bytes, Check)>, Vec<Mutation>) {
+        (self.checks, self.mutations)
+    }
+
+    /// Whether the batch has neither checks nor mutations.
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty() && self.mutations.is_empty()
+    }
+}
+
+/// An ordered key-value engine: the only thing eventkv asks of storage.
+///
+/// Futures are `Send` off wasm32 (see [`MaybeSend`]). Engines that block must not block
+/// the async runtime's worker threads.
+pub trait OrderedKv: MaybeSend + MaybeSync {
+    /// The value of `key`, if it has one.
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend;
+
+    /// At most `limit` entries of `range`, in byte order of their keys (descending for
+    /// [`Direction::Reverse`]). Callers page with [`KeyRange::after_page`].
+    fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend;
+
+    /// Applies `batch` atomically: all of it, or, on an error, none of it.
+    fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend;
+}
+
+impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend {
+        (**self).get(key)
+    }
+
+    fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend {
+        (**self).scan(range, direction, limit)
+    }
+
+    fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
+        (**self).write(batch)
+    }
+}
+
+/// The dyn-compatible form of [`OrderedKv`], implemented for every engine.
+///
+/// Use it through [`DynKv`] when the engine is chosen at run time.
+pub trait ErasedKv: MaybeSend + MaybeSync {
+    /// See [`OrderedKv::get`].
+    fn get_boxed<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, KvError>>;
+    /// See [`OrderedKv::scan`].
+    fn scan_boxed<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<KvEntry>, KvError>>;
+    /// See [`OrderedKv::write`].
+    fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>>;
+}
+
+impl<K: OrderedKv> ErasedKv for K {
+    fn get_boxed<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, KvError>> {
+        Box::pin(self.get(key))
+    }
+
+    fn scan_boxed<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<KvEntry>, KvError>> {
+        Box::pin(self.scan(range, direction, limit))
+    }
+
+    fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>> {
+        Box::pin(self.write(batch))
+    }
+}
+
+/// An engine chosen at run time: a shared, type-erased [`OrderedKv`].
+#[derive(Clone)]
+pub struct DynKv(Arc<dyn ErasedKv>);
+
+impl DynKv {
+    /// Erases the type of `engine`.
+    pub fn new(engine: impl OrderedKv + 'static) -> Self {
+        DynKv(Arc::new(engine))
+    }
+}
+
+impl fmt::Debug for DynKv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DynKv")
+    }
+}
+
+impl OrderedKv for DynKv {
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend {
+        async move { self.0.get_boxed(key).await }
+    }
+
+    fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend {
+        async move { self.0.scan_boxed(range, direction, limit).await }
+    }
+
+    fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
+        self.0.write_boxed(batch)
+    }
+}

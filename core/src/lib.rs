@@ -1,0 +1,37 @@
+//! eventkv stores the events and aggregate snapshots of event-sourced applications on any
+//! ordered key-value engine.
+//!
+//! One core, written once against the small [`OrderedKv`] trait, gives every engine the
+//! same [`EventStore`], [`SnapshotStore`] and snapshot-aware [`Repository`].
+#![doc = include_str!("../../README.md")]
+
+mod aggregate;
+mod background;
+mod codec;
+mod envelope;
+mod event_store;
+pub mod keys;
+mod kv;
+mod memory;
+mod repository;
+mod snapshot;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod timestamp;
+
+pub use aggregate::{Aggregate, AggregateHandle, DomainEvent};
+pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
+pub use envelope::{EventMetadata, FORMAT_VERSION, FormatError};
+pub use event_store::{Appended, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent};
+pub use kv::{
+    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, KeyRange, KvEntry, KvError, MaybeSend, MaybeSync,
+    Mutation, OrderedKv, WriteBatch, prefix_successor,
+};
+pub use memory::MemoryKv;
+pub use repository::{
+    DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome, SnapshotMiss,
+    SnapshotMode, SnapshotOutcome,
+};
+pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
+pub use timestamp::Timestamp;
+pub use uuid::Uuid;

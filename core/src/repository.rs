@@ -1,0 +1,800 @@
+//! The snapshot-aware repository: load = snapshot + the events after it; save = append,
+//! then a snapshot when the save crosses a multiple of the threshold.
+
+use std::marker::PhantomData;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tracing::{Instrument, field};
+
+use crate::aggregate::{Aggregate, AggregateHandle, DomainEvent};
+use crate::background::{PendingTasks, spawn};
+use crate::codec::{Codec, CodecError};
+use crate::envelope::EventMetadata;
+use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
+use crate::snapshot::{Snapshot, SnapshotStore, SnapshotStoreError};
+use crate::timestamp::Timestamp;
+
+/// When the repository writes snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SnapshotMode {
+    /// `save` returns after the snapshot is stored.
+    #[default]
+    Sync,
+    /// `save` returns at once; the snapshot is written by a task.
+    /// [`Repository::await_pending_snapshots`] waits for those tasks.
+    Background,
+    /// Only [`Repository::create_snapshot`] writes snapshots.
+    Manual,
+}
+
+/// Why `load` ignored a snapshot and replayed every event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SnapshotMiss {
+    /// The snapshot's schema version is not the aggregate's `SCHEMA_VERSION`.
+    SchemaMismatch,
+    /// The snapshot names a codec this eventkv does not know.
+    UnknownCodec,
+    /// The snapshot's envelope or state does not decode.
+    Undecodable,
+    /// The snapshot's version is past the last event of the stream.
+    AheadOfStream,
+    /// The snapshot store failed to read it.
+    Unreadable,
+}
+
+/// Counters of one repository (and its clones), since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepositoryMetrics {
+    /// Loads that started from a snapshot.
+    pub loads_from_snapshot: u64,
+    /// Loads that replayed every event.
+    pub full_replays: u64,
+    /// Snapshots ignored because of their schema version.
+    pub miss_schema_mismatch: u64,
+    /// Snapshots ignored because of an unknown codec.
+    pub miss_unknown_codec: u64,
+    /// Snapshots ignored because they did not decode.
+    pub miss_undecodable: u64,
+    /// Snapshots ignored because they were ahead of the stream.
+    pub miss_ahead_of_stream: u64,
+    /// Snapshots ignored because the store failed to read them.
+    pub miss_unreadable: u64,
+    /// Snapshots stored.
+    pub snapshots_written: u64,
+    /// Snapshots not stored because a newer one was there.
+    pub snapshots_superseded: u64,
+    /// Snapshots that failed to encode or store.
+    pub snapshot_failures: u64,
+}
+
+impl RepositoryMetrics {
+    /// How many loads ignored a snapshot for `reason`.
+    pub fn misses(&self, reason: SnapshotMiss) -> u64 {
+        match reason {
+            SnapshotMiss::SchemaMismatch => self.miss_schema_mismatch,
+            SnapshotMiss::UnknownCodec => self.miss_unknown_codec,
+            SnapshotMiss::Undecodable => self.miss_undecodable,
+            SnapshotMiss::AheadOfStream => self.miss_ahead_of_stream,
+            SnapshotMiss::Unreadable => self.miss_unreadable,
+        }
+    }
+}
+
+/// What happened to the snapshot of a save.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotOutcome {
+    /// No snapshot was due (no threshold crossed, or manual mode).
+    NotDue,
+    /// The snapshot was stored.
+    Stored,
+    /// A newer snapshot was already stored, so this one was not.
+    Superseded,
+    /// A background task will write it.
+    Scheduled,
+    /// The events were committed, but the snapshot failed (logged and counted).
+    Failed(String),
+}
+
+/// What a save did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveOutcome {
+    /// The aggregate's version after the save.
+    pub version: u64,
+    /// The snapshot, if one was due.
+    pub snapshot: SnapshotOutcome,
+}
+
+/// How a load rebuilt the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadInfo {
+    /// The version of the snapshot it started from, if it used one.
+    pub snapshot_version: Option<u64>,
+    /// How many events it applied.
+    pub events_replayed: u64,
+}
+
+/// An error of the repository.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError {
+    /// The aggregate has no events.
+    #[error("{aggregate_type} {aggregate_id:?} not found: it has no events")]
+    NotFound {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+    },
+    /// Another writer saved the aggregate first; reload and retry. Nothing was written.
+    #[error(
+        "concurrency conflict on {aggregate_type} {aggregate_id:?}: expected version {expected}, actual version {actual}; nothing was written"
+    )]
+    Conflict {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The version the handle was at.
+        expected: u64,
+        /// The stream's version.
+        actual: u64,
+    },
+    /// A snapshot was asked of a handle with unsaved events.
+    #[error("cannot snapshot {aggregate_type} {aggregate_id:?} at version {version}: {count} events are not saved yet")]
+    UncommittedEvents {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The committed version.
+        version: u64,
+        /// How many events are pending.
+        count: usize,
+    },
+    /// A snapshot was asked of an aggregate with no committed events.
+    #[error("cannot snapshot {aggregate_type} {aggregate_id:?}: it has no committed events")]
+    NothingCommitted {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+    },
+    /// An event could not be encoded; nothing was written.
+    #[error("cannot encode an event of {aggregate_type} {aggregate_id:?}: {source}")]
+    EventEncode {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The codec error.
+        source: CodecError,
+    },
+    /// A stored event could not be decoded.
+    #[error("cannot decode event {version} ({event_type}) of {aggregate_type} {aggregate_id:?}: {source}")]
+    EventDecode {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The event's version.
+        version: u64,
+        /// The event's type name.
+        event_type: String,
+        /// The codec error.
+        source: CodecError,
+    },
+    /// The stream skips a version.
+    #[error("stream of {aggregate_type} {aggregate_id:?} skips from version {previous} to {found}")]
+    StreamGap {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The last version applied.
+        previous: u64,
+        /// The version found next.
+        found: u64,
+    },
+    /// The state could not be encoded for a snapshot.
+    #[error("cannot encode a snapshot of {aggregate_type} {aggregate_id:?} at version {version}: {source}")]
+    SnapshotEncode {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The version.
+        version: u64,
+        /// The codec error.
+        source: CodecError,
+    },
+    /// The snapshot store failed.
+    #[error("snapshot of {aggregate_type} {aggregate_id:?} at version {version}: {source}")]
+    SnapshotStore {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The version.
+        version: u64,
+        /// The store's error.
+        source: SnapshotStoreError,
+    },
+    /// The event store failed.
+    #[error(transparent)]
+    EventStore(#[from] EventStoreError),
+}
+
+#[derive(Default)]
+struct Counters {
+    loads_from_snapshot: AtomicU64,
+    full_replays: AtomicU64,
+    miss_schema_mismatch: AtomicU64,
+    miss_unknown_codec: AtomicU64,
+    miss_undecodable: AtomicU64,
+    miss_ahead_of_stream: AtomicU64,
+    miss_unreadable: AtomicU64,
+    snapshots_written: AtomicU64,
+    snapshots_superseded: AtomicU64,
+    snapshot_failures: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Inner<E, S> {
+    events: E,
+    snapshots: S,
+    counters: Counters,
+    pending: Arc<PendingTasks>,
+    /// Set once bincode proved unable to encode the state type.
+    json_fallback: AtomicBool,
+}
+
+impl<E, S: SnapshotStore> Inner<E, S> {
+    /// Stores `snapshot`, counting the outcome.
+    async fn store(&self, snapshot: &Snapshot) -> Result<bool, SnapshotStoreError> {
+        let result = self.snapshots.save_snapshot(snapshot).await;
+        match &result {
+            Ok(true) => bump(&self.counters.snapshots_written),
+            Ok(false) => bump(&self.counters.snapshots_superseded),
+            Err(_) => bump(&self.counters.snapshot_failures),
+        }
+        result
+    }
+
+    fn miss(&self, reason: SnapshotMiss) {
+        let c = &self.counters;
+        bump(match reason {
+            SnapshotMiss::SchemaMismatch => &c.miss_schema_mismatch,
+            SnapshotMiss::UnknownCodec => &c.miss_unknown_codec,
+            SnapshotMiss::Undecodable => &c.miss_undecodable,
+            SnapshotMiss::AheadOfStream => &c.miss_ahead_of_stream,
+            SnapshotMiss::Unreadable => &c.miss_unreadable,
+        });
+    }
+}
+
+/// The default number of events read per page while replaying.
+pub const DEFAULT_REPLAY_PAGE: usize = 2048;
+
+/// Loads and saves aggregates of type `A`: events in `E`, snapshots in `S` (which may
+/// live on different engines). Cloning is cheap and shares stores, counters and tasks.
+pub struct Repository<A, E, S> {
+    inner: Arc<Inner<E, S>>,
+    threshold: Option<NonZeroU64>,
+    mode: SnapshotMode,
+    event_codec: Codec,
+    snapshot_codec: Codec,
+    replay_page: usize,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, E, S> Clone for Repository<A, E, S> {
+    fn clone(&self) -> Self {
+        Repository {
+            inner: Arc::clone(&self.inner),
+            threshold: self.threshold,
+            mode: self.mode,
+            event_codec: self.event_codec,
+            snapshot_codec: self.snapshot_codec,
+            replay_page: self.replay_page,
+            aggregate: PhantomData,
+        }
+    }
+}
+
+/// The state at a version, and how it was rebuilt.
+struct Rebuilt<A> {
+    state: A,
+    version: u64,
+    info: LoadInfo,
+}
+
+impl<A, E, S> Repository<A, E, S>
+where
+    A: Aggregate,
+    E: EventStore + 'static,
+    S: SnapshotStore + 'static,
+{
+    /// A repository with no automatic snapshots (no threshold), sync mode, JSON events
+    /// and bincode snapshots.
+    pub fn new(events: E, snapshots: S) -> Self {
+        Repository {
+            inner: Arc::new(Inner {
+                events,
+                snapshots,
+                counters: Counters::default(),
+                pending: Arc::default(),
+                json_fallback: AtomicBool::new(false),
+            }),
+            threshold: None,
+            mode: SnapshotMode::Sync,
+            event_codec: Codec::Json,
+            snapshot_codec: Codec::Bincode,
+            replay_page: DEFAULT_REPLAY_PAGE,
+            aggregate: PhantomData,
+        }
+    }
+
+    /// Snapshots when a save crosses a multiple of `threshold` events; 0 turns automatic
+    /// snapshots off.
+    pub fn with_snapshot_threshold(mut self, threshold: u64) -> Self {
+        self.threshold = NonZeroU64::new(threshold);
+        self
+    }
+
+    /// When snapshots are written.
+    pub fn with_snapshot_mode(mut self, mode: SnapshotMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The codec of new events (default JSON).
+    pub fn with_event_codec(mut self, codec: Codec) -> Self {
+        self.event_codec = codec;
+        self
+    }
+
+    /// The codec of new snapshots (default bincode, falling back to JSON for state types
+    /// bincode cannot round-trip).
+    pub fn with_snapshot_codec(mut self, codec: Codec) -> Self {
+        self.snapshot_codec = codec;
+        self
+    }
+
+    /// How many events a replay reads per page (at least 1): memory stays bounded by it.
+    pub fn with_replay_page_size(mut self, events: usize) -> Self {
+        self.replay_page = events.max(1);
+        self
+    }
+
+    /// The snapshot threshold, if automatic snapshots are on.
+    pub fn snapshot_threshold(&self) -> Option<u64> {
+        self.threshold.map(NonZeroU64::get)
+    }
+
+    /// The snapshot mode.
+    pub fn snapshot_mode(&self) -> SnapshotMode {
+        self.mode
+    }
+
+    /// The event store.
+    pub fn event_store(&self) -> &E {
+        &self.inner.events
+    }
+
+    /// The snapshot store.
+    pub fn snapshot_store(&self) -> &S {
+        &self.inner.snapshots
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> RepositoryMetrics {
+        let c = &self.inner.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RepositoryMetrics {
+            loads_from_snapshot: get(&c.loads_from_snapshot),
+            full_replays: get(&c.full_replays),
+            miss_schema_mismatch: get(&c.miss_schema_mismatch),
+            miss_unknown_codec: get(&c.miss_unknown_codec),
+            miss_undecodable: get(&c.miss_undecodable),
+            miss_ahead_of_stream: get(&c.miss_ahead_of_stream),
+            miss_unreadable: get(&c.miss_unreadable),
+            snapshots_written: get(&c.snapshots_written),
+            snapshots_superseded: get(&c.snapshots_superseded),
+            snapshot_failures: get(&c.snapshot_failures),
+        }
+    }
+
+    /// A new aggregate at version 0. Nothing is read or written until `save`, which
+    /// fails with a conflict if the id already has events.
+    pub fn create_new(&self, id: impl Into<String>) -> AggregateHandle<A> {
+        AggregateHandle::from_parts(id.into(), 0, A::default(), LoadInfo::default())
+    }
+
+    /// Loads the aggregate: its snapshot, if usable, then the events after it. A snapshot
+    /// that cannot be used is ignored (logged and counted) and every event is replayed.
+    pub async fn load(&self, id: &str) -> Result<AggregateHandle<A>, RepositoryError> {
+        let span = tracing::debug_span!(
+            "load",
+            aggregate_type = A::TYPE,
+            aggregate_id = id,
+            version = field::Empty,
+            events_replayed = field::Empty,
+            snapshot_used = field::Empty,
+        );
+        async {
+            let rebuilt = self.rebuild(id).await?;
+            let span = tracing::Span::current();
+            span.record("version", rebuilt.version);
+            span.record("events_replayed", rebuilt.info.events_replayed);
+            span.record("snapshot_used", rebuilt.info.snapshot_version.is_some());
+            if rebuilt.version == 0 {
+                return Err(RepositoryError::NotFound {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: id.to_owned(),
+                });
+            }
+            let counter = match rebuilt.info.snapshot_version {
+                Some(_) => &self.inner.counters.loads_from_snapshot,
+                None => &self.inner.counters.full_replays,
+            };
+            bump(counter);
+            Ok(AggregateHandle::from_parts(
+                id.to_owned(),
+                rebuilt.version,
+                rebuilt.state,
+                rebuilt.info,
+            ))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn rebuild(&self, id: &str) -> Result<Rebuilt<A>, RepositoryError> {
+        if let Some((state, version)) = self.usable_snapshot(id).await {
+            match self.replay(id, state, version, true).await? {
+                Some(rebuilt) => return Ok(rebuilt),
+                None => self.ignore_snapshot(id, version, SnapshotMiss::AheadOfStream, &"it is ahead of the stream"),
+            }
+        }
+        let rebuilt = self.replay(id, A::default(), 0, false).await?;
+        // Without an anchor to verify, replay always yields a state.
+        Ok(rebuilt.unwrap_or(Rebuilt {
+            state: A::default(),
+            version: 0,
+            info: LoadInfo::default(),
+        }))
+    }
+
+    fn ignore_snapshot(&self, id: &str, version: u64, reason: SnapshotMiss, why: &dyn std::fmt::Display) {
+        tracing::warn!(
+            aggregate_type = A::TYPE,
+            aggregate_id = id,
+            snapshot_version = version,
+            ?reason,
+            "ignoring snapshot and replaying every event: {why}"
+        );
+        self.inner.miss(reason);
+    }
+
+    /// The snapshot's state and version, when it exists and can be used.
+    async fn usable_snapshot(&self, id: &str) -> Option<(A, u64)> {
+        let snapshot = match self.inner.snapshots.get_snapshot(A::TYPE, id).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return None,
+            Err(error) => {
+                let reason = match error {
+                    SnapshotStoreError::UnknownCodec { .. } => SnapshotMiss::UnknownCodec,
+                    SnapshotStoreError::Corrupt { .. } => SnapshotMiss::Undecodable,
+                    _ => SnapshotMiss::Unreadable,
+                };
+                self.ignore_snapshot(id, 0, reason, &error);
+                return None;
+            }
+        };
+        if snapshot.schema_version != A::SCHEMA_VERSION {
+            let why = format!(
+                "its schema version is {}, the aggregate's is {}",
+                snapshot.schema_version,
+                A::SCHEMA_VERSION
+            );
+            self.ignore_snapshot(id, snapshot.version, SnapshotMiss::SchemaMismatch, &why);
+            return None;
+        }
+        match snapshot.codec.decode::<A>(&snapshot.state) {
+            Ok(state) => Some((state, snapshot.version)),
+            Err(error) => {
+                self.ignore_snapshot(id, snapshot.version, SnapshotMiss::Undecodable, &error);
+                None
+            }
+        }
+    }
+
+    /// Applies the events after `version` to `state`. With `anchored`, the event at
+    /// `version` must exist (the snapshot is not ahead of the stream), else `None`.
+    async fn replay(
+        &self,
+        id: &str,
+        mut state: A,
+        mut version: u64,
+        anchored: bool,
+    ) -> Result<Option<Rebuilt<A>>, RepositoryError> {
+        let snapshot_version = anchored.then_some(version);
+        let mut next = if anchored { version } else { version + 1 };
+        let mut replayed = 0;
+        let mut anchor_pending = anchored;
+        loop {
+            let page = self
+                .inner
+                .events
+                .read_stream(A::TYPE, id, next, u64::MAX, self.replay_page)
+                .await?;
+            let mut events = page.iter();
+            if anchor_pending {
+                anchor_pending = false;
+                match events.next() {
+                    Some(anchor) if anchor.version == version => {}
+                    _ => return Ok(None),
+                }
+            }
+            for stored in events {
+                if stored.version != version + 1 {
+                    return Err(RepositoryError::StreamGap {
+                        aggregate_type: A::TYPE,
+                        aggregate_id: id.to_owned(),
+                        previous: version,
+                        found: stored.version,
+                    });
+                }
+                state.apply(&decode_event::<A>(id, stored)?);
+                version = stored.version;
+                replayed += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == self.replay_page => next = last.version + 1,
+                _ => break,
+            }
+        }
+        Ok(Some(Rebuilt {
+            state,
+            version,
+            info: LoadInfo {
+                snapshot_version,
+                events_replayed: replayed,
+            },
+        }))
+    }
+
+    /// Appends the handle's pending events. When the save crosses a multiple of the
+    /// threshold, snapshots the committed state as the mode says.
+    pub async fn save(&self, handle: &mut AggregateHandle<A>) -> Result<SaveOutcome, RepositoryError> {
+        self.save_with_metadata(handle, EventMetadata::default()).await
+    }
+
+    /// [`Repository::save`], with correlation and causation ids on every event.
+    pub async fn save_with_metadata(
+        &self,
+        handle: &mut AggregateHandle<A>,
+        metadata: EventMetadata,
+    ) -> Result<SaveOutcome, RepositoryError> {
+        let span = tracing::debug_span!(
+            "save",
+            aggregate_type = A::TYPE,
+            aggregate_id = handle.id(),
+            expected_version = handle.version(),
+            events = handle.pending().len(),
+            version = field::Empty,
+        );
+        async {
+            let old_version = handle.version();
+            if handle.pending().is_empty() {
+                return Ok(SaveOutcome {
+                    version: old_version,
+                    snapshot: SnapshotOutcome::NotDue,
+                });
+            }
+            let events = self.encode_events(handle, metadata)?;
+            let appended = self
+                .inner
+                .events
+                .append(A::TYPE, handle.id(), old_version, &events)
+                .await
+                .map_err(|error| match error {
+                    EventStoreError::Conflict { expected, actual, .. } => RepositoryError::Conflict {
+                        aggregate_type: A::TYPE,
+                        aggregate_id: handle.id().to_owned(),
+                        expected,
+                        actual,
+                    },
+                    other => other.into(),
+                })?;
+            handle.commit(appended.last_version);
+            tracing::Span::current().record("version", appended.last_version);
+            let snapshot = if self.snapshot_due(old_version, appended.last_version) {
+                self.auto_snapshot(handle).await
+            } else {
+                SnapshotOutcome::NotDue
+            };
+            Ok(SaveOutcome {
+                version: appended.last_version,
+                snapshot,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn encode_events(
+        &self,
+        handle: &AggregateHandle<A>,
+        metadata: EventMetadata,
+    ) -> Result<Vec<NewEvent>, RepositoryError> {
+        handle
+            .pending()
+            .iter()
+            .map(|event| {
+                NewEvent::encode(event.event_type(), event, self.event_codec)
+                    .map(|new| new.with_metadata(metadata))
+                    .map_err(|source| RepositoryError::EventEncode {
+                        aggregate_type: A::TYPE,
+                        aggregate_id: handle.id().to_owned(),
+                        source,
+                    })
+            })
+            .collect()
+    }
+
+    /// Whether going from `old` to `new` crosses a multiple of the threshold.
+    fn snapshot_due(&self, old: u64, new: u64) -> bool {
+        match (self.threshold, self.mode) {
+            (Some(threshold), SnapshotMode::Sync | SnapshotMode::Background) => {
+                old / threshold.get() < new / threshold.get()
+            }
+            _ => false,
+        }
+    }
+
+    /// The automatic snapshot of a save: the handle has just been committed.
+    async fn auto_snapshot(&self, handle: &AggregateHandle<A>) -> SnapshotOutcome {
+        let id = handle.id().to_owned();
+        let version = handle.version();
+        if self.mode == SnapshotMode::Background {
+            let state = handle.state().clone();
+            let repository = self.clone();
+            let guard = self.inner.pending.start();
+            let task_id = id.clone();
+            let task = async move {
+                let id = task_id;
+                if let Err(error) = repository.write_snapshot(&id, version, &state).await {
+                    tracing::error!(aggregate_type = A::TYPE, aggregate_id = %id, version, "background snapshot failed: {error}");
+                }
+                drop(guard);
+            };
+            if spawn(task.instrument(tracing::debug_span!("background_snapshot"))).is_ok() {
+                return SnapshotOutcome::Scheduled;
+            }
+            tracing::debug!("no async runtime to spawn a background snapshot on: writing it now");
+        }
+        match self.write_snapshot(&id, version, handle.state()).await {
+            Ok(true) => SnapshotOutcome::Stored,
+            Ok(false) => SnapshotOutcome::Superseded,
+            Err(error) => {
+                tracing::error!(aggregate_type = A::TYPE, aggregate_id = %id, version, "snapshot failed after the events were committed: {error}");
+                SnapshotOutcome::Failed(error.to_string())
+            }
+        }
+    }
+
+    /// Snapshots the handle's committed state now, whatever the mode. Returns whether it
+    /// was stored (`false`: a newer snapshot was there).
+    pub async fn create_snapshot(&self, handle: &AggregateHandle<A>) -> Result<bool, RepositoryError> {
+        if !handle.pending().is_empty() {
+            return Err(RepositoryError::UncommittedEvents {
+                aggregate_type: A::TYPE,
+                aggregate_id: handle.id().to_owned(),
+                version: handle.version(),
+                count: handle.pending().len(),
+            });
+        }
+        if handle.version() == 0 {
+            return Err(RepositoryError::NothingCommitted {
+                aggregate_type: A::TYPE,
+                aggregate_id: handle.id().to_owned(),
+            });
+        }
+        self.write_snapshot(handle.id(), handle.version(), handle.state()).await
+    }
+
+    async fn write_snapshot(&self, id: &str, version: u64, state: &A) -> Result<bool, RepositoryError> {
+        let span = tracing::debug_span!("snapshot", aggregate_type = A::TYPE, aggregate_id = id, version, codec = field::Empty);
+        async {
+            let (codec, bytes) = self.encode_state(state).map_err(|source| {
+                bump(&self.inner.counters.snapshot_failures);
+                RepositoryError::SnapshotEncode {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: id.to_owned(),
+                    version,
+                    source,
+                }
+            })?;
+            tracing::Span::current().record("codec", codec.name());
+            let snapshot = Snapshot {
+                aggregate_id: id.to_owned(),
+                aggregate_type: A::TYPE.to_owned(),
+                version,
+                schema_version: A::SCHEMA_VERSION,
+                codec,
+                state: Bytes::from(bytes),
+                created_at: Timestamp::now(),
+            };
+            self.inner.store(&snapshot).await.map_err(|source| RepositoryError::SnapshotStore {
+                aggregate_type: A::TYPE,
+                aggregate_id: id.to_owned(),
+                version,
+                source,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Encodes the state with the snapshot codec. bincode output is checked to decode back
+    /// to the same bytes; when it does not, this repository uses JSON from then on.
+    fn encode_state(&self, state: &A) -> Result<(Codec, Vec<u8>), CodecError> {
+        if self.snapshot_codec == Codec::Bincode && !self.inner.json_fallback.load(Ordering::Relaxed) {
+            match bincode_round_trip(state) {
+                Ok(bytes) => return Ok((Codec::Bincode, bytes)),
+                Err(error) => {
+                    if !self.inner.json_fallback.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            aggregate_type = A::TYPE,
+                            "bincode cannot round-trip this state type ({error}); its snapshots use JSON from now on"
+                        );
+                    }
+                }
+            }
+        }
+        Ok((Codec::Json, Codec::Json.encode(state)?))
+    }
+
+    /// How many background snapshots are still being written.
+    pub fn pending_snapshot_count(&self) -> usize {
+        self.inner.pending.running()
+    }
+
+    /// Waits until every background snapshot started so far has been written (or failed).
+    pub async fn await_pending_snapshots(&self) {
+        self.inner.pending.drain().await;
+    }
+}
+
+fn bincode_round_trip<A: Aggregate>(state: &A) -> Result<Vec<u8>, CodecError> {
+    let bytes = Codec::Bincode.encode(state)?;
+    let decoded: A = Codec::Bincode.decode(&bytes)?;
+    if Codec::Bincode.encode(&decoded)? == bytes {
+        Ok(bytes)
+    } else {
+        Err(CodecError::Decode {
+            codec: Codec::Bincode,
+            message: "the state decodes to a different value".into(),
+        })
+    }
+}
+
+fn decode_event<A: Aggregate>(id: &str, stored: &StoredEvent) -> Result<A::Event, RepositoryError> {
+    stored.decode().map_err(|source| RepositoryError::EventDecode {
+        aggregate_type: A::TYPE,
+        aggregate_id: id.to_owned(),
+        version: stored.version,
+        event_type: stored.event_type.to_string(),
+        source,
+    })
+}

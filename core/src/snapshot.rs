@@ -1,0 +1,329 @@
+//! Snapshots: an aggregate's encoded state at a version, a disposable cache of its events.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::codec::{Codec, CodecError};
+use crate::envelope::{self, FormatError, SnapshotFields};
+use crate::keys::{self, InvalidName};
+use crate::kv::{Check, Direction, DisplayKey, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch};
+use crate::timestamp::Timestamp;
+
+/// How many snapshots one scan page of a bulk operation reads.
+const PAGE: usize = 256;
+/// How many times a write retries when a concurrent writer changed the same key.
+const MAX_ATTEMPTS: u32 = 1_000;
+
+/// An aggregate's state at a version, encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The aggregate id.
+    pub aggregate_id: String,
+    /// The aggregate type.
+    pub aggregate_type: String,
+    /// The version of the last event folded into `state`.
+    pub version: u64,
+    /// The aggregate's `SCHEMA_VERSION` when the state was encoded.
+    pub schema_version: u32,
+    /// How `state` is encoded.
+    pub codec: Codec,
+    /// The encoded state.
+    pub state: Bytes,
+    /// When the snapshot was made.
+    pub created_at: Timestamp,
+}
+
+/// An error of the snapshot store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotStoreError {
+    /// An aggregate type or id that cannot be stored.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// A snapshot at version 0 (no events folded) is not stored.
+    #[error("snapshot of {aggregate_type} {aggregate_id:?} has version 0")]
+    VersionZero {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        aggregate_id: String,
+    },
+    /// A stored snapshot names a codec this eventkv does not know.
+    #[error("snapshot at key {key}: {source}")]
+    UnknownCodec {
+        /// The key, printable.
+        key: String,
+        /// The codec error.
+        source: CodecError,
+    },
+    /// A stored snapshot does not follow the format.
+    #[error("corrupt snapshot at key {key}: {source}")]
+    Corrupt {
+        /// The key, printable.
+        key: String,
+        /// What is wrong with it.
+        source: FormatError,
+    },
+    /// Concurrent writers kept changing the same snapshot.
+    #[error("snapshot at key {key} kept changing under {attempts} attempts")]
+    Contended {
+        /// The key, printable.
+        key: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+fn format_error(key: &[u8], source: FormatError) -> SnapshotStoreError {
+    let key = DisplayKey(key).to_string();
+    match source {
+        FormatError::Codec(source) => SnapshotStoreError::UnknownCodec { key, source },
+        source => SnapshotStoreError::Corrupt { key, source },
+    }
+}
+
+/// Stores snapshots. [`KvSnapshotStore`] implements it on any [`OrderedKv`].
+pub trait SnapshotStore: MaybeSend + MaybeSync {
+    /// Stores `snapshot`, replacing the aggregate's snapshot unless that one is newer:
+    /// an older version never replaces a newer one. Returns whether it was stored.
+    fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend;
+
+    /// The aggregate's snapshot, if it has one.
+    fn get_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend;
+
+    /// Deletes the aggregate's snapshot; returns whether there was one.
+    fn delete_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend;
+
+    /// Whether the aggregate has a snapshot.
+    fn snapshot_exists(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend;
+
+    /// Deletes every snapshot of `aggregate_type`, or, with `schema_version_below`, those
+    /// whose schema version is lower. Returns how many were deleted.
+    fn delete_snapshots_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> impl Future<Output = Result<u64, SnapshotStoreError>> + MaybeSend;
+}
+
+/// The snapshot store on an ordered key-value engine.
+#[derive(Clone, Debug)]
+pub struct KvSnapshotStore<K> {
+    kv: K,
+}
+
+impl<K: OrderedKv> KvSnapshotStore<K> {
+    /// A snapshot store on `kv`.
+    pub fn new(kv: K) -> Self {
+        KvSnapshotStore { kv }
+    }
+
+    /// The engine underneath.
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+
+    /// Deletes every snapshot of every type; returns how many.
+    pub async fn clear(&self) -> Result<u64, SnapshotStoreError> {
+        self.delete_where(keys::all_snapshots(), |_| Ok(true)).await
+    }
+
+    /// How many snapshots are stored, of every type.
+    pub async fn count(&self) -> Result<u64, SnapshotStoreError> {
+        let mut range = keys::all_snapshots();
+        let mut count = 0;
+        loop {
+            let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
+            count += page.len() as u64;
+            match page.last() {
+                Some(last) if page.len() == PAGE => range = range.after_page(&last.key, Direction::Forward),
+                _ => return Ok(count),
+            }
+        }
+    }
+
+    async fn save_impl(&self, snapshot: &Snapshot) -> Result<bool, SnapshotStoreError> {
+        let key = keys::snapshot(&snapshot.aggregate_type, &snapshot.aggregate_id)?;
+        if snapshot.version == 0 {
+            return Err(SnapshotStoreError::VersionZero {
+                aggregate_type: snapshot.aggregate_type.clone(),
+                aggregate_id: snapshot.aggregate_id.clone(),
+            });
+        }
+        let value = envelope::encode_snapshot(&SnapshotFields {
+            codec: snapshot.codec,
+            version: snapshot.version,
+            schema_version: snapshot.schema_version,
+            created_at: snapshot.created_at,
+            state: snapshot.state.clone(),
+        });
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batch = WriteBatch::new();
+            match self.kv.get(&key).await? {
+                // A value we cannot read is replaced: a snapshot is only a cache.
+                Some(current) => match envelope::snapshot_version(&current) {
+                    Ok(stored) if stored > snapshot.version => return Ok(false),
+                    _ => batch.check(key.clone(), Check::Equals(current)),
+                },
+                None => batch.check(key.clone(), Check::Absent),
+            };
+            batch.put(key.clone(), value.clone());
+            match self.kv.write(batch).await {
+                Ok(()) => return Ok(true),
+                Err(KvError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(SnapshotStoreError::Contended {
+            key: DisplayKey(&key).to_string(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    async fn get_impl(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Option<Snapshot>, SnapshotStoreError> {
+        let key = keys::snapshot(aggregate_type, aggregate_id)?;
+        let Some(value) = self.kv.get(&key).await? else {
+            return Ok(None);
+        };
+        let fields = envelope::decode_snapshot(&value).map_err(|e| format_error(&key, e))?;
+        Ok(Some(Snapshot {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate_type: aggregate_type.to_owned(),
+            version: fields.version,
+            schema_version: fields.schema_version,
+            codec: fields.codec,
+            state: fields.state,
+            created_at: fields.created_at,
+        }))
+    }
+
+    async fn delete_impl(&self, aggregate_type: &str, aggregate_id: &str) -> Result<bool, SnapshotStoreError> {
+        let key = keys::snapshot(aggregate_type, aggregate_id)?;
+        let mut batch = WriteBatch::new();
+        batch.check(key.clone(), Check::Present).delete(key);
+        match self.kv.write(batch).await {
+            Ok(()) => Ok(true),
+            Err(KvError::Conflict { .. }) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Deletes the snapshots in `range` for which `doomed` holds, page by page. Each
+    /// delete checks the value it judged, so a snapshot replaced meanwhile is judged again.
+    async fn delete_where(
+        &self,
+        range: KeyRange,
+        doomed: impl Fn(&[u8]) -> Result<bool, FormatError>,
+    ) -> Result<u64, SnapshotStoreError> {
+        let mut range = range;
+        let mut deleted = 0;
+        let mut conflicts = 0;
+        loop {
+            let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
+            let mut batch = WriteBatch::new();
+            let mut doomed_count = 0;
+            for entry in &page {
+                // An unreadable snapshot has no schema version below anything: keep it.
+                if doomed(&entry.value).unwrap_or(false) {
+                    batch.check(entry.key.clone(), Check::Equals(entry.value.clone()));
+                    batch.delete(entry.key.clone());
+                    doomed_count += 1;
+                }
+            }
+            if doomed_count > 0 {
+                match self.kv.write(batch).await {
+                    Ok(()) => deleted += doomed_count,
+                    Err(KvError::Conflict { key }) if conflicts < MAX_ATTEMPTS => {
+                        conflicts += 1;
+                        tracing::debug!(key = %DisplayKey(&key), "snapshot changed during bulk delete; rereading the page");
+                        continue;
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => range = range.after_page(&last.key, Direction::Forward),
+                _ => return Ok(deleted),
+            }
+        }
+    }
+}
+
+impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
+    fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend {
+        let span = tracing::debug_span!(
+            "save_snapshot",
+            aggregate_type = %snapshot.aggregate_type,
+            aggregate_id = %snapshot.aggregate_id,
+            version = snapshot.version,
+        );
+        self.save_impl(snapshot).instrument(span)
+    }
+
+    fn get_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend {
+        self.get_impl(aggregate_type, aggregate_id)
+    }
+
+    fn delete_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend {
+        self.delete_impl(aggregate_type, aggregate_id)
+    }
+
+    fn snapshot_exists(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend {
+        async move {
+            let key = keys::snapshot(aggregate_type, aggregate_id)?;
+            Ok(self.kv.get(&key).await?.is_some())
+        }
+    }
+
+    fn delete_snapshots_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> impl Future<Output = Result<u64, SnapshotStoreError>> + MaybeSend {
+        let span = tracing::debug_span!("delete_snapshots_by_type", aggregate_type, ?schema_version_below);
+        async move {
+            let range = keys::snapshots_of_type(aggregate_type)?;
+            self.delete_where(range, |value| match schema_version_below {
+                None => Ok(true),
+                Some(below) => Ok(envelope::snapshot_schema_version(value)? < below),
+            })
+            .await
+        }
+        .instrument(span)
+    }
+}

@@ -1,0 +1,262 @@
+//! The ordered-KV contract: ordering, ranges, paging, atomicity, checks.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use super::{EngineFactory, fresh, yield_now};
+use crate::kv::{Check, Direction, KeyRange, KvEntry, KvError, OrderedKv, WriteBatch};
+
+async fn put(kv: &impl OrderedKv, key: &[u8], value: &[u8]) {
+    let mut batch = WriteBatch::new();
+    batch.put(key.to_vec(), value.to_vec());
+    kv.write(batch).await.expect("put");
+}
+
+async fn keys_of(kv: &impl OrderedKv, range: &KeyRange, direction: Direction) -> Vec<Vec<u8>> {
+    let entries = kv.scan(range, direction, usize::MAX).await.expect("scan");
+    entries.into_iter().map(|entry| entry.key.to_vec()).collect()
+}
+
+/// Every key the ordering cases use, in byte order.
+fn ordered_keys() -> Vec<Vec<u8>> {
+    vec![
+        vec![],
+        vec![0x00],
+        vec![0x00, 0x00],
+        vec![0x00, 0xff],
+        vec![0x01],
+        b"a".to_vec(),
+        b"a\x00".to_vec(),
+        b"ab".to_vec(),
+        b"b".to_vec(),
+        vec![0x7f],
+        vec![0x80],
+        vec![0xfe, 0xff],
+        vec![0xff],
+        vec![0xff, 0x00],
+        vec![0xff, 0xff, 0xff],
+    ]
+}
+
+pub async fn get_put_delete<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    assert_eq!(kv.get(b"k").await.expect("get"), None);
+    put(&*kv, b"k", b"v1").await;
+    assert_eq!(kv.get(b"k").await.expect("get").as_deref(), Some(&b"v1"[..]));
+    put(&*kv, b"k", b"v2").await;
+    assert_eq!(kv.get(b"k").await.expect("get").as_deref(), Some(&b"v2"[..]));
+    let mut batch = WriteBatch::new();
+    batch.delete(&b"k"[..]).delete(&b"never-there"[..]);
+    kv.write(batch).await.expect("deleting a missing key is not an error");
+    assert_eq!(kv.get(b"k").await.expect("get"), None);
+    kv.write(WriteBatch::new()).await.expect("an empty batch is fine");
+}
+
+pub async fn empty_value_is_present<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    put(&*kv, b"empty", b"").await;
+    assert_eq!(kv.get(b"empty").await.expect("get").as_deref(), Some(&b""[..]));
+    let mut batch = WriteBatch::new();
+    batch.check(&b"empty"[..], Check::Present).check(&b"empty"[..], Check::Equals(Bytes::new()));
+    kv.write(batch).await.expect("an empty value is present and equals empty");
+    let mut batch = WriteBatch::new();
+    batch.check(&b"empty"[..], Check::Absent);
+    assert!(matches!(kv.write(batch).await, Err(KvError::Conflict { .. })));
+}
+
+pub async fn scan_byte_order<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let expected = ordered_keys();
+    let mut shuffled = expected.clone();
+    shuffled.reverse();
+    shuffled.rotate_left(5);
+    let mut batch = WriteBatch::new();
+    for key in &shuffled {
+        batch.put(key.clone(), key.clone());
+    }
+    kv.write(batch).await.expect("put all");
+    assert_eq!(keys_of(&*kv, &KeyRange::all(), Direction::Forward).await, expected);
+    let mut reversed = expected.clone();
+    reversed.reverse();
+    assert_eq!(keys_of(&*kv, &KeyRange::all(), Direction::Reverse).await, reversed);
+    let entries = kv.scan(&KeyRange::all(), Direction::Forward, usize::MAX).await.expect("scan");
+    assert!(entries.iter().all(|KvEntry { key, value }| key == value), "values follow their keys");
+}
+
+pub async fn scan_bounds<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let all = ordered_keys();
+    let mut batch = WriteBatch::new();
+    for key in &all {
+        batch.put(key.clone(), b"v".to_vec());
+    }
+    kv.write(batch).await.expect("put all");
+    let bounds = [Bound::Unbounded, Bound::Included(1), Bound::Excluded(1), Bound::Included(6), Bound::Excluded(14)];
+    let to_bound = |bound: &Bound<usize>| match bound {
+        Bound::Included(i) => Bound::Included(Bytes::from(all[*i].clone())),
+        Bound::Excluded(i) => Bound::Excluded(Bytes::from(all[*i].clone())),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    for start in &bounds {
+        for end in &bounds {
+            let range = KeyRange {
+                start: to_bound(start),
+                end: to_bound(end),
+            };
+            let expected: Vec<Vec<u8>> = all.iter().filter(|key| range.contains(key)).cloned().collect();
+            assert_eq!(keys_of(&*kv, &range, Direction::Forward).await, expected, "forward {range:?}");
+            let mut reversed = expected;
+            reversed.reverse();
+            assert_eq!(keys_of(&*kv, &range, Direction::Reverse).await, reversed, "reverse {range:?}");
+        }
+    }
+    let prefix = keys_of(&*kv, &KeyRange::prefix(&b"a"[..]), Direction::Forward).await;
+    assert_eq!(prefix, vec![b"a".to_vec(), b"a\x00".to_vec(), b"ab".to_vec()]);
+    let prefix = keys_of(&*kv, &KeyRange::prefix(vec![0xff]), Direction::Forward).await;
+    assert_eq!(prefix, vec![vec![0xff], vec![0xff, 0x00], vec![0xff, 0xff, 0xff]]);
+    let inverted = KeyRange::between(&b"b"[..], &b"a"[..]);
+    assert!(keys_of(&*kv, &inverted, Direction::Forward).await.is_empty(), "an inverted range is empty");
+    let point = KeyRange::between(&b"a"[..], &b"a"[..]);
+    assert!(keys_of(&*kv, &point, Direction::Reverse).await.is_empty(), "[a, a) is empty");
+    let single = KeyRange::inclusive(&b"a"[..], &b"a"[..]);
+    assert_eq!(keys_of(&*kv, &single, Direction::Forward).await, vec![b"a".to_vec()]);
+}
+
+pub async fn scan_paging<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let mut batch = WriteBatch::new();
+    for i in 0u32..500 {
+        batch.put(i.to_be_bytes().to_vec(), i.to_le_bytes().to_vec());
+    }
+    kv.write(batch).await.expect("put 500");
+    assert!(kv.scan(&KeyRange::all(), Direction::Forward, 0).await.expect("scan").is_empty());
+    for direction in [Direction::Forward, Direction::Reverse] {
+        let whole = keys_of(&*kv, &KeyRange::all(), direction).await;
+        assert_eq!(whole.len(), 500);
+        let mut paged = Vec::new();
+        let mut range = KeyRange::all();
+        loop {
+            let page = kv.scan(&range, direction, 7).await.expect("page");
+            assert!(page.len() <= 7, "a page never exceeds its limit");
+            paged.extend(page.iter().map(|entry| entry.key.to_vec()));
+            match page.last() {
+                Some(last) if page.len() == 7 => range = range.after_page(&last.key, direction),
+                _ => break,
+            }
+        }
+        assert_eq!(paged, whole, "pages of 7 ({direction:?}) give every key once, in order");
+    }
+}
+
+pub async fn failed_check_applies_nothing<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    put(&*kv, b"existing", b"old").await;
+    let mut batch = WriteBatch::new();
+    batch
+        .put(&b"new-1"[..], &b"x"[..])
+        .put(&b"existing"[..], &b"changed"[..])
+        .delete(&b"existing"[..])
+        .put(&b"new-2"[..], &b"y"[..])
+        .check(&b"new-1"[..], Check::Absent)
+        .check(&b"missing"[..], Check::Present)
+        .check(&b"existing"[..], Check::Equals(Bytes::from_static(b"wrong")));
+    match kv.write(batch).await {
+        Err(KvError::Conflict { key }) => assert_eq!(&key[..], b"missing", "the first failing check is named"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(kv.get(b"existing").await.expect("get").as_deref(), Some(&b"old"[..]));
+    assert_eq!(kv.get(b"new-1").await.expect("get"), None);
+    assert_eq!(kv.get(b"new-2").await.expect("get"), None);
+}
+
+pub async fn checks<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    put(&*kv, b"k", b"v").await;
+    let cases = [
+        (b"k".as_slice(), Check::Present, true),
+        (b"k", Check::Absent, false),
+        (b"k", Check::Equals(Bytes::from_static(b"v")), true),
+        (b"k", Check::Equals(Bytes::from_static(b"v2")), false),
+        (b"k", Check::Equals(Bytes::from_static(b"")), false),
+        (b"none", Check::Absent, true),
+        (b"none", Check::Present, false),
+        (b"none", Check::Equals(Bytes::from_static(b"v")), false),
+    ];
+    for (key, check, holds) in cases {
+        let mut batch = WriteBatch::new();
+        batch.check(key.to_vec(), check.clone()).put(&b"marker"[..], key.to_vec());
+        let result = kv.write(batch).await;
+        match (holds, result) {
+            (true, Ok(())) => {}
+            (false, Err(KvError::Conflict { key: failed })) => assert_eq!(&failed[..], key),
+            (holds, result) => panic!("{check:?} on {key:?}: expected holds={holds}, got {result:?}"),
+        }
+    }
+    assert_eq!(kv.get(b"marker").await.expect("get").as_deref(), Some(&b"none"[..]));
+}
+
+pub async fn batch_order<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let mut batch = WriteBatch::new();
+    batch
+        .check(&b"a"[..], Check::Absent)
+        .put(&b"a"[..], &b"1"[..])
+        .put(&b"a"[..], &b"2"[..])
+        .put(&b"b"[..], &b"1"[..])
+        .delete(&b"b"[..])
+        .delete(&b"c"[..])
+        .put(&b"c"[..], &b"3"[..]);
+    kv.write(batch).await.expect("checks see the state before the batch");
+    assert_eq!(kv.get(b"a").await.expect("get").as_deref(), Some(&b"2"[..]), "later put wins");
+    assert_eq!(kv.get(b"b").await.expect("get"), None, "later delete wins");
+    assert_eq!(kv.get(b"c").await.expect("get").as_deref(), Some(&b"3"[..]), "put after delete");
+}
+
+pub async fn large_values<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let value: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    let key: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    put(&*kv, &key, &value).await;
+    assert_eq!(kv.get(&key).await.expect("get").as_deref(), Some(&value[..]));
+    let mut batch = WriteBatch::new();
+    batch.check(key.clone(), Check::Equals(Bytes::from(value.clone()))).delete(key.clone());
+    kv.write(batch).await.expect("equals on a 1 MiB value");
+    assert_eq!(kv.get(&key).await.expect("get"), None);
+}
+
+/// Tasks taking turns increment one counter with compare-and-set; none is lost.
+pub async fn interleaved_compare_and_set<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let tasks = 8u64;
+    let increments = 25u64;
+    let task = |kv: std::sync::Arc<F::Kv>| async move {
+        let mut conflicts = 0u64;
+        for _ in 0..increments {
+            loop {
+                let current = kv.get(b"counter").await.expect("get");
+                yield_now().await;
+                let next = current.as_deref().map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes"))) + 1;
+                let mut batch = WriteBatch::new();
+                match current {
+                    Some(value) => batch.check(&b"counter"[..], Check::Equals(value)),
+                    None => batch.check(&b"counter"[..], Check::Absent),
+                };
+                batch.put(&b"counter"[..], next.to_be_bytes().to_vec());
+                match kv.write(batch).await {
+                    Ok(()) => break,
+                    Err(KvError::Conflict { .. }) => conflicts += 1,
+                    Err(other) => panic!("write failed: {other}"),
+                }
+            }
+        }
+        conflicts
+    };
+    let conflicts: u64 = futures_util::future::join_all((0..tasks).map(|_| task(kv.clone())))
+        .await
+        .into_iter()
+        .sum();
+    let value = kv.get(b"counter").await.expect("get").expect("counter exists");
+    assert_eq!(u64::from_be_bytes(value[..].try_into().expect("8 bytes")), tasks * increments);
+    assert!(conflicts > 0, "interleaved tasks must have conflicted");
+}

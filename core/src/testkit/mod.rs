@@ -1,0 +1,112 @@
+//! The conformance suite every engine runs (feature `testkit`).
+//!
+//! Each case is a plain async function over an [`EngineFactory`], so any harness can
+//! drive it: tokio tests for native engines, wasm-bindgen-test in the browser. The
+//! [`conformance_tests!`](crate::conformance_tests) macro writes one test per case.
+//!
+//! Cases panic (with a message) when the engine breaks the contract, as tests do.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::kv::OrderedKv;
+
+pub mod aggregates;
+pub mod events;
+pub mod kv;
+pub mod repository;
+pub mod snapshots;
+
+/// Makes fresh, empty engines for the suite.
+pub trait EngineFactory {
+    /// The engine.
+    type Kv: OrderedKv + 'static;
+
+    /// A new, empty engine, independent of every engine made before.
+    fn create(&self) -> impl Future<Output = Self::Kv>;
+}
+
+/// Makes a fresh shared engine.
+pub(crate) async fn fresh<F: EngineFactory>(factory: &F) -> Arc<F::Kv> {
+    Arc::new(factory.create().await)
+}
+
+/// Returns `Pending` once, so that futures joined together take turns.
+pub fn yield_now() -> impl Future<Output = ()> {
+    struct YieldNow(bool);
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+    YieldNow(false)
+}
+
+/// Writes one test per conformance case.
+///
+/// `$test` is the test attribute (e.g. `tokio::test`), `$factory` an expression that
+/// makes an [`EngineFactory`]:
+///
+/// ```ignore
+/// eventkv::conformance_tests!(tokio::test, eventkv::testkit::MemoryFactory);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($test:meta, $factory:expr) => {
+        $crate::conformance_tests!(@cases $test, $factory;
+            kv::get_put_delete, kv::empty_value_is_present, kv::scan_byte_order,
+            kv::scan_bounds, kv::scan_paging, kv::failed_check_applies_nothing,
+            kv::checks, kv::batch_order, kv::large_values, kv::interleaved_compare_and_set,
+            events::append_and_read, events::expected_version_conflict, events::read_ranges_and_pages,
+            events::read_all_in_commit_order, events::interleaved_appends_lose_nothing,
+            events::invalid_appends_write_nothing, events::streams_are_isolated,
+            snapshots::save_get_delete, snapshots::monotonic, snapshots::delete_by_type,
+            snapshots::clear_and_count, snapshots::invalid_snapshots,
+            repository::not_found, repository::save_and_load, repository::threshold_by_crossing,
+            repository::sync_mode, repository::background_mode_snapshots_committed_state,
+            repository::manual_mode, repository::schema_mismatch, repository::corrupt_snapshot,
+            repository::unknown_codec, repository::snapshot_ahead_of_stream,
+            repository::json_fallback, repository::conflicting_saves,
+            repository::stores_on_different_engines, repository::bincode_events,
+            repository::paged_replay
+        );
+    };
+    (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            $crate::__paste_case!($test, $factory, $module, $case);
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __paste_case {
+    ($test:meta, $factory:expr, $module:ident, $case:ident) => {
+        #[$test]
+        async fn $case() {
+            $crate::testkit::$module::$case(&$factory).await;
+        }
+    };
+}
+
+/// The factory of [`MemoryKv`](crate::MemoryKv) engines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryFactory;
+
+impl EngineFactory for MemoryFactory {
+    type Kv = crate::MemoryKv;
+
+    async fn create(&self) -> crate::MemoryKv {
+        crate::MemoryKv::new()
+    }
+}

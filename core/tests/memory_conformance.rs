@@ -1,0 +1,3 @@
+//! The conformance suite on `MemoryKv`.
+
+eventkv::conformance_tests!(tokio::test, eventkv::testkit::MemoryFactory);
