@@ -59,17 +59,6 @@ pub struct EventMetadata {
     pub causation_id: Option<Uuid>,
 }
 
-/// The fields of an event value, borrowing its type name from the value.
-pub(crate) struct EventFields<'a> {
-    pub codec: Codec,
-    pub position: u64,
-    pub event_id: Uuid,
-    pub timestamp: Timestamp,
-    pub event_type: &'a str,
-    pub metadata: EventMetadata,
-    pub payload: Bytes,
-}
-
 /// Everything of an event value but the payload.
 pub(crate) struct EventHeader<'a> {
     pub codec: Codec,
@@ -80,8 +69,14 @@ pub(crate) struct EventHeader<'a> {
     pub metadata: EventMetadata,
 }
 
+const POSITION_AT: usize = 2;
+const EVENT_ID_AT: usize = 10;
+const TIMESTAMP_AT: usize = 26;
+const TYPE_LEN_AT: usize = 34;
+const TYPE_AT: usize = 36;
+
 pub(crate) fn encode_event(header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(64 + header.event_type.len() + payload.len());
+    let mut out = BytesMut::with_capacity(TYPE_AT + 33 + header.event_type.len() + payload.len());
     out.put_u8(FORMAT_VERSION);
     out.put_u8(header.codec.tag());
     out.put_u64(header.position);
@@ -101,38 +96,104 @@ pub(crate) fn encode_event(header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-pub(crate) fn decode_event(value: &Bytes) -> Result<EventFields<'_>, FormatError> {
-    let mut r = Reader::new(value)?;
-    let codec = Codec::from_tag(r.u8("codec tag")?)?;
-    let position = r.u64("position")?;
-    let event_id = r.uuid("event id")?;
-    let timestamp = Timestamp::from_micros(r.i64("timestamp")?);
-    let type_len = usize::from(r.u16("event type length")?);
-    let event_type = std::str::from_utf8(r.take(type_len, "event type")?)
-        .map_err(|_| FormatError::Invalid { field: "event type (not UTF-8)" })?;
-    let flags = r.u8("metadata flags")?;
-    if flags & !(HAS_CORRELATION | HAS_CAUSATION) != 0 {
-        return Err(FormatError::Invalid { field: "metadata flags" });
+/// Where the variable fields of a validated event value are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EventLayout {
+    codec: Codec,
+    type_end: usize,
+    payload_at: usize,
+}
+
+/// A validated event value: its fields are read in place, on demand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EventValue<'a> {
+    value: &'a [u8],
+    layout: EventLayout,
+}
+
+impl<'a> EventValue<'a> {
+    /// Checks that `value` is a complete event of this format.
+    pub(crate) fn parse(value: &'a [u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(value)?;
+        let codec = Codec::from_tag(r.u8("codec tag")?)?;
+        r.take(TYPE_LEN_AT - r.offset, "event header")?;
+        let type_len = usize::from(r.u16("event type length")?);
+        std::str::from_utf8(r.take(type_len, "event type")?)
+            .map_err(|_| FormatError::Invalid { field: "event type (not UTF-8)" })?;
+        let type_end = r.offset;
+        let flags = r.u8("metadata flags")?;
+        if flags & !(HAS_CORRELATION | HAS_CAUSATION) != 0 {
+            return Err(FormatError::Invalid { field: "metadata flags" });
+        }
+        let ids = (flags & HAS_CORRELATION).count_ones() + (flags & HAS_CAUSATION).count_ones();
+        r.take(16 * ids as usize, "metadata ids")?;
+        let layout = EventLayout {
+            codec,
+            type_end,
+            payload_at: r.offset,
+        };
+        Ok(EventValue { value, layout })
     }
-    let correlation_id = (flags & HAS_CORRELATION != 0)
-        .then(|| r.uuid("correlation id"))
-        .transpose()?;
-    let causation_id = (flags & HAS_CAUSATION != 0)
-        .then(|| r.uuid("causation id"))
-        .transpose()?;
-    let payload = value.slice(r.offset..);
-    Ok(EventFields {
-        codec,
-        position,
-        event_id,
-        timestamp,
-        event_type,
-        metadata: EventMetadata {
+
+    /// The value `layout` was parsed from, without checking it again.
+    pub(crate) fn with_layout(value: &'a [u8], layout: EventLayout) -> Self {
+        EventValue { value, layout }
+    }
+
+    pub(crate) fn layout(&self) -> EventLayout {
+        self.layout
+    }
+
+    fn array<const N: usize>(&self, at: usize) -> [u8; N] {
+        // parse() checked that the whole header is present.
+        self.value
+            .get(at..at + N)
+            .and_then(|bytes| bytes.try_into().ok())
+            .unwrap_or([0; N])
+    }
+
+    pub(crate) fn codec(&self) -> Codec {
+        self.layout.codec
+    }
+
+    pub(crate) fn position(&self) -> u64 {
+        u64::from_be_bytes(self.array(POSITION_AT))
+    }
+
+    pub(crate) fn event_id(&self) -> Uuid {
+        Uuid::from_bytes(self.array(EVENT_ID_AT))
+    }
+
+    pub(crate) fn timestamp(&self) -> Timestamp {
+        Timestamp::from_micros(i64::from_be_bytes(self.array(TIMESTAMP_AT)))
+    }
+
+    pub(crate) fn event_type(&self) -> &'a str {
+        let bytes = self.value.get(TYPE_AT..self.layout.type_end).unwrap_or_default();
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    pub(crate) fn metadata(&self) -> EventMetadata {
+        let [flags] = self.array::<1>(self.layout.type_end);
+        let mut at = self.layout.type_end + 1;
+        let mut next_id = |present: bool| {
+            present.then(|| {
+                let id = Uuid::from_bytes(self.array(at));
+                at += 16;
+                id
+            })
+        };
+        let correlation_id = next_id(flags & HAS_CORRELATION != 0);
+        let causation_id = next_id(flags & HAS_CAUSATION != 0);
+        EventMetadata {
             correlation_id,
             causation_id,
-        },
-        payload,
-    })
+        }
+    }
+
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        self.value.get(self.layout.payload_at..).unwrap_or_default()
+    }
 }
 
 /// The fields of a snapshot value.
@@ -194,9 +255,9 @@ pub(crate) fn encode_log_entry(event_key: &[u8]) -> Bytes {
 }
 
 /// The event key a global log entry points at.
-pub(crate) fn decode_log_entry(value: &Bytes) -> Result<Bytes, FormatError> {
+pub(crate) fn decode_log_entry(value: &[u8]) -> Result<&[u8], FormatError> {
     let r = Reader::new(value)?;
-    Ok(value.slice(r.offset..))
+    Ok(value.get(r.offset..).unwrap_or_default())
 }
 
 pub(crate) fn encode_head(position: u64) -> Bytes {
@@ -257,10 +318,6 @@ impl<'a> Reader<'a> {
     fn i64(&mut self, field: &'static str) -> Result<i64, FormatError> {
         self.array(field).map(i64::from_be_bytes)
     }
-
-    fn uuid(&mut self, field: &'static str) -> Result<Uuid, FormatError> {
-        self.array(field).map(Uuid::from_bytes)
-    }
 }
 
 #[cfg(test)]
@@ -282,16 +339,19 @@ mod tests {
             },
         };
         let value = encode_event(&header, b"{\"amount\":5}");
-        let fields = decode_event(&value).expect("decodes");
-        assert_eq!(fields.position, 7);
-        assert_eq!(fields.event_id, header.event_id);
-        assert_eq!(fields.event_type, "Deposited");
-        assert_eq!(fields.metadata.correlation_id, Some(correlation));
-        assert_eq!(fields.metadata.causation_id, None);
-        assert_eq!(&fields.payload[..], b"{\"amount\":5}");
-        for cut in 0..(value.len() - 12) {
-            assert!(decode_event(&value.slice(..cut)).is_err(), "cut at {cut}");
+        let event = EventValue::parse(&value).expect("parses");
+        assert_eq!(event.codec(), Codec::Json);
+        assert_eq!(event.position(), 7);
+        assert_eq!(event.event_id(), header.event_id);
+        assert_eq!(event.timestamp(), header.timestamp);
+        assert_eq!(event.event_type(), "Deposited");
+        assert_eq!(event.metadata(), header.metadata);
+        assert_eq!(event.payload(), b"{\"amount\":5}");
+        let payload_at = value.len() - 12;
+        for cut in 0..payload_at {
+            assert!(EventValue::parse(&value[..cut]).is_err(), "cut at {cut}");
         }
+        assert!(EventValue::parse(&value[..payload_at]).is_ok(), "an empty payload is valid");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The event store: append with an expected version, stream reads, global order.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -10,9 +9,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError};
-use crate::envelope::{self, EventHeader, EventMetadata};
+use crate::envelope::{self, EventHeader, EventLayout, EventMetadata, EventValue};
 use crate::keys::{self, InvalidName, StreamKeys};
-use crate::kv::{Check, Direction, DisplayKey, KvEntry, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch};
+use crate::kv::{Check, Direction, DisplayKey, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv, WriteBatch};
 use crate::timestamp::Timestamp;
 
 /// How many times an append retries when another append took the next global position.
@@ -56,36 +55,166 @@ impl NewEvent {
     }
 }
 
-/// An event as stored: its payload, where it stands, and when it was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StoredEvent {
-    /// The event's unique id.
-    pub event_id: Uuid,
-    /// The event's type name.
-    pub event_type: Arc<str>,
-    /// The type of the aggregate it belongs to.
-    pub aggregate_type: Arc<str>,
-    /// The id of the aggregate it belongs to.
-    pub aggregate_id: Arc<str>,
-    /// Its version in the aggregate's stream, from 1.
-    pub version: u64,
-    /// Its position in the global log, from 1, in commit order.
-    pub position: u64,
-    /// When it was appended.
-    pub timestamp: Timestamp,
-    /// How `payload` is encoded.
-    pub codec: Codec,
-    /// The encoded event.
-    pub payload: Bytes,
-    /// Correlation and causation ids.
-    pub metadata: EventMetadata,
+/// An event as stored, read in place from an [`EventPage`]: its payload, where it
+/// stands, and when it was written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StoredEvent<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    version: u64,
+    value: EventValue<'a>,
 }
 
-impl StoredEvent {
+impl<'a> StoredEvent<'a> {
+    /// The type of the aggregate it belongs to.
+    pub fn aggregate_type(&self) -> &'a str {
+        self.aggregate_type
+    }
+
+    /// The id of the aggregate it belongs to.
+    pub fn aggregate_id(&self) -> &'a str {
+        self.aggregate_id
+    }
+
+    /// Its version in the aggregate's stream, from 1.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Its position in the global log, from 1, in commit order.
+    pub fn position(&self) -> u64 {
+        self.value.position()
+    }
+
+    /// The event's unique id.
+    pub fn event_id(&self) -> Uuid {
+        self.value.event_id()
+    }
+
+    /// The event's type name.
+    pub fn event_type(&self) -> &'a str {
+        self.value.event_type()
+    }
+
+    /// When it was appended.
+    pub fn timestamp(&self) -> Timestamp {
+        self.value.timestamp()
+    }
+
+    /// How the payload is encoded.
+    pub fn codec(&self) -> Codec {
+        self.value.codec()
+    }
+
+    /// The encoded event.
+    pub fn payload(&self) -> &'a [u8] {
+        self.value.payload()
+    }
+
+    /// Correlation and causation ids.
+    pub fn metadata(&self) -> EventMetadata {
+        self.value.metadata()
+    }
+
     /// Decodes the payload with the event's own codec.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
-        self.codec.decode(&self.payload)
+        self.codec().decode(self.payload())
+    }
+}
+
+impl std::fmt::Debug for StoredEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("aggregate_type", &self.aggregate_type)
+            .field("aggregate_id", &self.aggregate_id)
+            .field("version", &self.version)
+            .field("position", &self.position())
+            .field("event_type", &self.event_type())
+            .field("event_id", &self.event_id())
+            .field("timestamp", &self.timestamp())
+            .field("codec", &self.codec())
+            .field("metadata", &self.metadata())
+            .field("payload_len", &self.payload().len())
+            .finish()
+    }
+}
+
+/// Events read together, validated, held in the engine's pages: iterating them copies and
+/// allocates nothing per event.
+#[derive(Clone, Debug, Default)]
+pub struct EventPage {
+    pages: Vec<KvPage>,
+    streams: Vec<(Box<str>, Box<str>)>,
+    slots: Vec<Slot>,
+}
+
+/// Where one event of an [`EventPage`] is.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    page: usize,
+    entry: usize,
+    stream: usize,
+    version: u64,
+    layout: EventLayout,
+}
+
+impl EventPage {
+    /// How many events the page holds.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the page holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Event `index`, in read order.
+    pub fn get(&self, index: usize) -> Option<StoredEvent<'_>> {
+        self.event(self.slots.get(index)?)
+    }
+
+    /// The last event.
+    pub fn last(&self) -> Option<StoredEvent<'_>> {
+        self.event(self.slots.last()?)
+    }
+
+    /// The events, in read order.
+    pub fn iter(&self) -> impl Iterator<Item = StoredEvent<'_>> + '_ {
+        // Slots only point at entries that were validated when the page was built.
+        self.slots.iter().filter_map(|slot| self.event(slot))
+    }
+
+    fn event(&self, slot: &Slot) -> Option<StoredEvent<'_>> {
+        let (_, value) = self.pages.get(slot.page)?.get(slot.entry)?;
+        let (aggregate_type, aggregate_id) = self.streams.get(slot.stream)?;
+        Some(StoredEvent {
+            aggregate_type,
+            aggregate_id,
+            version: slot.version,
+            value: EventValue::with_layout(value, slot.layout),
+        })
+    }
+
+    /// Adds the events of `page`, all of one stream, checking each.
+    fn push_stream(&mut self, aggregate_type: &str, aggregate_id: &str, page: KvPage) -> Result<(), EventStoreError> {
+        let stream = self.streams.len();
+        let page_index = self.pages.len();
+        self.slots.reserve(page.len());
+        for (entry, (key, value)) in page.iter().enumerate() {
+            let version = keys::event_version(key).ok_or_else(|| corrupt(key, "not an event key"))?;
+            let layout = EventValue::parse(value).map_err(|e| corrupt(key, e))?.layout();
+            self.slots.push(Slot {
+                page: page_index,
+                entry,
+                stream,
+                version,
+                layout,
+            });
+        }
+        self.streams.push((aggregate_type.into(), aggregate_id.into()));
+        self.pages.push(page);
+        Ok(())
     }
 }
 
@@ -179,7 +308,7 @@ pub trait EventStore: MaybeSend + MaybeSync {
         from_version: u64,
         to_version: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend;
+    ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend;
 
     /// The version of the aggregate's last event; 0 when it has none.
     fn current_version(
@@ -194,7 +323,7 @@ pub trait EventStore: MaybeSend + MaybeSync {
         &self,
         from_position: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend;
+    ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend;
 }
 
 /// The event store on an ordered key-value engine.
@@ -298,10 +427,9 @@ impl<K: OrderedKv> KvEventStore<K> {
 
     async fn current_version_impl(&self, stream: &StreamKeys) -> Result<u64, EventStoreError> {
         let last = self.kv.scan(&stream.all(), Direction::Reverse, 1).await?;
-        match last.first() {
+        match last.last_key() {
             None => Ok(0),
-            Some(entry) => keys::event_version(&entry.key)
-                .ok_or_else(|| corrupt(&entry.key, "not an event key")),
+            Some(key) => keys::event_version(key).ok_or_else(|| corrupt(key, "not an event key")),
         }
     }
 
@@ -312,25 +440,21 @@ impl<K: OrderedKv> KvEventStore<K> {
         from_version: u64,
         to_version: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+    ) -> Result<EventPage, EventStoreError> {
         let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
-        if from_version > to_version || limit == 0 {
-            return Ok(Vec::new());
+        let mut events = EventPage::default();
+        if from_version <= to_version && limit > 0 {
+            let range = stream.versions(from_version, to_version);
+            let page = self.kv.scan(&range, Direction::Forward, limit).await?;
+            events.push_stream(aggregate_type, aggregate_id, page)?;
         }
-        let range = stream.versions(from_version, to_version);
-        let entries = self.kv.scan(&range, Direction::Forward, limit).await?;
-        let mut decoder = EventDecoder::new(aggregate_type.into(), aggregate_id.into());
-        entries.iter().map(|entry| decoder.decode(entry)).collect()
+        Ok(events)
     }
 
-    async fn read_all_impl(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+    async fn read_all_impl(&self, from_position: u64, limit: usize) -> Result<EventPage, EventStoreError> {
         let range = keys::global_log_from(from_position.max(1));
         let log = self.kv.scan(&range, Direction::Forward, limit).await?;
-        let mut events = Vec::with_capacity(log.len());
+        let mut events = EventPage::default();
         for run in log_runs(&log)? {
             self.read_run(&run, &mut events).await?;
         }
@@ -339,25 +463,26 @@ impl<K: OrderedKv> KvEventStore<K> {
 
     /// Reads the events of consecutive log entries that point at consecutive versions of
     /// one stream, with one scan.
-    async fn read_run(&self, run: &LogRun, out: &mut Vec<StoredEvent>) -> Result<(), EventStoreError> {
+    async fn read_run(&self, run: &LogRun, out: &mut EventPage) -> Result<(), EventStoreError> {
         let (stream, first_version) = StreamKeys::from_event_key(&run.first_key)
             .ok_or_else(|| corrupt(&run.first_key, "global log points at a non-event key"))?;
         let (aggregate_type, aggregate_id) = stream
             .names()
             .ok_or_else(|| corrupt(&run.first_key, "unreadable aggregate names"))?;
-        let mut decoder = EventDecoder::new(aggregate_type.into(), aggregate_id.into());
-        let last_version = first_version + (run.len - 1);
-        let range = stream.versions(first_version, last_version);
-        let entries = self.kv.scan(&range, Direction::Forward, run.len as usize).await?;
-        for (offset, entry) in (0..).zip(&entries) {
-            let event = decoder.decode(entry)?;
-            if event.version != first_version + offset || event.position != run.first_position + offset {
-                return Err(corrupt(&entry.key, "global log and stream disagree"));
+        let range = stream.versions(first_version, first_version + (run.len - 1));
+        let page = self.kv.scan(&range, Direction::Forward, run.len as usize).await?;
+        let found = page.len() as u64;
+        let first = out.len();
+        out.push_stream(aggregate_type, aggregate_id, page)?;
+        for (offset, index) in (0..).zip(first..out.len()) {
+            let event = out.get(index).ok_or_else(|| corrupt(&run.first_key, "event vanished"))?;
+            if event.version() != first_version + offset || event.position() != run.first_position + offset {
+                let key = keys::global_log(run.first_position + offset);
+                return Err(corrupt(&key, "global log and stream disagree"));
             }
-            out.push(event);
         }
-        if entries.len() as u64 != run.len {
-            let missing = keys::global_log(run.first_position + entries.len() as u64);
+        if found != run.len {
+            let missing = keys::global_log(run.first_position + found);
             return Err(corrupt(&missing, "global log points at a missing event"));
         }
         Ok(())
@@ -387,24 +512,21 @@ struct LogRun {
     len: u64,
 }
 
-fn log_runs(log: &[KvEntry]) -> Result<Vec<LogRun>, EventStoreError> {
+fn log_runs(log: &KvPage) -> Result<Vec<LogRun>, EventStoreError> {
     let mut runs: Vec<LogRun> = Vec::new();
-    let mut previous_key: Option<Bytes> = None;
-    for entry in log {
-        let position = keys::global_log_position(&entry.key)
-            .ok_or_else(|| corrupt(&entry.key, "not a global log key"))?;
-        let event_key = envelope::decode_log_entry(&entry.value).map_err(|e| corrupt(&entry.key, e))?;
+    let mut previous_key: Option<&[u8]> = None;
+    for (key, value) in log.iter() {
+        let position = keys::global_log_position(key).ok_or_else(|| corrupt(key, "not a global log key"))?;
+        let event_key = envelope::decode_log_entry(value).map_err(|e| corrupt(key, e))?;
         let extends = match (runs.last(), &previous_key) {
-            (Some(run), Some(previous)) => {
-                run.first_position + run.len == position && follows(previous, &event_key)
-            }
+            (Some(run), Some(previous)) => run.first_position + run.len == position && follows(previous, event_key),
             _ => false,
         };
         match runs.last_mut() {
             Some(run) if extends => run.len += 1,
             _ => runs.push(LogRun {
                 first_position: position,
-                first_key: event_key.clone(),
+                first_key: Bytes::copy_from_slice(event_key),
                 len: 1,
             }),
         }
@@ -419,52 +541,6 @@ fn follows(previous: &[u8], next: &[u8]) -> bool {
     previous.len() == next.len()
         && previous[..split] == next[..split]
         && keys::event_version(previous).and_then(|v| v.checked_add(1)) == keys::event_version(next)
-}
-
-/// Turns event entries of one stream into [`StoredEvent`]s, sharing the names.
-struct EventDecoder {
-    aggregate_type: Arc<str>,
-    aggregate_id: Arc<str>,
-    event_types: Vec<Arc<str>>,
-}
-
-impl EventDecoder {
-    fn new(aggregate_type: Arc<str>, aggregate_id: Arc<str>) -> Self {
-        EventDecoder {
-            aggregate_type,
-            aggregate_id,
-            event_types: Vec::new(),
-        }
-    }
-
-    fn decode(&mut self, entry: &KvEntry) -> Result<StoredEvent, EventStoreError> {
-        let version = keys::event_version(&entry.key).ok_or_else(|| corrupt(&entry.key, "not an event key"))?;
-        let fields = envelope::decode_event(&entry.value).map_err(|e| corrupt(&entry.key, e))?;
-        Ok(StoredEvent {
-            event_id: fields.event_id,
-            event_type: self.intern(fields.event_type),
-            aggregate_type: self.aggregate_type.clone(),
-            aggregate_id: self.aggregate_id.clone(),
-            version,
-            position: fields.position,
-            timestamp: fields.timestamp,
-            codec: fields.codec,
-            payload: fields.payload,
-            metadata: fields.metadata,
-        })
-    }
-
-    /// One shared string per event type name: replays allocate no string per event.
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.event_types.iter().find(|known| &***known == name) {
-            return known.clone();
-        }
-        let name: Arc<str> = name.into();
-        if self.event_types.len() < 64 {
-            self.event_types.push(name.clone());
-        }
-        name
-    }
 }
 
 impl<K: OrderedKv> EventStore for KvEventStore<K> {
@@ -487,7 +563,7 @@ impl<K: OrderedKv> EventStore for KvEventStore<K> {
         from_version: u64,
         to_version: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend {
+    ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend {
         let span = tracing::trace_span!("read_stream", aggregate_type, aggregate_id, from_version, limit);
         self.read_stream_impl(aggregate_type, aggregate_id, from_version, to_version, limit)
             .instrument(span)
@@ -508,7 +584,7 @@ impl<K: OrderedKv> EventStore for KvEventStore<K> {
         &self,
         from_position: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, EventStoreError>> + MaybeSend {
+    ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend {
         let span = tracing::debug_span!("read_all", from_position, limit);
         self.read_all_impl(from_position, limit).instrument(span)
     }

@@ -165,15 +165,16 @@ impl KeyRange {
     }
 
     /// The rest of the range after a page of a scan in `direction` ended at `last_key`.
-    pub fn after_page(&self, last_key: &Bytes, direction: Direction) -> Self {
+    pub fn after_page(&self, last_key: &[u8], direction: Direction) -> Self {
+        let last_key = Bytes::copy_from_slice(last_key);
         match direction {
             Direction::Forward => KeyRange {
-                start: Bound::Excluded(last_key.clone()),
+                start: Bound::Excluded(last_key),
                 end: self.end.clone(),
             },
             Direction::Reverse => KeyRange {
                 start: self.start.clone(),
-                end: Bound::Excluded(last_key.clone()),
+                end: Bound::Excluded(last_key),
             },
         }
     }
@@ -200,13 +201,73 @@ pub enum Direction {
     Reverse,
 }
 
-/// A key and its value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KvEntry {
-    /// The key.
-    pub key: Bytes,
-    /// The value.
-    pub value: Bytes,
+/// The entries of one scan, in scan order, copied into one buffer: one allocation per
+/// page, and borrowed slices per entry.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KvPage {
+    data: Vec<u8>,
+    /// For each entry: where its key ends and where its value ends in `data`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl KvPage {
+    /// An empty page with room for `entries` entries of `bytes` bytes in all.
+    pub fn with_capacity(entries: usize, bytes: usize) -> Self {
+        KvPage {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(entries),
+        }
+    }
+
+    /// Appends an entry: engines push entries in scan order.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.data.extend_from_slice(key);
+        let key_end = self.data.len();
+        self.data.extend_from_slice(value);
+        self.ends.push((key_end, self.data.len()));
+    }
+
+    /// How many entries the page holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the page holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The key and value of entry `index`.
+    pub fn get(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        let &(key_end, value_end) = self.ends.get(index)?;
+        let key_start = match index.checked_sub(1) {
+            Some(previous) => self.ends.get(previous)?.1,
+            None => 0,
+        };
+        Some((self.data.get(key_start..key_end)?, self.data.get(key_end..value_end)?))
+    }
+
+    /// The entries, in scan order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.ends.iter().enumerate().map(|(index, &(key_end, value_end))| {
+            let start = index.checked_sub(1).and_then(|previous| self.ends.get(previous)).map_or(0, |end| end.1);
+            let key = self.data.get(start..key_end).unwrap_or_default();
+            let value = self.data.get(key_end..value_end).unwrap_or_default();
+            (key, value)
+        })
+    }
+
+    /// The key of the last entry: where the next page of the same scan continues.
+    pub fn last_key(&self) -> Option<&[u8]> {
+        self.get(self.len().checked_sub(1)?).map(|(key, _)| key)
+    }
+}
+
+impl fmt::Debug for KvPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.iter().map(|(key, value)| (DisplayKey(key).to_string(), value.len()));
+        f.debug_map().entries(entries).finish()
+    }
 }
 
 /// A precondition of a batch, evaluated against the state before the batch.
@@ -323,7 +384,7 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
         range: &KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend;
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend;
 
     /// Applies `batch` atomically: all of it, or, on an error, none of it.
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend;
@@ -339,7 +400,7 @@ impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
         range: &KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend {
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend {
         (**self).scan(range, direction, limit)
     }
 
@@ -360,7 +421,7 @@ pub trait ErasedKv: MaybeSend + MaybeSync {
         range: &'a KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<KvEntry>, KvError>>;
+    ) -> BoxFuture<'a, Result<KvPage, KvError>>;
     /// See [`OrderedKv::write`].
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>>;
 }
@@ -375,7 +436,7 @@ impl<K: OrderedKv> ErasedKv for K {
         range: &'a KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<KvEntry>, KvError>> {
+    ) -> BoxFuture<'a, Result<KvPage, KvError>> {
         Box::pin(self.scan(range, direction, limit))
     }
 
@@ -411,7 +472,7 @@ impl OrderedKv for DynKv {
         range: &KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend {
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend {
         async move { self.0.scan_boxed(range, direction, limit).await }
     }
 

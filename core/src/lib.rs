@@ -22,9 +22,9 @@ mod timestamp;
 pub use aggregate::{Aggregate, AggregateHandle, DomainEvent};
 pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
 pub use envelope::{EventMetadata, FORMAT_VERSION, FormatError};
-pub use event_store::{Appended, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent};
+pub use event_store::{Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent};
 pub use kv::{
-    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, KeyRange, KvEntry, KvError, MaybeSend, MaybeSync,
+    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, KeyRange, KvError, KvPage, MaybeSend, MaybeSync,
     Mutation, OrderedKv, WriteBatch, prefix_successor,
 };
 pub use memory::MemoryKv;

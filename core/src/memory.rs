@@ -5,14 +5,16 @@ use std::future::{Future, ready};
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use crate::kv::{Direction, KeyRange, KvEntry, KvError, MaybeSend, Mutation, OrderedKv, WriteBatch};
+use crate::kv::{Direction, KeyRange, KvError, KvPage, MaybeSend, Mutation, OrderedKv, WriteBatch};
 
 /// An in-memory engine: fast, exact, and gone when dropped.
 ///
 /// Every operation completes without waiting; a batch holds the write lock while its
 /// checks are evaluated and its mutations applied, so it is atomic and isolated.
+/// A batch's keys and values are stored in one allocation, which lives as long as any of
+/// them, so a stream written in batches is scanned from contiguous memory.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     map: RwLock<BTreeMap<Bytes, Bytes>>,
@@ -34,21 +36,20 @@ impl MemoryKv {
         self.len() == 0
     }
 
-    fn scan_now(&self, range: &KeyRange, direction: Direction, limit: usize) -> Vec<KvEntry> {
+    fn scan_now(&self, range: &KeyRange, direction: Direction, limit: usize) -> KvPage {
         if range.is_empty() || limit == 0 {
-            return Vec::new();
+            return KvPage::default();
         }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let bounds = (as_slice(&range.start), as_slice(&range.end));
         let entries = map.range::<[u8], _>(bounds);
-        let to_entry = |(key, value): (&Bytes, &Bytes)| KvEntry {
-            key: key.clone(),
-            value: value.clone(),
-        };
+        let mut page = KvPage::with_capacity(limit.min(1024), 0);
+        let mut push = |(key, value): (&Bytes, &Bytes)| page.push(key, value);
         match direction {
-            Direction::Forward => entries.take(limit).map(to_entry).collect(),
-            Direction::Reverse => entries.rev().take(limit).map(to_entry).collect(),
+            Direction::Forward => entries.take(limit).for_each(&mut push),
+            Direction::Reverse => entries.rev().take(limit).for_each(&mut push),
         }
+        page
     }
 
     fn write_now(&self, batch: WriteBatch) -> Result<(), KvError> {
@@ -59,10 +60,24 @@ impl MemoryKv {
                 return Err(KvError::Conflict { key: key.clone() });
             }
         }
+        let size = mutations.iter().map(|mutation| match mutation {
+            Mutation::Put { key, value } => key.len() + value.len(),
+            Mutation::Delete { .. } => 0,
+        });
+        let mut buffer = BytesMut::with_capacity(size.sum());
+        for mutation in &mutations {
+            if let Mutation::Put { key, value } = mutation {
+                buffer.extend_from_slice(key);
+                buffer.extend_from_slice(value);
+            }
+        }
+        let mut buffer = buffer.freeze();
         for mutation in mutations {
             match mutation {
                 Mutation::Put { key, value } => {
-                    map.insert(key, value);
+                    let key_copy = buffer.split_to(key.len());
+                    let value_copy = buffer.split_to(value.len());
+                    map.insert(key_copy, value_copy);
                 }
                 Mutation::Delete { key } => {
                     map.remove(&key[..]);
@@ -92,7 +107,7 @@ impl OrderedKv for MemoryKv {
         range: &KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<KvEntry>, KvError>> + MaybeSend {
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend {
         ready(Ok(self.scan_now(range, direction, limit)))
     }
 

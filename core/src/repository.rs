@@ -541,25 +541,25 @@ where
             if anchor_pending {
                 anchor_pending = false;
                 match events.next() {
-                    Some(anchor) if anchor.version == version => {}
+                    Some(anchor) if anchor.version() == version => {}
                     _ => return Ok(None),
                 }
             }
             for stored in events {
-                if stored.version != version + 1 {
+                if stored.version() != version + 1 {
                     return Err(RepositoryError::StreamGap {
                         aggregate_type: A::TYPE,
                         aggregate_id: id.to_owned(),
                         previous: version,
-                        found: stored.version,
+                        found: stored.version(),
                     });
                 }
-                state.apply(&decode_event::<A>(id, stored)?);
-                version = stored.version;
+                state.apply(&decode_event::<A>(id, &stored)?);
+                version = stored.version();
                 replayed += 1;
             }
             match page.last() {
-                Some(last) if page.len() == self.replay_page => next = last.version + 1,
+                Some(last) if page.len() == self.replay_page => next = last.version() + 1,
                 _ => break,
             }
         }
@@ -793,8 +793,8 @@ fn decode_event<A: Aggregate>(id: &str, stored: &StoredEvent) -> Result<A::Event
     stored.decode().map_err(|source| RepositoryError::EventDecode {
         aggregate_type: A::TYPE,
         aggregate_id: id.to_owned(),
-        version: stored.version,
-        event_type: stored.event_type.to_string(),
+        version: stored.version(),
+        event_type: stored.event_type().to_string(),
         source,
     })
 }

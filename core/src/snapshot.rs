@@ -155,8 +155,8 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         loop {
             let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
             count += page.len() as u64;
-            match page.last() {
-                Some(last) if page.len() == PAGE => range = range.after_page(&last.key, Direction::Forward),
+            match page.last_key() {
+                Some(last) if page.len() == PAGE => range = range.after_page(last, Direction::Forward),
                 _ => return Ok(count),
             }
         }
@@ -242,11 +242,12 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
             let mut batch = WriteBatch::new();
             let mut doomed_count = 0;
-            for entry in &page {
+            for (key, value) in page.iter() {
                 // An unreadable snapshot has no schema version below anything: keep it.
-                if doomed(&entry.value).unwrap_or(false) {
-                    batch.check(entry.key.clone(), Check::Equals(entry.value.clone()));
-                    batch.delete(entry.key.clone());
+                if doomed(value).unwrap_or(false) {
+                    let key = Bytes::copy_from_slice(key);
+                    batch.check(key.clone(), Check::Equals(Bytes::copy_from_slice(value)));
+                    batch.delete(key);
                     doomed_count += 1;
                 }
             }
@@ -261,8 +262,8 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                     Err(other) => return Err(other.into()),
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => range = range.after_page(&last.key, Direction::Forward),
+            match page.last_key() {
+                Some(last) if page.len() == PAGE => range = range.after_page(last, Direction::Forward),
                 _ => return Ok(deleted),
             }
         }

@@ -9,7 +9,7 @@ use super::aggregates::AccountEvent;
 use super::{EngineFactory, fresh, yield_now};
 use crate::codec::Codec;
 use crate::envelope::EventMetadata;
-use crate::event_store::{EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent};
+use crate::event_store::{EventPage, EventStore, EventStoreError, KvEventStore, NewEvent};
 
 fn deposit(amount: u64) -> NewEvent {
     NewEvent::encode("Deposited", &AccountEvent::Deposited { amount }, Codec::Json).expect("encode")
@@ -23,11 +23,11 @@ async fn store<F: EngineFactory>(factory: &F) -> KvEventStore<Arc<F::Kv>> {
     KvEventStore::new(fresh(factory).await)
 }
 
-async fn whole_stream(store: &impl EventStore, aggregate_type: &str, id: &str) -> Vec<StoredEvent> {
+async fn whole_stream(store: &impl EventStore, aggregate_type: &str, id: &str) -> EventPage {
     store.read_stream(aggregate_type, id, 1, u64::MAX, usize::MAX).await.expect("read stream")
 }
 
-async fn whole_log(store: &impl EventStore) -> Vec<StoredEvent> {
+async fn whole_log(store: &impl EventStore) -> EventPage {
     store.read_all(1, usize::MAX).await.expect("read all")
 }
 
@@ -49,20 +49,20 @@ pub async fn append_and_read<F: EngineFactory>(factory: &F) {
     let stored = whole_stream(&store, "Account", "a-1").await;
     assert_eq!(stored.len(), 2);
     for (i, (event, new)) in stored.iter().zip(&new).enumerate() {
-        assert_eq!(event.event_id, new.event_id);
-        assert_eq!(&*event.event_type, new.event_type);
-        assert_eq!(&*event.aggregate_type, "Account");
-        assert_eq!(&*event.aggregate_id, "a-1");
-        assert_eq!(event.version, i as u64 + 1);
-        assert_eq!(event.position, i as u64 + 1);
-        assert_eq!(event.codec, new.codec);
-        assert_eq!(event.payload, new.payload);
-        assert_eq!(event.metadata, new.metadata);
-        assert!(event.timestamp.as_micros() > 1_600_000_000_000_000, "timestamp is now-ish");
+        assert_eq!(event.event_id(), new.event_id);
+        assert_eq!(event.event_type(), new.event_type);
+        assert_eq!(event.aggregate_type(), "Account");
+        assert_eq!(event.aggregate_id(), "a-1");
+        assert_eq!(event.version(), i as u64 + 1);
+        assert_eq!(event.position(), i as u64 + 1);
+        assert_eq!(event.codec(), new.codec);
+        assert_eq!(event.payload(), &new.payload[..]);
+        assert_eq!(event.metadata(), new.metadata);
+        assert!(event.timestamp().as_micros() > 1_600_000_000_000_000, "timestamp is now-ish");
     }
-    assert_eq!(stored[0].decode::<AccountEvent>().expect("decode"), AccountEvent::Opened { owner: "ada".into() });
-    assert_eq!(stored[1].metadata, EventMetadata::default());
-    assert_ne!(stored[0].event_id, stored[1].event_id);
+    assert_eq!(stored.get(0).expect("event 1").decode::<AccountEvent>().expect("decode"), AccountEvent::Opened { owner: "ada".into() });
+    assert_eq!(stored.get(1).expect("event 2").metadata(), EventMetadata::default());
+    assert_ne!(stored.get(0).expect("event 1").event_id(), stored.get(1).expect("event 2").event_id());
     assert_eq!(store.current_version("Account", "nobody").await.expect("version"), 0);
     assert!(whole_stream(&store, "Account", "nobody").await.is_empty());
 }
@@ -99,7 +99,7 @@ pub async fn read_ranges_and_pages<F: EngineFactory>(factory: &F) {
     for batch in 0..5u64 {
         store.append("Account", "a", batch * 500, &deposits(batch * 500 + 1, 500)).await.expect("append");
     }
-    let versions = |events: &[StoredEvent]| events.iter().map(|e| e.version).collect::<Vec<_>>();
+    let versions = |events: &EventPage| events.iter().map(|e| e.version()).collect::<Vec<_>>();
     let middle = store.read_stream("Account", "a", 10, 20, usize::MAX).await.expect("read");
     assert_eq!(versions(&middle), (10..=20).collect::<Vec<_>>());
     let limited = store.read_stream("Account", "a", 10, 20, 4).await.expect("read");
@@ -113,14 +113,14 @@ pub async fn read_ranges_and_pages<F: EngineFactory>(factory: &F) {
     let mut amounts = Vec::new();
     loop {
         let page = store.read_stream("Account", "a", next, u64::MAX, 333).await.expect("page");
-        for event in &page {
+        for event in page.iter() {
             match event.decode::<AccountEvent>().expect("decode") {
                 AccountEvent::Deposited { amount } => amounts.push(amount),
                 other => panic!("unexpected {other:?}"),
             }
         }
         match page.last() {
-            Some(last) if page.len() == 333 => next = last.version + 1,
+            Some(last) if page.len() == 333 => next = last.version() + 1,
             _ => break,
         }
     }
@@ -146,22 +146,22 @@ pub async fn read_all_in_commit_order<F: EngineFactory>(factory: &F) {
     let log = whole_log(&store).await;
     assert_eq!(log.len(), expected.len() + 2);
     for (position, (event, (id, version, event_id))) in (1..).zip(log.iter().zip(&expected)) {
-        assert_eq!(event.position, position, "positions are 1, 2, 3, ...");
-        assert_eq!((&*event.aggregate_type, &*event.aggregate_id), ("Account", *id));
-        assert_eq!((event.version, event.event_id), (*version, *event_id));
+        assert_eq!(event.position(), position, "positions are 1, 2, 3, ...");
+        assert_eq!((event.aggregate_type(), event.aggregate_id()), ("Account", *id));
+        assert_eq!((event.version(), event.event_id()), (*version, *event_id));
     }
-    assert_eq!(&*log[log.len() - 1].aggregate_type, "Other");
+    assert_eq!(log.last().expect("events").aggregate_type(), "Other");
     let mut paged = Vec::new();
     let mut from = 1;
     loop {
         let page = store.read_all(from, 5).await.expect("page");
-        paged.extend(page.iter().map(|event| event.event_id));
+        paged.extend(page.iter().map(|event| event.event_id()));
         match page.last() {
-            Some(last) => from = last.position + 1,
+            Some(last) => from = last.position() + 1,
             None => break,
         }
     }
-    let all: Vec<Uuid> = log.iter().map(|event| event.event_id).collect();
+    let all: Vec<Uuid> = log.iter().map(|event| event.event_id()).collect();
     assert_eq!(paged, all, "paged read_all gives every event once, in commit order");
     let later = store.read_all(log.len() as u64 - 1, 10).await.expect("read");
     assert_eq!(later.len(), 2);
@@ -193,7 +193,7 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
         .sum();
     assert!(conflicts > 0, "interleaved appends must have conflicted");
     let stream = whole_stream(&*store, "Account", "shared").await;
-    assert_eq!(stream.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(stream.iter().map(|e| e.version()).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
     let amounts: HashSet<u64> = stream
         .iter()
         .map(|e| match e.decode::<AccountEvent>().expect("decode") {
@@ -203,7 +203,7 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
         .collect();
     assert_eq!(amounts.len(), 1600, "every event once: none lost, none duplicated");
     let log = whole_log(&*store).await;
-    assert_eq!(log.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(log.iter().map(|e| e.position()).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
 }
 
 pub async fn invalid_appends_write_nothing<F: EngineFactory>(factory: &F) {
@@ -238,6 +238,6 @@ pub async fn streams_are_isolated<F: EngineFactory>(factory: &F) {
     assert_eq!(whole_stream(&store, "a", "b").await.len(), 1);
     let unicode = whole_stream(&store, "Ünïcode", "ключ/🦀").await;
     assert_eq!(unicode.len(), 5);
-    assert_eq!(&*unicode[0].aggregate_id, "ключ/🦀");
+    assert_eq!(unicode.get(0).expect("event").aggregate_id(), "ключ/🦀");
     assert_eq!(whole_log(&store).await.len(), 15);
 }

@@ -5,7 +5,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use super::{EngineFactory, fresh, yield_now};
-use crate::kv::{Check, Direction, KeyRange, KvEntry, KvError, OrderedKv, WriteBatch};
+use crate::kv::{Check, Direction, KeyRange, KvError, OrderedKv, WriteBatch};
 
 async fn put(kv: &impl OrderedKv, key: &[u8], value: &[u8]) {
     let mut batch = WriteBatch::new();
@@ -15,7 +15,7 @@ async fn put(kv: &impl OrderedKv, key: &[u8], value: &[u8]) {
 
 async fn keys_of(kv: &impl OrderedKv, range: &KeyRange, direction: Direction) -> Vec<Vec<u8>> {
     let entries = kv.scan(range, direction, usize::MAX).await.expect("scan");
-    entries.into_iter().map(|entry| entry.key.to_vec()).collect()
+    entries.iter().map(|(key, _)| key.to_vec()).collect()
 }
 
 /// Every key the ordering cases use, in byte order.
@@ -81,7 +81,7 @@ pub async fn scan_byte_order<F: EngineFactory>(factory: &F) {
     reversed.reverse();
     assert_eq!(keys_of(&*kv, &KeyRange::all(), Direction::Reverse).await, reversed);
     let entries = kv.scan(&KeyRange::all(), Direction::Forward, usize::MAX).await.expect("scan");
-    assert!(entries.iter().all(|KvEntry { key, value }| key == value), "values follow their keys");
+    assert!(entries.iter().all(|(key, value)| key == value), "values follow their keys");
 }
 
 pub async fn scan_bounds<F: EngineFactory>(factory: &F) {
@@ -139,9 +139,9 @@ pub async fn scan_paging<F: EngineFactory>(factory: &F) {
         loop {
             let page = kv.scan(&range, direction, 7).await.expect("page");
             assert!(page.len() <= 7, "a page never exceeds its limit");
-            paged.extend(page.iter().map(|entry| entry.key.to_vec()));
-            match page.last() {
-                Some(last) if page.len() == 7 => range = range.after_page(&last.key, direction),
+            paged.extend(page.iter().map(|(key, _)| key.to_vec()));
+            match page.last_key() {
+                Some(last) if page.len() == 7 => range = range.after_page(last, direction),
                 _ => break,
             }
         }

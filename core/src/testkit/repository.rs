@@ -300,7 +300,7 @@ pub async fn bincode_events<F: EngineFactory>(factory: &F) {
     let repo = repo.with_event_codec(Codec::Bincode).with_snapshot_codec(Codec::Json).with_snapshot_threshold(10);
     account_with(&repo, "acc", 15, 4).await;
     let events = repo.event_store().read_stream("Account", "acc", 1, u64::MAX, 100).await.expect("read");
-    assert!(events.iter().all(|e| e.codec == Codec::Bincode));
+    assert!(events.iter().all(|e| e.codec() == Codec::Bincode));
     let snapshot = repo.snapshot_store().get_snapshot("Account", "acc").await.expect("get").expect("exists");
     assert_eq!(snapshot.codec, Codec::Json);
     let json_repo: Repo<Account, _> = Repository::new(
