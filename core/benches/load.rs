@@ -17,13 +17,17 @@ type Repo = Repository<Account, KvEventStore<Arc<MemoryKv>>, KvSnapshotStore<Arc
 /// events in `codec`; with `snapshot_behind`, a snapshot that many events behind.
 fn setup(runtime: &tokio::runtime::Runtime, codec: Codec, snapshot_behind: Option<u64>) -> Repo {
     let kv = Arc::new(MemoryKv::new());
-    let repo = Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv)).with_event_codec(codec);
+    let repo = Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv))
+        .with_event_codec(codec);
     runtime.block_on(async {
         let mut account = repo.create_new("acc");
-        account.record(AccountEvent::Opened { owner: "bench".into() });
+        account.record(AccountEvent::Opened {
+            owner: "bench".into(),
+        });
         for i in 1..EVENTS {
             account.record(AccountEvent::Deposited { amount: i % 100 });
-            if Some(EVENTS - account.version() - account.pending().len() as u64) == snapshot_behind {
+            if Some(EVENTS - account.version() - account.pending().len() as u64) == snapshot_behind
+            {
                 repo.save(&mut account).await.expect("save");
                 repo.create_snapshot(&account).await.expect("snapshot");
             }
@@ -38,7 +42,9 @@ fn setup(runtime: &tokio::runtime::Runtime, codec: Codec, snapshot_behind: Optio
 }
 
 fn load(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("load_100k_memory");
     group.sample_size(30);
     for codec in [Codec::Json, Codec::Bincode] {
@@ -48,7 +54,11 @@ fn load(c: &mut Criterion) {
         });
         let repo = setup(&runtime, codec, Some(99));
         let loaded = runtime.block_on(repo.load("acc")).expect("load");
-        assert_eq!(loaded.load_info().events_replayed, 99, "snapshot 99 events behind");
+        assert_eq!(
+            loaded.load_info().events_replayed,
+            99,
+            "snapshot 99 events behind"
+        );
         group.bench_function(format!("snapshot_99_behind/{codec}_events"), |b| {
             b.iter(|| runtime.block_on(async { black_box(repo.load("acc").await.expect("load")) }));
         });

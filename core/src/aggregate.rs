@@ -15,7 +15,9 @@ pub trait DomainEvent: Serialize + DeserializeOwned + MaybeSend + MaybeSync + 's
 /// The state of an aggregate, rebuilt by applying its events in order.
 ///
 /// The state is what a snapshot stores, so it is `Serialize` and `DeserializeOwned`.
-pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + MaybeSend + MaybeSync + 'static {
+pub trait Aggregate:
+    Default + Clone + Serialize + DeserializeOwned + MaybeSend + MaybeSync + 'static
+{
     /// The aggregate's type name, part of every key: never change it once data exists.
     const TYPE: &'static str;
     /// The version of the state's shape. Bump it when the state changes shape: snapshots

@@ -72,7 +72,8 @@ impl PendingTasks {
     /// Waits until every task started before or during the wait has ended.
     pub(crate) async fn drain(&self) {
         loop {
-            let waiting = std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner));
+            let waiting =
+                std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner));
             if waiting.is_empty() {
                 return;
             }

@@ -162,8 +162,19 @@ mod tests {
         // A Vec<u64> whose varint length prefix claims u64::MAX / 2 elements.
         let mut bytes = vec![253u8];
         bytes.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
-        let err = Codec::Bincode.decode::<Vec<u64>>(&bytes).expect_err("must fail");
-        assert!(matches!(err, CodecError::Decode { codec: Codec::Bincode, .. }), "{err}");
+        let err = Codec::Bincode
+            .decode::<Vec<u64>>(&bytes)
+            .expect_err("must fail");
+        assert!(
+            matches!(
+                err,
+                CodecError::Decode {
+                    codec: Codec::Bincode,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // Just above the limit also fails, before reading any element.
         let mut bytes = vec![252u8];
         bytes.extend_from_slice(&((BINCODE_DECODE_LIMIT as u32 / 8) + 1).to_le_bytes());

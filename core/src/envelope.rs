@@ -28,7 +28,9 @@ const HAS_CAUSATION: u8 = 0b10;
 #[non_exhaustive]
 pub enum FormatError {
     /// Written by a newer (or unknown) format version.
-    #[error("format version {found} is not supported (this eventkv reads version {FORMAT_VERSION})")]
+    #[error(
+        "format version {found} is not supported (this eventkv reads version {FORMAT_VERSION})"
+    )]
     UnsupportedVersion {
         /// The version byte found.
         found: u8,
@@ -89,7 +91,10 @@ pub(crate) fn encode_event(header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
     let flags = metadata.correlation_id.map_or(0, |_| HAS_CORRELATION)
         | metadata.causation_id.map_or(0, |_| HAS_CAUSATION);
     out.put_u8(flags);
-    for id in [metadata.correlation_id, metadata.causation_id].into_iter().flatten() {
+    for id in [metadata.correlation_id, metadata.causation_id]
+        .into_iter()
+        .flatten()
+    {
         out.put_slice(id.as_bytes());
     }
     out.put_slice(payload);
@@ -118,12 +123,15 @@ impl<'a> EventValue<'a> {
         let codec = Codec::from_tag(r.u8("codec tag")?)?;
         r.take(TYPE_LEN_AT - r.offset, "event header")?;
         let type_len = usize::from(r.u16("event type length")?);
-        std::str::from_utf8(r.take(type_len, "event type")?)
-            .map_err(|_| FormatError::Invalid { field: "event type (not UTF-8)" })?;
+        std::str::from_utf8(r.take(type_len, "event type")?).map_err(|_| FormatError::Invalid {
+            field: "event type (not UTF-8)",
+        })?;
         let type_end = r.offset;
         let flags = r.u8("metadata flags")?;
         if flags & !(HAS_CORRELATION | HAS_CAUSATION) != 0 {
-            return Err(FormatError::Invalid { field: "metadata flags" });
+            return Err(FormatError::Invalid {
+                field: "metadata flags",
+            });
         }
         let ids = (flags & HAS_CORRELATION).count_ones() + (flags & HAS_CAUSATION).count_ones();
         r.take(16 * ids as usize, "metadata ids")?;
@@ -169,7 +177,10 @@ impl<'a> EventValue<'a> {
     }
 
     pub(crate) fn event_type(&self) -> &'a str {
-        let bytes = self.value.get(TYPE_AT..self.layout.type_end).unwrap_or_default();
+        let bytes = self
+            .value
+            .get(TYPE_AT..self.layout.type_end)
+            .unwrap_or_default();
         std::str::from_utf8(bytes).unwrap_or_default()
     }
 
@@ -265,9 +276,9 @@ pub(crate) fn encode_head(position: u64) -> Bytes {
 }
 
 pub(crate) fn decode_head(value: &[u8]) -> Result<u64, FormatError> {
-    let bytes: [u8; 8] = value
-        .try_into()
-        .map_err(|_| FormatError::Invalid { field: "global head (not 8 bytes)" })?;
+    let bytes: [u8; 8] = value.try_into().map_err(|_| FormatError::Invalid {
+        field: "global head (not 8 bytes)",
+    })?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -280,7 +291,9 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn new(bytes: &'a [u8]) -> Result<Self, FormatError> {
         match bytes.first() {
-            None => Err(FormatError::Truncated { field: "format version" }),
+            None => Err(FormatError::Truncated {
+                field: "format version",
+            }),
             Some(&FORMAT_VERSION) => Ok(Reader { bytes, offset: 1 }),
             Some(&found) => Err(FormatError::UnsupportedVersion { found }),
         }
@@ -296,7 +309,9 @@ impl<'a> Reader<'a> {
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], FormatError> {
         let bytes = self.take(N, field)?;
-        bytes.try_into().map_err(|_| FormatError::Truncated { field })
+        bytes
+            .try_into()
+            .map_err(|_| FormatError::Truncated { field })
     }
 
     fn u8(&mut self, field: &'static str) -> Result<u8, FormatError> {
@@ -351,7 +366,10 @@ mod tests {
         for cut in 0..payload_at {
             assert!(EventValue::parse(&value[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(EventValue::parse(&value[..payload_at]).is_ok(), "an empty payload is valid");
+        assert!(
+            EventValue::parse(&value[..payload_at]).is_ok(),
+            "an empty payload is valid"
+        );
     }
 
     #[test]
@@ -371,6 +389,9 @@ mod tests {
         let mut value = encode_snapshot(&fields).to_vec();
         value[1] = 77;
         let err = decode_snapshot(&Bytes::from(value)).expect_err("codec 77");
-        assert_eq!(err, FormatError::Codec(CodecError::UnknownCodec { tag: 77 }));
+        assert_eq!(
+            err,
+            FormatError::Codec(CodecError::UnknownCodec { tag: 77 })
+        );
     }
 }

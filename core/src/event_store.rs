@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::codec::{Codec, CodecError};
 use crate::envelope::{self, EventHeader, EventLayout, EventMetadata, EventValue};
 use crate::keys::{self, InvalidName, StreamKeys};
-use crate::kv::{Check, Direction, DisplayKey, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv, WriteBatch};
+use crate::kv::{
+    Check, Direction, DisplayKey, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
+};
 use crate::timestamp::Timestamp;
 
 /// How many times an append retries when another append took the next global position.
@@ -197,13 +199,21 @@ impl EventPage {
     }
 
     /// Adds the events of `page`, all of one stream, checking each.
-    fn push_stream(&mut self, aggregate_type: &str, aggregate_id: &str, page: KvPage) -> Result<(), EventStoreError> {
+    fn push_stream(
+        &mut self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        page: KvPage,
+    ) -> Result<(), EventStoreError> {
         let stream = self.streams.len();
         let page_index = self.pages.len();
         self.slots.reserve(page.len());
         for (entry, (key, value)) in page.iter().enumerate() {
-            let version = keys::event_version(key).ok_or_else(|| corrupt(key, "not an event key"))?;
-            let layout = EventValue::parse(value).map_err(|e| corrupt(key, e))?.layout();
+            let version =
+                keys::event_version(key).ok_or_else(|| corrupt(key, "not an event key"))?;
+            let layout = EventValue::parse(value)
+                .map_err(|e| corrupt(key, e))?
+                .layout();
             self.slots.push(Slot {
                 page: page_index,
                 entry,
@@ -212,7 +222,8 @@ impl EventPage {
                 layout,
             });
         }
-        self.streams.push((aggregate_type.into(), aggregate_id.into()));
+        self.streams
+            .push((aggregate_type.into(), aggregate_id.into()));
         self.pages.push(page);
         Ok(())
     }
@@ -264,7 +275,9 @@ pub enum EventStoreError {
         reason: String,
     },
     /// Other appends kept taking the next global position.
-    #[error("append to {aggregate_type} {aggregate_id:?} gave up after {attempts} attempts lost to concurrent appends")]
+    #[error(
+        "append to {aggregate_type} {aggregate_id:?} gave up after {attempts} attempts lost to concurrent appends"
+    )]
     Contended {
         /// The aggregate type.
         aggregate_type: String,
@@ -451,7 +464,11 @@ impl<K: OrderedKv> KvEventStore<K> {
         Ok(events)
     }
 
-    async fn read_all_impl(&self, from_position: u64, limit: usize) -> Result<EventPage, EventStoreError> {
+    async fn read_all_impl(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<EventPage, EventStoreError> {
         let range = keys::global_log_from(from_position.max(1));
         let log = self.kv.scan(&range, Direction::Forward, limit).await?;
         let mut events = EventPage::default();
@@ -470,13 +487,20 @@ impl<K: OrderedKv> KvEventStore<K> {
             .names()
             .ok_or_else(|| corrupt(&run.first_key, "unreadable aggregate names"))?;
         let range = stream.versions(first_version, first_version + (run.len - 1));
-        let page = self.kv.scan(&range, Direction::Forward, run.len as usize).await?;
+        let page = self
+            .kv
+            .scan(&range, Direction::Forward, run.len as usize)
+            .await?;
         let found = page.len() as u64;
         let first = out.len();
         out.push_stream(aggregate_type, aggregate_id, page)?;
         for (offset, index) in (0..).zip(first..out.len()) {
-            let event = out.get(index).ok_or_else(|| corrupt(&run.first_key, "event vanished"))?;
-            if event.version() != first_version + offset || event.position() != run.first_position + offset {
+            let event = out
+                .get(index)
+                .ok_or_else(|| corrupt(&run.first_key, "event vanished"))?;
+            if event.version() != first_version + offset
+                || event.position() != run.first_position + offset
+            {
                 let key = keys::global_log(run.first_position + offset);
                 return Err(corrupt(&key, "global log and stream disagree"));
             }
@@ -492,7 +516,9 @@ impl<K: OrderedKv> KvEventStore<K> {
 /// Checks what `append` cannot store.
 fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError> {
     if events.is_empty() {
-        return Err(EventStoreError::InvalidInput("an append needs at least one event".into()));
+        return Err(EventStoreError::InvalidInput(
+            "an append needs at least one event".into(),
+        ));
     }
     for event in events {
         if event.event_type.is_empty() || event.event_type.len() > usize::from(u16::MAX) {
@@ -516,10 +542,13 @@ fn log_runs(log: &KvPage) -> Result<Vec<LogRun>, EventStoreError> {
     let mut runs: Vec<LogRun> = Vec::new();
     let mut previous_key: Option<&[u8]> = None;
     for (key, value) in log.iter() {
-        let position = keys::global_log_position(key).ok_or_else(|| corrupt(key, "not a global log key"))?;
+        let position =
+            keys::global_log_position(key).ok_or_else(|| corrupt(key, "not a global log key"))?;
         let event_key = envelope::decode_log_entry(value).map_err(|e| corrupt(key, e))?;
         let extends = match (runs.last(), &previous_key) {
-            (Some(run), Some(previous)) => run.first_position + run.len == position && follows(previous, event_key),
+            (Some(run), Some(previous)) => {
+                run.first_position + run.len == position && follows(previous, event_key)
+            }
             _ => false,
         };
         match runs.last_mut() {
@@ -551,7 +580,13 @@ impl<K: OrderedKv> EventStore for KvEventStore<K> {
         expected_version: u64,
         events: &[NewEvent],
     ) -> impl Future<Output = Result<Appended, EventStoreError>> + MaybeSend {
-        let span = tracing::debug_span!("append", aggregate_type, aggregate_id, expected_version, events = events.len());
+        let span = tracing::debug_span!(
+            "append",
+            aggregate_type,
+            aggregate_id,
+            expected_version,
+            events = events.len()
+        );
         self.append_impl(aggregate_type, aggregate_id, expected_version, events)
             .instrument(span)
     }
@@ -564,20 +599,30 @@ impl<K: OrderedKv> EventStore for KvEventStore<K> {
         to_version: u64,
         limit: usize,
     ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend {
-        let span = tracing::trace_span!("read_stream", aggregate_type, aggregate_id, from_version, limit);
-        self.read_stream_impl(aggregate_type, aggregate_id, from_version, to_version, limit)
-            .instrument(span)
+        let span = tracing::trace_span!(
+            "read_stream",
+            aggregate_type,
+            aggregate_id,
+            from_version,
+            limit
+        );
+        self.read_stream_impl(
+            aggregate_type,
+            aggregate_id,
+            from_version,
+            to_version,
+            limit,
+        )
+        .instrument(span)
     }
 
-    fn current_version(
+    async fn current_version(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> impl Future<Output = Result<u64, EventStoreError>> + MaybeSend {
-        async move {
-            let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
-            self.current_version_impl(&stream).await
-        }
+    ) -> Result<u64, EventStoreError> {
+        let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
+        self.current_version_impl(&stream).await
     }
 
     fn read_all(

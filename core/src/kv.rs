@@ -244,17 +244,26 @@ impl KvPage {
             Some(previous) => self.ends.get(previous)?.1,
             None => 0,
         };
-        Some((self.data.get(key_start..key_end)?, self.data.get(key_end..value_end)?))
+        Some((
+            self.data.get(key_start..key_end)?,
+            self.data.get(key_end..value_end)?,
+        ))
     }
 
     /// The entries, in scan order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.ends.iter().enumerate().map(|(index, &(key_end, value_end))| {
-            let start = index.checked_sub(1).and_then(|previous| self.ends.get(previous)).map_or(0, |end| end.1);
-            let key = self.data.get(start..key_end).unwrap_or_default();
-            let value = self.data.get(key_end..value_end).unwrap_or_default();
-            (key, value)
-        })
+        self.ends
+            .iter()
+            .enumerate()
+            .map(|(index, &(key_end, value_end))| {
+                let start = index
+                    .checked_sub(1)
+                    .and_then(|previous| self.ends.get(previous))
+                    .map_or(0, |end| end.1);
+                let key = self.data.get(start..key_end).unwrap_or_default();
+                let value = self.data.get(key_end..value_end).unwrap_or_default();
+                (key, value)
+            })
     }
 
     /// The key of the last entry: where the next page of the same scan continues.
@@ -265,7 +274,9 @@ impl KvPage {
 
 impl fmt::Debug for KvPage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = self.iter().map(|(key, value)| (DisplayKey(key).to_string(), value.len()));
+        let entries = self
+            .iter()
+            .map(|(key, value)| (DisplayKey(key).to_string(), value.len()));
         f.debug_map().entries(entries).finish()
     }
 }
@@ -463,17 +474,17 @@ impl fmt::Debug for DynKv {
 }
 
 impl OrderedKv for DynKv {
-    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend {
-        async move { self.0.get_boxed(key).await }
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.0.get_boxed(key).await
     }
 
-    fn scan(
+    async fn scan(
         &self,
         range: &KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend {
-        async move { self.0.scan_boxed(range, direction, limit).await }
+    ) -> Result<KvPage, KvError> {
+        self.0.scan_boxed(range, direction, limit).await
     }
 
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {

@@ -22,15 +22,17 @@ mod timestamp;
 pub use aggregate::{Aggregate, AggregateHandle, DomainEvent};
 pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
 pub use envelope::{EventMetadata, FORMAT_VERSION, FormatError};
-pub use event_store::{Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent};
+pub use event_store::{
+    Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
+};
 pub use kv::{
-    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, KeyRange, KvError, KvPage, MaybeSend, MaybeSync,
-    Mutation, OrderedKv, WriteBatch, prefix_successor,
+    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, KeyRange, KvError, KvPage, MaybeSend,
+    MaybeSync, Mutation, OrderedKv, WriteBatch, prefix_successor,
 };
 pub use memory::MemoryKv;
 pub use repository::{
-    DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome, SnapshotMiss,
-    SnapshotMode, SnapshotOutcome,
+    DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome,
+    SnapshotMiss, SnapshotMode, SnapshotOutcome,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 pub use timestamp::Timestamp;

@@ -28,7 +28,10 @@ impl MemoryKv {
 
     /// The number of keys stored.
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether no key is stored.
@@ -43,7 +46,8 @@ impl MemoryKv {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let bounds = (as_slice(&range.start), as_slice(&range.end));
         let entries = map.range::<[u8], _>(bounds);
-        let mut page = KvPage::with_capacity(limit.min(1024), 0);
+        let entries_hint = limit.min(1024);
+        let mut page = KvPage::with_capacity(entries_hint, entries_hint * 128);
         let mut push = |(key, value): (&Bytes, &Bytes)| page.push(key, value);
         match direction {
             Direction::Forward => entries.take(limit).for_each(&mut push),

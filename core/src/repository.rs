@@ -146,7 +146,9 @@ pub enum RepositoryError {
         actual: u64,
     },
     /// A snapshot was asked of a handle with unsaved events.
-    #[error("cannot snapshot {aggregate_type} {aggregate_id:?} at version {version}: {count} events are not saved yet")]
+    #[error(
+        "cannot snapshot {aggregate_type} {aggregate_id:?} at version {version}: {count} events are not saved yet"
+    )]
     UncommittedEvents {
         /// The aggregate type.
         aggregate_type: &'static str,
@@ -176,7 +178,9 @@ pub enum RepositoryError {
         source: CodecError,
     },
     /// A stored event could not be decoded.
-    #[error("cannot decode event {version} ({event_type}) of {aggregate_type} {aggregate_id:?}: {source}")]
+    #[error(
+        "cannot decode event {version} ({event_type}) of {aggregate_type} {aggregate_id:?}: {source}"
+    )]
     EventDecode {
         /// The aggregate type.
         aggregate_type: &'static str,
@@ -202,7 +206,9 @@ pub enum RepositoryError {
         found: u64,
     },
     /// The state could not be encoded for a snapshot.
-    #[error("cannot encode a snapshot of {aggregate_type} {aggregate_id:?} at version {version}: {source}")]
+    #[error(
+        "cannot encode a snapshot of {aggregate_type} {aggregate_id:?} at version {version}: {source}"
+    )]
     SnapshotEncode {
         /// The aggregate type.
         aggregate_type: &'static str,
@@ -462,7 +468,12 @@ where
         if let Some((state, version)) = self.usable_snapshot(id).await {
             match self.replay(id, state, version, true).await? {
                 Some(rebuilt) => return Ok(rebuilt),
-                None => self.ignore_snapshot(id, version, SnapshotMiss::AheadOfStream, &"it is ahead of the stream"),
+                None => self.ignore_snapshot(
+                    id,
+                    version,
+                    SnapshotMiss::AheadOfStream,
+                    &"it is ahead of the stream",
+                ),
             }
         }
         let rebuilt = self.replay(id, A::default(), 0, false).await?;
@@ -474,7 +485,13 @@ where
         }))
     }
 
-    fn ignore_snapshot(&self, id: &str, version: u64, reason: SnapshotMiss, why: &dyn std::fmt::Display) {
+    fn ignore_snapshot(
+        &self,
+        id: &str,
+        version: u64,
+        reason: SnapshotMiss,
+        why: &dyn std::fmt::Display,
+    ) {
         tracing::warn!(
             aggregate_type = A::TYPE,
             aggregate_id = id,
@@ -575,8 +592,12 @@ where
 
     /// Appends the handle's pending events. When the save crosses a multiple of the
     /// threshold, snapshots the committed state as the mode says.
-    pub async fn save(&self, handle: &mut AggregateHandle<A>) -> Result<SaveOutcome, RepositoryError> {
-        self.save_with_metadata(handle, EventMetadata::default()).await
+    pub async fn save(
+        &self,
+        handle: &mut AggregateHandle<A>,
+    ) -> Result<SaveOutcome, RepositoryError> {
+        self.save_with_metadata(handle, EventMetadata::default())
+            .await
     }
 
     /// [`Repository::save`], with correlation and causation ids on every event.
@@ -608,7 +629,9 @@ where
                 .append(A::TYPE, handle.id(), old_version, &events)
                 .await
                 .map_err(|error| match error {
-                    EventStoreError::Conflict { expected, actual, .. } => RepositoryError::Conflict {
+                    EventStoreError::Conflict {
+                        expected, actual, ..
+                    } => RepositoryError::Conflict {
                         aggregate_type: A::TYPE,
                         aggregate_id: handle.id().to_owned(),
                         expected,
@@ -695,7 +718,10 @@ where
 
     /// Snapshots the handle's committed state now, whatever the mode. Returns whether it
     /// was stored (`false`: a newer snapshot was there).
-    pub async fn create_snapshot(&self, handle: &AggregateHandle<A>) -> Result<bool, RepositoryError> {
+    pub async fn create_snapshot(
+        &self,
+        handle: &AggregateHandle<A>,
+    ) -> Result<bool, RepositoryError> {
         if !handle.pending().is_empty() {
             return Err(RepositoryError::UncommittedEvents {
                 aggregate_type: A::TYPE,
@@ -710,11 +736,23 @@ where
                 aggregate_id: handle.id().to_owned(),
             });
         }
-        self.write_snapshot(handle.id(), handle.version(), handle.state()).await
+        self.write_snapshot(handle.id(), handle.version(), handle.state())
+            .await
     }
 
-    async fn write_snapshot(&self, id: &str, version: u64, state: &A) -> Result<bool, RepositoryError> {
-        let span = tracing::debug_span!("snapshot", aggregate_type = A::TYPE, aggregate_id = id, version, codec = field::Empty);
+    async fn write_snapshot(
+        &self,
+        id: &str,
+        version: u64,
+        state: &A,
+    ) -> Result<bool, RepositoryError> {
+        let span = tracing::debug_span!(
+            "snapshot",
+            aggregate_type = A::TYPE,
+            aggregate_id = id,
+            version,
+            codec = field::Empty
+        );
         async {
             let (codec, bytes) = self.encode_state(state).map_err(|source| {
                 bump(&self.inner.counters.snapshot_failures);
@@ -735,12 +773,15 @@ where
                 state: Bytes::from(bytes),
                 created_at: Timestamp::now(),
             };
-            self.inner.store(&snapshot).await.map_err(|source| RepositoryError::SnapshotStore {
-                aggregate_type: A::TYPE,
-                aggregate_id: id.to_owned(),
-                version,
-                source,
-            })
+            self.inner
+                .store(&snapshot)
+                .await
+                .map_err(|source| RepositoryError::SnapshotStore {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: id.to_owned(),
+                    version,
+                    source,
+                })
         }
         .instrument(span)
         .await
@@ -749,7 +790,9 @@ where
     /// Encodes the state with the snapshot codec. bincode output is checked to decode back
     /// to the same bytes; when it does not, this repository uses JSON from then on.
     fn encode_state(&self, state: &A) -> Result<(Codec, Vec<u8>), CodecError> {
-        if self.snapshot_codec == Codec::Bincode && !self.inner.json_fallback.load(Ordering::Relaxed) {
+        if self.snapshot_codec == Codec::Bincode
+            && !self.inner.json_fallback.load(Ordering::Relaxed)
+        {
             match bincode_round_trip(state) {
                 Ok(bytes) => return Ok((Codec::Bincode, bytes)),
                 Err(error) => {
@@ -790,11 +833,13 @@ fn bincode_round_trip<A: Aggregate>(state: &A) -> Result<Vec<u8>, CodecError> {
 }
 
 fn decode_event<A: Aggregate>(id: &str, stored: &StoredEvent) -> Result<A::Event, RepositoryError> {
-    stored.decode().map_err(|source| RepositoryError::EventDecode {
-        aggregate_type: A::TYPE,
-        aggregate_id: id.to_owned(),
-        version: stored.version(),
-        event_type: stored.event_type().to_string(),
-        source,
-    })
+    stored
+        .decode()
+        .map_err(|source| RepositoryError::EventDecode {
+            aggregate_type: A::TYPE,
+            aggregate_id: id.to_owned(),
+            version: stored.version(),
+            event_type: stored.event_type().to_string(),
+            source,
+        })
 }

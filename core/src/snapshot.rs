@@ -8,7 +8,9 @@ use tracing::Instrument;
 use crate::codec::{Codec, CodecError};
 use crate::envelope::{self, FormatError, SnapshotFields};
 use crate::keys::{self, InvalidName};
-use crate::kv::{Check, Direction, DisplayKey, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch};
+use crate::kv::{
+    Check, Direction, DisplayKey, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
+};
 use crate::timestamp::Timestamp;
 
 /// How many snapshots one scan page of a bulk operation reads.
@@ -156,7 +158,9 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
             count += page.len() as u64;
             match page.last_key() {
-                Some(last) if page.len() == PAGE => range = range.after_page(last, Direction::Forward),
+                Some(last) if page.len() == PAGE => {
+                    range = range.after_page(last, Direction::Forward)
+                }
                 _ => return Ok(count),
             }
         }
@@ -200,7 +204,11 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         })
     }
 
-    async fn get_impl(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Option<Snapshot>, SnapshotStoreError> {
+    async fn get_impl(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, SnapshotStoreError> {
         let key = keys::snapshot(aggregate_type, aggregate_id)?;
         let Some(value) = self.kv.get(&key).await? else {
             return Ok(None);
@@ -217,7 +225,11 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         }))
     }
 
-    async fn delete_impl(&self, aggregate_type: &str, aggregate_id: &str) -> Result<bool, SnapshotStoreError> {
+    async fn delete_impl(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<bool, SnapshotStoreError> {
         let key = keys::snapshot(aggregate_type, aggregate_id)?;
         let mut batch = WriteBatch::new();
         batch.check(key.clone(), Check::Present).delete(key);
@@ -263,7 +275,9 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                 }
             }
             match page.last_key() {
-                Some(last) if page.len() == PAGE => range = range.after_page(last, Direction::Forward),
+                Some(last) if page.len() == PAGE => {
+                    range = range.after_page(last, Direction::Forward)
+                }
                 _ => return Ok(deleted),
             }
         }
@@ -300,15 +314,13 @@ impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
         self.delete_impl(aggregate_type, aggregate_id)
     }
 
-    fn snapshot_exists(
+    async fn snapshot_exists(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend {
-        async move {
-            let key = keys::snapshot(aggregate_type, aggregate_id)?;
-            Ok(self.kv.get(&key).await?.is_some())
-        }
+    ) -> Result<bool, SnapshotStoreError> {
+        let key = keys::snapshot(aggregate_type, aggregate_id)?;
+        Ok(self.kv.get(&key).await?.is_some())
     }
 
     fn delete_snapshots_by_type(
@@ -316,7 +328,11 @@ impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
         aggregate_type: &str,
         schema_version_below: Option<u32>,
     ) -> impl Future<Output = Result<u64, SnapshotStoreError>> + MaybeSend {
-        let span = tracing::debug_span!("delete_snapshots_by_type", aggregate_type, ?schema_version_below);
+        let span = tracing::debug_span!(
+            "delete_snapshots_by_type",
+            aggregate_type,
+            ?schema_version_below
+        );
         async move {
             let range = keys::snapshots_of_type(aggregate_type)?;
             self.delete_where(range, |value| match schema_version_below {

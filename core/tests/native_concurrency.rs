@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use eventkv::testkit::aggregates::{Account, AccountEvent, deposits};
 use eventkv::{
-    Codec, Direction, EventStore, EventStoreError, KeyRange, KvError, KvPage, KvEventStore, KvSnapshotStore, MemoryKv,
-    NewEvent, OrderedKv, Repository, SnapshotMode, SnapshotOutcome, SnapshotStore, WriteBatch,
+    Codec, Direction, EventStore, EventStoreError, KeyRange, KvError, KvEventStore, KvPage,
+    KvSnapshotStore, MemoryKv, NewEvent, OrderedKv, Repository, SnapshotMode, SnapshotOutcome,
+    SnapshotStore, WriteBatch,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -19,11 +20,23 @@ async fn eight_threads_append_200_each_without_loss() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..200u64 {
-                let event = NewEvent::encode("Deposited", &AccountEvent::Deposited { amount: task * 1000 + i }, Codec::Json)
-                    .expect("encode");
+                let event = NewEvent::encode(
+                    "Deposited",
+                    &AccountEvent::Deposited {
+                        amount: task * 1000 + i,
+                    },
+                    Codec::Json,
+                )
+                .expect("encode");
                 loop {
-                    let version = store.current_version("Account", "shared").await.expect("version");
-                    match store.append("Account", "shared", version, std::slice::from_ref(&event)).await {
+                    let version = store
+                        .current_version("Account", "shared")
+                        .await
+                        .expect("version");
+                    match store
+                        .append("Account", "shared", version, std::slice::from_ref(&event))
+                        .await
+                    {
                         Ok(_) => break,
                         Err(EventStoreError::Conflict { .. }) => tokio::task::yield_now().await,
                         Err(other) => panic!("append failed: {other}"),
@@ -35,12 +48,21 @@ async fn eight_threads_append_200_each_without_loss() {
     for task in tasks {
         task.await.expect("task");
     }
-    let stream = store.read_stream("Account", "shared", 1, u64::MAX, usize::MAX).await.expect("read");
-    assert_eq!(stream.iter().map(|e| e.version()).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
+    let stream = store
+        .read_stream("Account", "shared", 1, u64::MAX, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(
+        stream.iter().map(|e| e.version()).collect::<Vec<_>>(),
+        (1..=1600).collect::<Vec<_>>()
+    );
     let ids: HashSet<_> = stream.iter().map(|e| e.event_id()).collect();
     assert_eq!(ids.len(), 1600, "no event duplicated");
     let log = store.read_all(1, usize::MAX).await.expect("read all");
-    assert_eq!(log.iter().map(|e| e.position()).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(
+        log.iter().map(|e| e.position()).collect::<Vec<_>>(),
+        (1..=1600).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -53,9 +75,19 @@ async fn appends_to_many_streams_share_one_gapless_log() {
             let id = format!("acc-{task}");
             for i in 0..100u64 {
                 let events: Vec<_> = (0..3)
-                    .map(|j| NewEvent::encode("Deposited", &AccountEvent::Deposited { amount: j }, Codec::Json).expect("encode"))
+                    .map(|j| {
+                        NewEvent::encode(
+                            "Deposited",
+                            &AccountEvent::Deposited { amount: j },
+                            Codec::Json,
+                        )
+                        .expect("encode")
+                    })
                     .collect();
-                store.append("Account", &id, i * 3, &events).await.expect("own stream never conflicts");
+                store
+                    .append("Account", &id, i * 3, &events)
+                    .await
+                    .expect("own stream never conflicts");
             }
         }));
     }
@@ -63,10 +95,16 @@ async fn appends_to_many_streams_share_one_gapless_log() {
         task.await.expect("task");
     }
     let log = store.read_all(1, usize::MAX).await.expect("read all");
-    assert_eq!(log.iter().map(|e| e.position()).collect::<Vec<_>>(), (1..=2400).collect::<Vec<_>>());
+    assert_eq!(
+        log.iter().map(|e| e.position()).collect::<Vec<_>>(),
+        (1..=2400).collect::<Vec<_>>()
+    );
     let ids: Vec<&str> = log.iter().map(|e| e.aggregate_id()).collect();
     for batch in ids.chunks(3) {
-        assert!(batch.iter().all(|id| *id == batch[0]), "a batch is contiguous in the log");
+        assert!(
+            batch.iter().all(|id| *id == batch[0]),
+            "a batch is contiguous in the log"
+        );
     }
 }
 
@@ -82,7 +120,12 @@ impl OrderedKv for FailingSnapshots {
         self.inner.get(key).await
     }
 
-    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
         self.inner.scan(range, direction, limit).await
     }
 
@@ -98,35 +141,58 @@ impl OrderedKv for FailingSnapshots {
 async fn snapshot_failures_never_fail_a_save() {
     let snapshots = Arc::new(FailingSnapshots::default());
     snapshots.failing.store(true, Ordering::SeqCst);
-    let background = Repository::<Account, _, _>::new(KvEventStore::new(MemoryKv::new()), KvSnapshotStore::new(snapshots.clone()))
-        .with_snapshot_threshold(5)
-        .with_snapshot_mode(SnapshotMode::Background);
+    let background = Repository::<Account, _, _>::new(
+        KvEventStore::new(MemoryKv::new()),
+        KvSnapshotStore::new(snapshots.clone()),
+    )
+    .with_snapshot_threshold(5)
+    .with_snapshot_mode(SnapshotMode::Background);
     let mut handle = background.create_new("acc");
     deposits(1..=5).for_each(|e| handle.record(e));
-    let outcome = background.save(&mut handle).await.expect("background save succeeds");
+    let outcome = background
+        .save(&mut handle)
+        .await
+        .expect("background save succeeds");
     assert_eq!(outcome.snapshot, SnapshotOutcome::Scheduled);
     background.await_pending_snapshots().await;
-    assert_eq!(background.metrics().snapshot_failures, 1, "the failure is counted");
+    assert_eq!(
+        background.metrics().snapshot_failures,
+        1,
+        "the failure is counted"
+    );
     assert_eq!(background.pending_snapshot_count(), 0);
 
     let sync = background.clone().with_snapshot_mode(SnapshotMode::Sync);
     deposits(6..=10).for_each(|e| handle.record(e));
-    let outcome = sync.save(&mut handle).await.expect("events committed: the save succeeds");
-    assert!(matches!(outcome.snapshot, SnapshotOutcome::Failed(ref message) if message.contains("disk full")));
+    let outcome = sync
+        .save(&mut handle)
+        .await
+        .expect("events committed: the save succeeds");
+    assert!(
+        matches!(outcome.snapshot, SnapshotOutcome::Failed(ref message) if message.contains("disk full"))
+    );
     assert_eq!(sync.metrics().snapshot_failures, 2);
     let loaded = sync.load("acc").await.expect("load");
     assert_eq!((loaded.version(), loaded.state().balance), (10, 55));
 
     snapshots.failing.store(false, Ordering::SeqCst);
     assert!(sync.create_snapshot(&loaded).await.expect("snapshot"));
-    assert!(sync.snapshot_store().snapshot_exists("Account", "acc").await.expect("exists"));
+    assert!(
+        sync.snapshot_store()
+            .snapshot_exists("Account", "acc")
+            .await
+            .expect("exists")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_snapshots_race_but_the_newest_wins() {
-    let repo = Repository::<Account, _, _>::new(KvEventStore::new(MemoryKv::new()), KvSnapshotStore::new(MemoryKv::new()))
-        .with_snapshot_threshold(1)
-        .with_snapshot_mode(SnapshotMode::Background);
+    let repo = Repository::<Account, _, _>::new(
+        KvEventStore::new(MemoryKv::new()),
+        KvSnapshotStore::new(MemoryKv::new()),
+    )
+    .with_snapshot_threshold(1)
+    .with_snapshot_mode(SnapshotMode::Background);
     let mut handle = repo.create_new("acc");
     for amount in 1..=200 {
         handle.record(AccountEvent::Deposited { amount });
@@ -134,8 +200,19 @@ async fn background_snapshots_race_but_the_newest_wins() {
     }
     repo.await_pending_snapshots().await;
     assert_eq!(repo.pending_snapshot_count(), 0);
-    let snapshot = repo.snapshot_store().get_snapshot("Account", "acc").await.expect("get").expect("exists");
-    assert_eq!(snapshot.version, 200, "a slow older snapshot never replaces a newer one");
+    let snapshot = repo
+        .snapshot_store()
+        .get_snapshot("Account", "acc")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        snapshot.version, 200,
+        "a slow older snapshot never replaces a newer one"
+    );
     let metrics = repo.metrics();
-    assert_eq!(metrics.snapshots_written + metrics.snapshots_superseded, 200);
+    assert_eq!(
+        metrics.snapshots_written + metrics.snapshots_superseded,
+        200
+    );
 }

@@ -81,7 +81,10 @@ impl Aggregate for AccountV2 {
 /// The events of [`Document`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum DocumentEvent {
-    Set { field: String, value: serde_json::Value },
+    Set {
+        field: String,
+        value: serde_json::Value,
+    },
 }
 
 impl DomainEvent for DocumentEvent {

@@ -12,7 +12,12 @@ use crate::envelope::EventMetadata;
 use crate::event_store::{EventPage, EventStore, EventStoreError, KvEventStore, NewEvent};
 
 fn deposit(amount: u64) -> NewEvent {
-    NewEvent::encode("Deposited", &AccountEvent::Deposited { amount }, Codec::Json).expect("encode")
+    NewEvent::encode(
+        "Deposited",
+        &AccountEvent::Deposited { amount },
+        Codec::Json,
+    )
+    .expect("encode")
 }
 
 fn deposits(from: u64, count: u64) -> Vec<NewEvent> {
@@ -24,7 +29,10 @@ async fn store<F: EngineFactory>(factory: &F) -> KvEventStore<Arc<F::Kv>> {
 }
 
 async fn whole_stream(store: &impl EventStore, aggregate_type: &str, id: &str) -> EventPage {
-    store.read_stream(aggregate_type, id, 1, u64::MAX, usize::MAX).await.expect("read stream")
+    store
+        .read_stream(aggregate_type, id, 1, u64::MAX, usize::MAX)
+        .await
+        .expect("read stream")
 }
 
 async fn whole_log(store: &impl EventStore) -> EventPage {
@@ -35,17 +43,32 @@ pub async fn append_and_read<F: EngineFactory>(factory: &F) {
     let store = store(factory).await;
     let correlation = Uuid::new_v4();
     let causation = Uuid::new_v4();
-    let opened = NewEvent::encode("Opened", &AccountEvent::Opened { owner: "ada".into() }, Codec::Bincode)
-        .expect("encode")
-        .with_metadata(EventMetadata {
-            correlation_id: Some(correlation),
-            causation_id: Some(causation),
-        });
+    let opened = NewEvent::encode(
+        "Opened",
+        &AccountEvent::Opened {
+            owner: "ada".into(),
+        },
+        Codec::Bincode,
+    )
+    .expect("encode")
+    .with_metadata(EventMetadata {
+        correlation_id: Some(correlation),
+        causation_id: Some(causation),
+    });
     let new = vec![opened.clone(), deposit(5)];
-    let appended = store.append("Account", "a-1", 0, &new).await.expect("append");
+    let appended = store
+        .append("Account", "a-1", 0, &new)
+        .await
+        .expect("append");
     assert_eq!((appended.first_version, appended.last_version), (1, 2));
     assert_eq!((appended.first_position, appended.last_position), (1, 2));
-    assert_eq!(store.current_version("Account", "a-1").await.expect("version"), 2);
+    assert_eq!(
+        store
+            .current_version("Account", "a-1")
+            .await
+            .expect("version"),
+        2
+    );
     let stored = whole_stream(&store, "Account", "a-1").await;
     assert_eq!(stored.len(), 2);
     for (i, (event, new)) in stored.iter().zip(&new).enumerate() {
@@ -58,61 +81,148 @@ pub async fn append_and_read<F: EngineFactory>(factory: &F) {
         assert_eq!(event.codec(), new.codec);
         assert_eq!(event.payload(), &new.payload[..]);
         assert_eq!(event.metadata(), new.metadata);
-        assert!(event.timestamp().as_micros() > 1_600_000_000_000_000, "timestamp is now-ish");
+        assert!(
+            event.timestamp().as_micros() > 1_600_000_000_000_000,
+            "timestamp is now-ish"
+        );
     }
-    assert_eq!(stored.get(0).expect("event 1").decode::<AccountEvent>().expect("decode"), AccountEvent::Opened { owner: "ada".into() });
-    assert_eq!(stored.get(1).expect("event 2").metadata(), EventMetadata::default());
-    assert_ne!(stored.get(0).expect("event 1").event_id(), stored.get(1).expect("event 2").event_id());
-    assert_eq!(store.current_version("Account", "nobody").await.expect("version"), 0);
+    assert_eq!(
+        stored
+            .get(0)
+            .expect("event 1")
+            .decode::<AccountEvent>()
+            .expect("decode"),
+        AccountEvent::Opened {
+            owner: "ada".into()
+        }
+    );
+    assert_eq!(
+        stored.get(1).expect("event 2").metadata(),
+        EventMetadata::default()
+    );
+    assert_ne!(
+        stored.get(0).expect("event 1").event_id(),
+        stored.get(1).expect("event 2").event_id()
+    );
+    assert_eq!(
+        store
+            .current_version("Account", "nobody")
+            .await
+            .expect("version"),
+        0
+    );
     assert!(whole_stream(&store, "Account", "nobody").await.is_empty());
 }
 
 pub async fn expected_version_conflict<F: EngineFactory>(factory: &F) {
     let store = store(factory).await;
-    store.append("Account", "a", 0, &deposits(1, 3)).await.expect("append");
+    store
+        .append("Account", "a", 0, &deposits(1, 3))
+        .await
+        .expect("append");
     for expected in [0, 2, 4, 100] {
-        match store.append("Account", "a", expected, &deposits(10, 2)).await {
+        match store
+            .append("Account", "a", expected, &deposits(10, 2))
+            .await
+        {
             Err(EventStoreError::Conflict {
                 aggregate_type,
                 aggregate_id,
                 expected: e,
                 actual,
             }) => {
-                assert_eq!((aggregate_type.as_str(), aggregate_id.as_str()), ("Account", "a"));
+                assert_eq!(
+                    (aggregate_type.as_str(), aggregate_id.as_str()),
+                    ("Account", "a")
+                );
                 assert_eq!((e, actual), (expected, 3));
             }
             other => panic!("expected a conflict for expected version {expected}, got {other:?}"),
         }
     }
     match store.append("Account", "new", 5, &deposits(1, 1)).await {
-        Err(EventStoreError::Conflict { expected: 5, actual: 0, .. }) => {}
+        Err(EventStoreError::Conflict {
+            expected: 5,
+            actual: 0,
+            ..
+        }) => {}
         other => panic!("expected a conflict on a new stream, got {other:?}"),
     }
-    assert_eq!(whole_stream(&store, "Account", "a").await.len(), 3, "nothing written");
-    assert_eq!(whole_log(&store).await.len(), 3, "nothing written to the global log");
-    store.append("Account", "a", 3, &deposits(4, 1)).await.expect("the right version appends");
-    assert_eq!(store.current_version("Account", "a").await.expect("version"), 4);
+    assert_eq!(
+        whole_stream(&store, "Account", "a").await.len(),
+        3,
+        "nothing written"
+    );
+    assert_eq!(
+        whole_log(&store).await.len(),
+        3,
+        "nothing written to the global log"
+    );
+    store
+        .append("Account", "a", 3, &deposits(4, 1))
+        .await
+        .expect("the right version appends");
+    assert_eq!(
+        store
+            .current_version("Account", "a")
+            .await
+            .expect("version"),
+        4
+    );
 }
 
 pub async fn read_ranges_and_pages<F: EngineFactory>(factory: &F) {
     let store = store(factory).await;
     for batch in 0..5u64 {
-        store.append("Account", "a", batch * 500, &deposits(batch * 500 + 1, 500)).await.expect("append");
+        store
+            .append("Account", "a", batch * 500, &deposits(batch * 500 + 1, 500))
+            .await
+            .expect("append");
     }
     let versions = |events: &EventPage| events.iter().map(|e| e.version()).collect::<Vec<_>>();
-    let middle = store.read_stream("Account", "a", 10, 20, usize::MAX).await.expect("read");
+    let middle = store
+        .read_stream("Account", "a", 10, 20, usize::MAX)
+        .await
+        .expect("read");
     assert_eq!(versions(&middle), (10..=20).collect::<Vec<_>>());
-    let limited = store.read_stream("Account", "a", 10, 20, 4).await.expect("read");
+    let limited = store
+        .read_stream("Account", "a", 10, 20, 4)
+        .await
+        .expect("read");
     assert_eq!(versions(&limited), vec![10, 11, 12, 13]);
-    let tail = store.read_stream("Account", "a", 2495, u64::MAX, usize::MAX).await.expect("read");
+    let tail = store
+        .read_stream("Account", "a", 2495, u64::MAX, usize::MAX)
+        .await
+        .expect("read");
     assert_eq!(versions(&tail), (2495..=2500).collect::<Vec<_>>());
-    assert!(store.read_stream("Account", "a", 2501, u64::MAX, 10).await.expect("read").is_empty());
-    assert!(store.read_stream("Account", "a", 20, 10, 10).await.expect("read").is_empty());
-    assert!(store.read_stream("Account", "a", 1, 10, 0).await.expect("read").is_empty());
+    assert!(
+        store
+            .read_stream("Account", "a", 2501, u64::MAX, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_stream("Account", "a", 20, 10, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_stream("Account", "a", 1, 10, 0)
+            .await
+            .expect("read")
+            .is_empty()
+    );
     let mut next = 1;
     let mut amounts = Vec::new();
     loop {
-        let page = store.read_stream("Account", "a", next, u64::MAX, 333).await.expect("page");
+        let page = store
+            .read_stream("Account", "a", next, u64::MAX, 333)
+            .await
+            .expect("page");
         for event in page.iter() {
             match event.decode::<AccountEvent>().expect("decode") {
                 AccountEvent::Deposited { amount } => amounts.push(amount),
@@ -124,7 +234,11 @@ pub async fn read_ranges_and_pages<F: EngineFactory>(factory: &F) {
             _ => break,
         }
     }
-    assert_eq!(amounts, (1..=2500).collect::<Vec<_>>(), "pages give every event once, in order");
+    assert_eq!(
+        amounts,
+        (1..=2500).collect::<Vec<_>>(),
+        "pages give every event once, in order"
+    );
 }
 
 pub async fn read_all_in_commit_order<F: EngineFactory>(factory: &F) {
@@ -136,18 +250,27 @@ pub async fn read_all_in_commit_order<F: EngineFactory>(factory: &F) {
         let which = (round * 7 % 3) as usize;
         let count = 1 + round % 4;
         let events = deposits(round * 100, count);
-        store.append("Account", ids[which], versions[which], &events).await.expect("append");
+        store
+            .append("Account", ids[which], versions[which], &events)
+            .await
+            .expect("append");
         for (offset, event) in (1..).zip(&events) {
             expected.push((ids[which], versions[which] + offset, event.event_id));
         }
         versions[which] += count;
     }
-    store.append("Other", "x", 0, &deposits(1, 2)).await.expect("append");
+    store
+        .append("Other", "x", 0, &deposits(1, 2))
+        .await
+        .expect("append");
     let log = whole_log(&store).await;
     assert_eq!(log.len(), expected.len() + 2);
     for (position, (event, (id, version, event_id))) in (1..).zip(log.iter().zip(&expected)) {
         assert_eq!(event.position(), position, "positions are 1, 2, 3, ...");
-        assert_eq!((event.aggregate_type(), event.aggregate_id()), ("Account", *id));
+        assert_eq!(
+            (event.aggregate_type(), event.aggregate_id()),
+            ("Account", *id)
+        );
         assert_eq!((event.version(), event.event_id()), (*version, *event_id));
     }
     assert_eq!(log.last().expect("events").aggregate_type(), "Other");
@@ -162,10 +285,23 @@ pub async fn read_all_in_commit_order<F: EngineFactory>(factory: &F) {
         }
     }
     let all: Vec<Uuid> = log.iter().map(|event| event.event_id()).collect();
-    assert_eq!(paged, all, "paged read_all gives every event once, in commit order");
-    let later = store.read_all(log.len() as u64 - 1, 10).await.expect("read");
+    assert_eq!(
+        paged, all,
+        "paged read_all gives every event once, in commit order"
+    );
+    let later = store
+        .read_all(log.len() as u64 - 1, 10)
+        .await
+        .expect("read");
     assert_eq!(later.len(), 2);
-    assert_eq!(store.read_all(0, 3).await.expect("position 0 reads from the start").len(), 3);
+    assert_eq!(
+        store
+            .read_all(0, 3)
+            .await
+            .expect("position 0 reads from the start")
+            .len(),
+        3
+    );
 }
 
 /// Eight tasks taking turns append 200 events each to one stream, retrying conflicts.
@@ -176,9 +312,15 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
         for i in 0..200u64 {
             let event = deposit(task * 1000 + i);
             loop {
-                let version = store.current_version("Account", "shared").await.expect("version");
+                let version = store
+                    .current_version("Account", "shared")
+                    .await
+                    .expect("version");
                 yield_now().await;
-                match store.append("Account", "shared", version, std::slice::from_ref(&event)).await {
+                match store
+                    .append("Account", "shared", version, std::slice::from_ref(&event))
+                    .await
+                {
                     Ok(_) => break,
                     Err(EventStoreError::Conflict { .. }) => conflicts += 1,
                     Err(other) => panic!("append failed: {other}"),
@@ -193,7 +335,10 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
         .sum();
     assert!(conflicts > 0, "interleaved appends must have conflicted");
     let stream = whole_stream(&*store, "Account", "shared").await;
-    assert_eq!(stream.iter().map(|e| e.version()).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(
+        stream.iter().map(|e| e.version()).collect::<Vec<_>>(),
+        (1..=1600).collect::<Vec<_>>()
+    );
     let amounts: HashSet<u64> = stream
         .iter()
         .map(|e| match e.decode::<AccountEvent>().expect("decode") {
@@ -201,36 +346,84 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(amounts.len(), 1600, "every event once: none lost, none duplicated");
+    assert_eq!(
+        amounts.len(),
+        1600,
+        "every event once: none lost, none duplicated"
+    );
     let log = whole_log(&*store).await;
-    assert_eq!(log.iter().map(|e| e.position()).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(
+        log.iter().map(|e| e.position()).collect::<Vec<_>>(),
+        (1..=1600).collect::<Vec<_>>()
+    );
 }
 
 pub async fn invalid_appends_write_nothing<F: EngineFactory>(factory: &F) {
     let store = store(factory).await;
-    assert!(matches!(store.append("Account", "a", 0, &[]).await, Err(EventStoreError::InvalidInput(_))));
-    let err = store.append("", "a", 0, &deposits(1, 1)).await.expect_err("empty type");
+    assert!(matches!(
+        store.append("Account", "a", 0, &[]).await,
+        Err(EventStoreError::InvalidInput(_))
+    ));
+    let err = store
+        .append("", "a", 0, &deposits(1, 1))
+        .await
+        .expect_err("empty type");
     assert!(err.to_string().contains("aggregate type"), "{err}");
-    let err = store.append("Account", "", 0, &deposits(1, 1)).await.expect_err("empty id");
+    let err = store
+        .append("Account", "", 0, &deposits(1, 1))
+        .await
+        .expect_err("empty id");
     assert!(err.to_string().contains("aggregate id"), "{err}");
     let long = "i".repeat(crate::keys::MAX_NAME_LEN + 1);
-    assert!(store.append("Account", &long, 0, &deposits(1, 1)).await.is_err());
+    assert!(
+        store
+            .append("Account", &long, 0, &deposits(1, 1))
+            .await
+            .is_err()
+    );
     let mut unnamed = deposit(1);
     unnamed.event_type.clear();
     let mut batch = deposits(1, 2);
     batch.push(unnamed);
-    assert!(matches!(store.append("Account", "a", 0, &batch).await, Err(EventStoreError::InvalidInput(_))));
-    assert!(store.read_all(1, 10).await.expect("read").is_empty(), "nothing written");
-    assert_eq!(store.current_version("Account", "a").await.expect("version"), 0);
+    assert!(matches!(
+        store.append("Account", "a", 0, &batch).await,
+        Err(EventStoreError::InvalidInput(_))
+    ));
+    assert!(
+        store.read_all(1, 10).await.expect("read").is_empty(),
+        "nothing written"
+    );
+    assert_eq!(
+        store
+            .current_version("Account", "a")
+            .await
+            .expect("version"),
+        0
+    );
 }
 
 pub async fn streams_are_isolated<F: EngineFactory>(factory: &F) {
     let store = store(factory).await;
-    store.append("ab", "c", 0, &deposits(1, 2)).await.expect("append");
-    store.append("a", "bc", 0, &deposits(1, 3)).await.expect("append");
-    store.append("a", "b", 0, &deposits(1, 1)).await.expect("append");
-    store.append("a", "b\u{0}", 0, &deposits(1, 4)).await.expect("append");
-    store.append("Ünïcode", "ключ/🦀", 0, &deposits(1, 5)).await.expect("append");
+    store
+        .append("ab", "c", 0, &deposits(1, 2))
+        .await
+        .expect("append");
+    store
+        .append("a", "bc", 0, &deposits(1, 3))
+        .await
+        .expect("append");
+    store
+        .append("a", "b", 0, &deposits(1, 1))
+        .await
+        .expect("append");
+    store
+        .append("a", "b\u{0}", 0, &deposits(1, 4))
+        .await
+        .expect("append");
+    store
+        .append("Ünïcode", "ключ/🦀", 0, &deposits(1, 5))
+        .await
+        .expect("append");
     assert_eq!(store.current_version("ab", "c").await.expect("v"), 2);
     assert_eq!(store.current_version("a", "bc").await.expect("v"), 3);
     assert_eq!(store.current_version("a", "b").await.expect("v"), 1);

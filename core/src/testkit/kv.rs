@@ -43,26 +43,46 @@ pub async fn get_put_delete<F: EngineFactory>(factory: &F) {
     let kv = fresh(factory).await;
     assert_eq!(kv.get(b"k").await.expect("get"), None);
     put(&*kv, b"k", b"v1").await;
-    assert_eq!(kv.get(b"k").await.expect("get").as_deref(), Some(&b"v1"[..]));
+    assert_eq!(
+        kv.get(b"k").await.expect("get").as_deref(),
+        Some(&b"v1"[..])
+    );
     put(&*kv, b"k", b"v2").await;
-    assert_eq!(kv.get(b"k").await.expect("get").as_deref(), Some(&b"v2"[..]));
+    assert_eq!(
+        kv.get(b"k").await.expect("get").as_deref(),
+        Some(&b"v2"[..])
+    );
     let mut batch = WriteBatch::new();
     batch.delete(&b"k"[..]).delete(&b"never-there"[..]);
-    kv.write(batch).await.expect("deleting a missing key is not an error");
+    kv.write(batch)
+        .await
+        .expect("deleting a missing key is not an error");
     assert_eq!(kv.get(b"k").await.expect("get"), None);
-    kv.write(WriteBatch::new()).await.expect("an empty batch is fine");
+    kv.write(WriteBatch::new())
+        .await
+        .expect("an empty batch is fine");
 }
 
 pub async fn empty_value_is_present<F: EngineFactory>(factory: &F) {
     let kv = fresh(factory).await;
     put(&*kv, b"empty", b"").await;
-    assert_eq!(kv.get(b"empty").await.expect("get").as_deref(), Some(&b""[..]));
+    assert_eq!(
+        kv.get(b"empty").await.expect("get").as_deref(),
+        Some(&b""[..])
+    );
     let mut batch = WriteBatch::new();
-    batch.check(&b"empty"[..], Check::Present).check(&b"empty"[..], Check::Equals(Bytes::new()));
-    kv.write(batch).await.expect("an empty value is present and equals empty");
+    batch
+        .check(&b"empty"[..], Check::Present)
+        .check(&b"empty"[..], Check::Equals(Bytes::new()));
+    kv.write(batch)
+        .await
+        .expect("an empty value is present and equals empty");
     let mut batch = WriteBatch::new();
     batch.check(&b"empty"[..], Check::Absent);
-    assert!(matches!(kv.write(batch).await, Err(KvError::Conflict { .. })));
+    assert!(matches!(
+        kv.write(batch).await,
+        Err(KvError::Conflict { .. })
+    ));
 }
 
 pub async fn scan_byte_order<F: EngineFactory>(factory: &F) {
@@ -76,12 +96,24 @@ pub async fn scan_byte_order<F: EngineFactory>(factory: &F) {
         batch.put(key.clone(), key.clone());
     }
     kv.write(batch).await.expect("put all");
-    assert_eq!(keys_of(&*kv, &KeyRange::all(), Direction::Forward).await, expected);
+    assert_eq!(
+        keys_of(&*kv, &KeyRange::all(), Direction::Forward).await,
+        expected
+    );
     let mut reversed = expected.clone();
     reversed.reverse();
-    assert_eq!(keys_of(&*kv, &KeyRange::all(), Direction::Reverse).await, reversed);
-    let entries = kv.scan(&KeyRange::all(), Direction::Forward, usize::MAX).await.expect("scan");
-    assert!(entries.iter().all(|(key, value)| key == value), "values follow their keys");
+    assert_eq!(
+        keys_of(&*kv, &KeyRange::all(), Direction::Reverse).await,
+        reversed
+    );
+    let entries = kv
+        .scan(&KeyRange::all(), Direction::Forward, usize::MAX)
+        .await
+        .expect("scan");
+    assert!(
+        entries.iter().all(|(key, value)| key == value),
+        "values follow their keys"
+    );
 }
 
 pub async fn scan_bounds<F: EngineFactory>(factory: &F) {
@@ -92,7 +124,13 @@ pub async fn scan_bounds<F: EngineFactory>(factory: &F) {
         batch.put(key.clone(), b"v".to_vec());
     }
     kv.write(batch).await.expect("put all");
-    let bounds = [Bound::Unbounded, Bound::Included(1), Bound::Excluded(1), Bound::Included(6), Bound::Excluded(14)];
+    let bounds = [
+        Bound::Unbounded,
+        Bound::Included(1),
+        Bound::Excluded(1),
+        Bound::Included(6),
+        Bound::Excluded(14),
+    ];
     let to_bound = |bound: &Bound<usize>| match bound {
         Bound::Included(i) => Bound::Included(Bytes::from(all[*i].clone())),
         Bound::Excluded(i) => Bound::Excluded(Bytes::from(all[*i].clone())),
@@ -104,23 +142,52 @@ pub async fn scan_bounds<F: EngineFactory>(factory: &F) {
                 start: to_bound(start),
                 end: to_bound(end),
             };
-            let expected: Vec<Vec<u8>> = all.iter().filter(|key| range.contains(key)).cloned().collect();
-            assert_eq!(keys_of(&*kv, &range, Direction::Forward).await, expected, "forward {range:?}");
+            let expected: Vec<Vec<u8>> = all
+                .iter()
+                .filter(|key| range.contains(key))
+                .cloned()
+                .collect();
+            assert_eq!(
+                keys_of(&*kv, &range, Direction::Forward).await,
+                expected,
+                "forward {range:?}"
+            );
             let mut reversed = expected;
             reversed.reverse();
-            assert_eq!(keys_of(&*kv, &range, Direction::Reverse).await, reversed, "reverse {range:?}");
+            assert_eq!(
+                keys_of(&*kv, &range, Direction::Reverse).await,
+                reversed,
+                "reverse {range:?}"
+            );
         }
     }
     let prefix = keys_of(&*kv, &KeyRange::prefix(&b"a"[..]), Direction::Forward).await;
-    assert_eq!(prefix, vec![b"a".to_vec(), b"a\x00".to_vec(), b"ab".to_vec()]);
+    assert_eq!(
+        prefix,
+        vec![b"a".to_vec(), b"a\x00".to_vec(), b"ab".to_vec()]
+    );
     let prefix = keys_of(&*kv, &KeyRange::prefix(vec![0xff]), Direction::Forward).await;
-    assert_eq!(prefix, vec![vec![0xff], vec![0xff, 0x00], vec![0xff, 0xff, 0xff]]);
+    assert_eq!(
+        prefix,
+        vec![vec![0xff], vec![0xff, 0x00], vec![0xff, 0xff, 0xff]]
+    );
     let inverted = KeyRange::between(&b"b"[..], &b"a"[..]);
-    assert!(keys_of(&*kv, &inverted, Direction::Forward).await.is_empty(), "an inverted range is empty");
+    assert!(
+        keys_of(&*kv, &inverted, Direction::Forward)
+            .await
+            .is_empty(),
+        "an inverted range is empty"
+    );
     let point = KeyRange::between(&b"a"[..], &b"a"[..]);
-    assert!(keys_of(&*kv, &point, Direction::Reverse).await.is_empty(), "[a, a) is empty");
+    assert!(
+        keys_of(&*kv, &point, Direction::Reverse).await.is_empty(),
+        "[a, a) is empty"
+    );
     let single = KeyRange::inclusive(&b"a"[..], &b"a"[..]);
-    assert_eq!(keys_of(&*kv, &single, Direction::Forward).await, vec![b"a".to_vec()]);
+    assert_eq!(
+        keys_of(&*kv, &single, Direction::Forward).await,
+        vec![b"a".to_vec()]
+    );
 }
 
 pub async fn scan_paging<F: EngineFactory>(factory: &F) {
@@ -130,7 +197,12 @@ pub async fn scan_paging<F: EngineFactory>(factory: &F) {
         batch.put(i.to_be_bytes().to_vec(), i.to_le_bytes().to_vec());
     }
     kv.write(batch).await.expect("put 500");
-    assert!(kv.scan(&KeyRange::all(), Direction::Forward, 0).await.expect("scan").is_empty());
+    assert!(
+        kv.scan(&KeyRange::all(), Direction::Forward, 0)
+            .await
+            .expect("scan")
+            .is_empty()
+    );
     for direction in [Direction::Forward, Direction::Reverse] {
         let whole = keys_of(&*kv, &KeyRange::all(), direction).await;
         assert_eq!(whole.len(), 500);
@@ -145,7 +217,10 @@ pub async fn scan_paging<F: EngineFactory>(factory: &F) {
                 _ => break,
             }
         }
-        assert_eq!(paged, whole, "pages of 7 ({direction:?}) give every key once, in order");
+        assert_eq!(
+            paged, whole,
+            "pages of 7 ({direction:?}) give every key once, in order"
+        );
     }
 }
 
@@ -160,12 +235,20 @@ pub async fn failed_check_applies_nothing<F: EngineFactory>(factory: &F) {
         .put(&b"new-2"[..], &b"y"[..])
         .check(&b"new-1"[..], Check::Absent)
         .check(&b"missing"[..], Check::Present)
-        .check(&b"existing"[..], Check::Equals(Bytes::from_static(b"wrong")));
+        .check(
+            &b"existing"[..],
+            Check::Equals(Bytes::from_static(b"wrong")),
+        );
     match kv.write(batch).await {
-        Err(KvError::Conflict { key }) => assert_eq!(&key[..], b"missing", "the first failing check is named"),
+        Err(KvError::Conflict { key }) => {
+            assert_eq!(&key[..], b"missing", "the first failing check is named")
+        }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(kv.get(b"existing").await.expect("get").as_deref(), Some(&b"old"[..]));
+    assert_eq!(
+        kv.get(b"existing").await.expect("get").as_deref(),
+        Some(&b"old"[..])
+    );
     assert_eq!(kv.get(b"new-1").await.expect("get"), None);
     assert_eq!(kv.get(b"new-2").await.expect("get"), None);
 }
@@ -185,15 +268,22 @@ pub async fn checks<F: EngineFactory>(factory: &F) {
     ];
     for (key, check, holds) in cases {
         let mut batch = WriteBatch::new();
-        batch.check(key.to_vec(), check.clone()).put(&b"marker"[..], key.to_vec());
+        batch
+            .check(key.to_vec(), check.clone())
+            .put(&b"marker"[..], key.to_vec());
         let result = kv.write(batch).await;
         match (holds, result) {
             (true, Ok(())) => {}
             (false, Err(KvError::Conflict { key: failed })) => assert_eq!(&failed[..], key),
-            (holds, result) => panic!("{check:?} on {key:?}: expected holds={holds}, got {result:?}"),
+            (holds, result) => {
+                panic!("{check:?} on {key:?}: expected holds={holds}, got {result:?}")
+            }
         }
     }
-    assert_eq!(kv.get(b"marker").await.expect("get").as_deref(), Some(&b"none"[..]));
+    assert_eq!(
+        kv.get(b"marker").await.expect("get").as_deref(),
+        Some(&b"none"[..])
+    );
 }
 
 pub async fn batch_order<F: EngineFactory>(factory: &F) {
@@ -207,10 +297,20 @@ pub async fn batch_order<F: EngineFactory>(factory: &F) {
         .delete(&b"b"[..])
         .delete(&b"c"[..])
         .put(&b"c"[..], &b"3"[..]);
-    kv.write(batch).await.expect("checks see the state before the batch");
-    assert_eq!(kv.get(b"a").await.expect("get").as_deref(), Some(&b"2"[..]), "later put wins");
+    kv.write(batch)
+        .await
+        .expect("checks see the state before the batch");
+    assert_eq!(
+        kv.get(b"a").await.expect("get").as_deref(),
+        Some(&b"2"[..]),
+        "later put wins"
+    );
     assert_eq!(kv.get(b"b").await.expect("get"), None, "later delete wins");
-    assert_eq!(kv.get(b"c").await.expect("get").as_deref(), Some(&b"3"[..]), "put after delete");
+    assert_eq!(
+        kv.get(b"c").await.expect("get").as_deref(),
+        Some(&b"3"[..]),
+        "put after delete"
+    );
 }
 
 pub async fn large_values<F: EngineFactory>(factory: &F) {
@@ -218,9 +318,14 @@ pub async fn large_values<F: EngineFactory>(factory: &F) {
     let value: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect();
     let key: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
     put(&*kv, &key, &value).await;
-    assert_eq!(kv.get(&key).await.expect("get").as_deref(), Some(&value[..]));
+    assert_eq!(
+        kv.get(&key).await.expect("get").as_deref(),
+        Some(&value[..])
+    );
     let mut batch = WriteBatch::new();
-    batch.check(key.clone(), Check::Equals(Bytes::from(value.clone()))).delete(key.clone());
+    batch
+        .check(key.clone(), Check::Equals(Bytes::from(value.clone())))
+        .delete(key.clone());
     kv.write(batch).await.expect("equals on a 1 MiB value");
     assert_eq!(kv.get(&key).await.expect("get"), None);
 }
@@ -236,7 +341,10 @@ pub async fn interleaved_compare_and_set<F: EngineFactory>(factory: &F) {
             loop {
                 let current = kv.get(b"counter").await.expect("get");
                 yield_now().await;
-                let next = current.as_deref().map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes"))) + 1;
+                let next = current
+                    .as_deref()
+                    .map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes")))
+                    + 1;
                 let mut batch = WriteBatch::new();
                 match current {
                     Some(value) => batch.check(&b"counter"[..], Check::Equals(value)),
@@ -256,7 +364,14 @@ pub async fn interleaved_compare_and_set<F: EngineFactory>(factory: &F) {
         .await
         .into_iter()
         .sum();
-    let value = kv.get(b"counter").await.expect("get").expect("counter exists");
-    assert_eq!(u64::from_be_bytes(value[..].try_into().expect("8 bytes")), tasks * increments);
+    let value = kv
+        .get(b"counter")
+        .await
+        .expect("get")
+        .expect("counter exists");
+    assert_eq!(
+        u64::from_be_bytes(value[..].try_into().expect("8 bytes")),
+        tasks * increments
+    );
     assert!(conflicts > 0, "interleaved tasks must have conflicted");
 }

@@ -17,7 +17,10 @@ use crate::timestamp::Timestamp;
 type Repo<A, K> = Repository<A, KvEventStore<Arc<K>>, KvSnapshotStore<Arc<K>>>;
 
 fn repo_on<A: Aggregate, K: OrderedKv + 'static>(kv: &Arc<K>) -> Repo<A, K> {
-    Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv.clone()))
+    Repository::new(
+        KvEventStore::new(kv.clone()),
+        KvSnapshotStore::new(kv.clone()),
+    )
 }
 
 async fn setup<F: EngineFactory>(factory: &F) -> (Repo<Account, F::Kv>, Arc<F::Kv>) {
@@ -26,7 +29,11 @@ async fn setup<F: EngineFactory>(factory: &F) -> (Repo<Account, F::Kv>, Arc<F::K
 }
 
 /// Saves an opened account with `deposits` deposits of 1, 2, 3, ..., one save per `per_save`.
-async fn account_with<A: Aggregate<Event = AccountEvent>, E: EventStore + 'static, S: SnapshotStore + 'static>(
+async fn account_with<
+    A: Aggregate<Event = AccountEvent>,
+    E: EventStore + 'static,
+    S: SnapshotStore + 'static,
+>(
     repo: &Repository<A, E, S>,
     id: &str,
     deposits_count: u64,
@@ -51,14 +58,31 @@ fn expected_account(id: &str, deposits_count: u64) -> Account {
     }
 }
 
-async fn snapshot_version<K: OrderedKv + 'static>(repo: &Repo<Account, K>, id: &str) -> Option<u64> {
-    let snapshot = repo.snapshot_store().get_snapshot(Account::TYPE, id).await.expect("get snapshot");
+async fn snapshot_version<K: OrderedKv + 'static>(
+    repo: &Repo<Account, K>,
+    id: &str,
+) -> Option<u64> {
+    let snapshot = repo
+        .snapshot_store()
+        .get_snapshot(Account::TYPE, id)
+        .await
+        .expect("get snapshot");
     snapshot.map(|s| s.version)
 }
 
-async fn overwrite_snapshot<K: OrderedKv>(kv: &K, aggregate_type: &str, id: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+async fn overwrite_snapshot<K: OrderedKv>(
+    kv: &K,
+    aggregate_type: &str,
+    id: &str,
+    edit: impl FnOnce(&mut Vec<u8>),
+) {
     let key = crate::keys::snapshot(aggregate_type, id).expect("key");
-    let mut value = kv.get(&key).await.expect("get").expect("a snapshot exists").to_vec();
+    let mut value = kv
+        .get(&key)
+        .await
+        .expect("get")
+        .expect("a snapshot exists")
+        .to_vec();
     edit(&mut value);
     let mut batch = WriteBatch::new();
     batch.put(key, value);
@@ -68,8 +92,14 @@ async fn overwrite_snapshot<K: OrderedKv>(kv: &K, aggregate_type: &str, id: &str
 pub async fn not_found<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
     match repo.load("ghost").await {
-        Err(RepositoryError::NotFound { aggregate_type, aggregate_id }) => {
-            assert_eq!((aggregate_type, aggregate_id.as_str()), ("Account", "ghost"));
+        Err(RepositoryError::NotFound {
+            aggregate_type,
+            aggregate_id,
+        }) => {
+            assert_eq!(
+                (aggregate_type, aggregate_id.as_str()),
+                ("Account", "ghost")
+            );
         }
         other => panic!("expected NotFound, got {other:?}"),
     }
@@ -78,9 +108,15 @@ pub async fn not_found<F: EngineFactory>(factory: &F) {
         repo.create_snapshot(&handle).await,
         Err(RepositoryError::NothingCommitted { .. })
     ));
-    let outcome = repo.save(&mut handle).await.expect("saving nothing is fine");
+    let outcome = repo
+        .save(&mut handle)
+        .await
+        .expect("saving nothing is fine");
     assert_eq!(outcome.version, 0);
-    assert!(matches!(repo.load("ghost").await, Err(RepositoryError::NotFound { .. })));
+    assert!(matches!(
+        repo.load("ghost").await,
+        Err(RepositoryError::NotFound { .. })
+    ));
 }
 
 pub async fn save_and_load<F: EngineFactory>(factory: &F) {
@@ -94,25 +130,52 @@ pub async fn save_and_load<F: EngineFactory>(factory: &F) {
     assert!(handle.pending().is_empty());
     assert_eq!(repo.metrics().full_replays, 1);
     assert_eq!(repo.snapshot_threshold(), None);
-    assert_eq!(snapshot_version(&repo, "acc").await, None, "no threshold, no snapshot");
+    assert_eq!(
+        snapshot_version(&repo, "acc").await,
+        None,
+        "no threshold, no snapshot"
+    );
 }
 
 pub async fn threshold_by_crossing<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
     let repo = repo.with_snapshot_threshold(10);
     let mut handle = repo.create_new("acc");
-    handle.record(AccountEvent::Opened { owner: "acc".into() });
+    handle.record(AccountEvent::Opened {
+        owner: "acc".into(),
+    });
     deposits(1..=24).for_each(|e| handle.record(e));
-    let outcome = repo.save(&mut handle).await.expect("save 25 events at once");
-    assert_eq!((outcome.version, outcome.snapshot), (25, SnapshotOutcome::Stored));
-    assert_eq!(snapshot_version(&repo, "acc").await, Some(25), "one save across 10 and 20 snapshots");
+    let outcome = repo
+        .save(&mut handle)
+        .await
+        .expect("save 25 events at once");
+    assert_eq!(
+        (outcome.version, outcome.snapshot),
+        (25, SnapshotOutcome::Stored)
+    );
+    assert_eq!(
+        snapshot_version(&repo, "acc").await,
+        Some(25),
+        "one save across 10 and 20 snapshots"
+    );
     deposits(25..=27).for_each(|e| handle.record(e));
     let outcome = repo.save(&mut handle).await.expect("save 3 more");
-    assert_eq!((outcome.version, outcome.snapshot), (28, SnapshotOutcome::NotDue));
-    assert_eq!(snapshot_version(&repo, "acc").await, Some(25), "28 crosses no multiple of 10");
+    assert_eq!(
+        (outcome.version, outcome.snapshot),
+        (28, SnapshotOutcome::NotDue)
+    );
+    assert_eq!(
+        snapshot_version(&repo, "acc").await,
+        Some(25),
+        "28 crosses no multiple of 10"
+    );
     deposits(28..=29).for_each(|e| handle.record(e));
     repo.save(&mut handle).await.expect("save 2 more");
-    assert_eq!(snapshot_version(&repo, "acc").await, Some(30), "30 is a multiple of 10");
+    assert_eq!(
+        snapshot_version(&repo, "acc").await,
+        Some(30),
+        "30 is a multiple of 10"
+    );
     let loaded = repo.load("acc").await.expect("load");
     assert_eq!(loaded.load_info().snapshot_version, Some(30));
     assert_eq!(loaded.load_info().events_replayed, 0);
@@ -122,9 +185,15 @@ pub async fn threshold_by_crossing<F: EngineFactory>(factory: &F) {
 
 pub async fn sync_mode<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
-    let repo = repo.with_snapshot_threshold(10).with_snapshot_mode(SnapshotMode::Sync);
+    let repo = repo
+        .with_snapshot_threshold(10)
+        .with_snapshot_mode(SnapshotMode::Sync);
     account_with(&repo, "acc", 14, 1).await;
-    assert_eq!(snapshot_version(&repo, "acc").await, Some(10), "stored before save returned");
+    assert_eq!(
+        snapshot_version(&repo, "acc").await,
+        Some(10),
+        "stored before save returned"
+    );
     let loaded = repo.load("acc").await.expect("load");
     assert_eq!(loaded.load_info().snapshot_version, Some(10));
     assert_eq!(loaded.load_info().events_replayed, 5);
@@ -134,9 +203,13 @@ pub async fn sync_mode<F: EngineFactory>(factory: &F) {
 
 pub async fn background_mode_snapshots_committed_state<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
-    let repo = repo.with_snapshot_threshold(10).with_snapshot_mode(SnapshotMode::Background);
+    let repo = repo
+        .with_snapshot_threshold(10)
+        .with_snapshot_mode(SnapshotMode::Background);
     let mut handle = repo.create_new("acc");
-    handle.record(AccountEvent::Opened { owner: "acc".into() });
+    handle.record(AccountEvent::Opened {
+        owner: "acc".into(),
+    });
     deposits(1..=9).for_each(|e| handle.record(e));
     let outcome = repo.save(&mut handle).await.expect("save");
     assert_eq!(outcome.version, 10);
@@ -144,25 +217,43 @@ pub async fn background_mode_snapshots_committed_state<F: EngineFactory>(factory
     deposits(100..=104).for_each(|e| handle.record(e));
     repo.await_pending_snapshots().await;
     assert_eq!(repo.pending_snapshot_count(), 0);
-    let snapshot = repo.snapshot_store().get_snapshot(Account::TYPE, "acc").await.expect("get").expect("stored");
+    let snapshot = repo
+        .snapshot_store()
+        .get_snapshot(Account::TYPE, "acc")
+        .await
+        .expect("get")
+        .expect("stored");
     assert_eq!(snapshot.version, 10);
     let state: Account = snapshot.codec.decode(&snapshot.state).expect("decode");
-    assert_eq!(state, committed, "the snapshot holds the committed state, not later recordings");
+    assert_eq!(
+        state, committed,
+        "the snapshot holds the committed state, not later recordings"
+    );
     assert_eq!(handle.pending().len(), 5);
     assert_eq!(repo.metrics().snapshots_written, 1);
 }
 
 pub async fn manual_mode<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
-    let repo = repo.with_snapshot_threshold(5).with_snapshot_mode(SnapshotMode::Manual);
+    let repo = repo
+        .with_snapshot_threshold(5)
+        .with_snapshot_mode(SnapshotMode::Manual);
     account_with(&repo, "acc", 20, 1).await;
-    assert_eq!(snapshot_version(&repo, "acc").await, None, "manual mode snapshots nothing by itself");
+    assert_eq!(
+        snapshot_version(&repo, "acc").await,
+        None,
+        "manual mode snapshots nothing by itself"
+    );
     let mut handle = repo.load("acc").await.expect("load");
     assert!(repo.create_snapshot(&handle).await.expect("create"));
     assert_eq!(snapshot_version(&repo, "acc").await, Some(21));
     handle.record(AccountEvent::Withdrawn { amount: 1 });
     match repo.create_snapshot(&handle).await {
-        Err(RepositoryError::UncommittedEvents { count: 1, version: 21, .. }) => {}
+        Err(RepositoryError::UncommittedEvents {
+            count: 1,
+            version: 21,
+            ..
+        }) => {}
         other => panic!("expected UncommittedEvents, got {other:?}"),
     }
     assert_eq!(snapshot_version(&repo, "acc").await, Some(21));
@@ -180,13 +271,30 @@ pub async fn schema_mismatch<F: EngineFactory>(factory: &F) {
     assert_eq!(v2.metrics().misses(SnapshotMiss::SchemaMismatch), 1);
     deposits(1..=10).for_each(|e| handle.record(e));
     v2.save(&mut handle).await.expect("save");
-    let snapshot = v2.snapshot_store().get_snapshot("Account", "acc").await.expect("get").expect("exists");
+    let snapshot = v2
+        .snapshot_store()
+        .get_snapshot("Account", "acc")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!((snapshot.version, snapshot.schema_version), (30, 2));
     let loaded = v2.load("acc").await.expect("load");
     assert_eq!(loaded.load_info().snapshot_version, Some(30));
     assert_eq!(loaded.state().balance_cents, 245 * 100);
-    assert_eq!(v2.snapshot_store().delete_snapshots_by_type("Account", Some(2)).await.expect("delete"), 0);
-    assert_eq!(v2.snapshot_store().delete_snapshots_by_type("Account", Some(3)).await.expect("delete"), 1);
+    assert_eq!(
+        v2.snapshot_store()
+            .delete_snapshots_by_type("Account", Some(2))
+            .await
+            .expect("delete"),
+        0
+    );
+    assert_eq!(
+        v2.snapshot_store()
+            .delete_snapshots_by_type("Account", Some(3))
+            .await
+            .expect("delete"),
+        1
+    );
 }
 
 pub async fn corrupt_snapshot<F: EngineFactory>(factory: &F) {
@@ -199,12 +307,18 @@ pub async fn corrupt_snapshot<F: EngineFactory>(factory: &F) {
         value.extend_from_slice(&[0xff; 9]);
     })
     .await;
-    let handle = repo.load("acc").await.expect("a corrupt state falls back to replay");
+    let handle = repo
+        .load("acc")
+        .await
+        .expect("a corrupt state falls back to replay");
     assert_eq!(handle.state(), &expected_account("acc", 14));
     assert_eq!(handle.load_info().snapshot_version, None);
     assert_eq!(repo.metrics().misses(SnapshotMiss::Undecodable), 1);
     overwrite_snapshot(&*kv, "Account", "acc", |value| value.truncate(5)).await;
-    let handle = repo.load("acc").await.expect("a cut envelope falls back to replay");
+    let handle = repo
+        .load("acc")
+        .await
+        .expect("a cut envelope falls back to replay");
     assert_eq!(handle.state(), &expected_account("acc", 14));
     assert_eq!(repo.metrics().misses(SnapshotMiss::Undecodable), 2);
 }
@@ -214,7 +328,10 @@ pub async fn unknown_codec<F: EngineFactory>(factory: &F) {
     let repo = repo.with_snapshot_threshold(10);
     account_with(&repo, "acc", 12, 100).await;
     overwrite_snapshot(&*kv, "Account", "acc", |value| value[1] = 99).await;
-    let handle = repo.load("acc").await.expect("an unknown codec falls back to replay");
+    let handle = repo
+        .load("acc")
+        .await
+        .expect("an unknown codec falls back to replay");
     assert_eq!(handle.state(), &expected_account("acc", 12));
     assert_eq!(handle.load_info().events_replayed, 13);
     assert_eq!(repo.metrics().misses(SnapshotMiss::UnknownCodec), 1);
@@ -229,11 +346,21 @@ pub async fn snapshot_ahead_of_stream<F: EngineFactory>(factory: &F) {
         version: 50,
         schema_version: Account::SCHEMA_VERSION,
         codec: Codec::Bincode,
-        state: Bytes::from(Codec::Bincode.encode(&expected_account("acc", 49)).expect("encode")),
+        state: Bytes::from(
+            Codec::Bincode
+                .encode(&expected_account("acc", 49))
+                .expect("encode"),
+        ),
         created_at: Timestamp::now(),
     };
-    repo.snapshot_store().save_snapshot(&ahead).await.expect("save");
-    let handle = repo.load("acc").await.expect("a snapshot ahead of the stream falls back to replay");
+    repo.snapshot_store()
+        .save_snapshot(&ahead)
+        .await
+        .expect("save");
+    let handle = repo
+        .load("acc")
+        .await
+        .expect("a snapshot ahead of the stream falls back to replay");
     assert_eq!(handle.version(), 10);
     assert_eq!(handle.state(), &expected_account("acc", 9));
     assert_eq!(repo.metrics().misses(SnapshotMiss::AheadOfStream), 1);
@@ -244,12 +371,27 @@ pub async fn json_fallback<F: EngineFactory>(factory: &F) {
     let repo: Repo<Document, F::Kv> = repo_on(&kv).with_snapshot_threshold(2);
     let mut handle = repo.create_new("doc");
     let value = serde_json::json!({"nested": [1, "two", {"three": null}], "n": 1.5});
-    handle.record(DocumentEvent::Set { field: "a".into(), value: value.clone() });
-    handle.record(DocumentEvent::Set { field: "b".into(), value: serde_json::json!(true) });
+    handle.record(DocumentEvent::Set {
+        field: "a".into(),
+        value: value.clone(),
+    });
+    handle.record(DocumentEvent::Set {
+        field: "b".into(),
+        value: serde_json::json!(true),
+    });
     let outcome = repo.save(&mut handle).await.expect("save");
     assert_eq!(outcome.snapshot, SnapshotOutcome::Stored);
-    let snapshot = repo.snapshot_store().get_snapshot("Document", "doc").await.expect("get").expect("exists");
-    assert_eq!(snapshot.codec, Codec::Json, "bincode cannot round-trip serde_json::Value: JSON is used");
+    let snapshot = repo
+        .snapshot_store()
+        .get_snapshot("Document", "doc")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        snapshot.codec,
+        Codec::Json,
+        "bincode cannot round-trip serde_json::Value: JSON is used"
+    );
     let loaded = repo.load("doc").await.expect("load");
     assert_eq!(loaded.load_info().snapshot_version, Some(2));
     assert_eq!(loaded.state(), handle.state());
@@ -265,14 +407,23 @@ pub async fn conflicting_saves<F: EngineFactory>(factory: &F) {
     second.record(AccountEvent::Withdrawn { amount: 1 });
     repo.save(&mut first).await.expect("first save wins");
     match repo.save(&mut second).await {
-        Err(RepositoryError::Conflict { expected: 4, actual: 5, .. }) => {}
+        Err(RepositoryError::Conflict {
+            expected: 4,
+            actual: 5,
+            ..
+        }) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(second.pending().len(), 1, "a refused save keeps its events");
     assert_eq!(second.version(), 4);
     let mut created = repo.create_new("acc");
-    created.record(AccountEvent::Opened { owner: "again".into() });
-    assert!(matches!(repo.save(&mut created).await, Err(RepositoryError::Conflict { expected: 0, .. })));
+    created.record(AccountEvent::Opened {
+        owner: "again".into(),
+    });
+    assert!(matches!(
+        repo.save(&mut created).await,
+        Err(RepositoryError::Conflict { expected: 0, .. })
+    ));
     let loaded = repo.load("acc").await.expect("load");
     assert_eq!(loaded.state().balance, 16);
 }
@@ -287,8 +438,19 @@ pub async fn stores_on_different_engines<F: EngineFactory>(factory: &F) {
     .with_snapshot_threshold(10);
     account_with(&repo, "acc", 24, 5).await;
     let snapshots_only = KvSnapshotStore::new(snapshots_kv);
-    assert!(snapshots_only.snapshot_exists("Account", "acc").await.expect("exists"));
-    assert_eq!(KvSnapshotStore::new(events_kv).count().await.expect("count"), 0);
+    assert!(
+        snapshots_only
+            .snapshot_exists("Account", "acc")
+            .await
+            .expect("exists")
+    );
+    assert_eq!(
+        KvSnapshotStore::new(events_kv)
+            .count()
+            .await
+            .expect("count"),
+        0
+    );
     let loaded = repo.load("acc").await.expect("load");
     // Saves land at versions 6, 11, 16, 21 and 25: 11 and 21 cross multiples of 10.
     assert_eq!(loaded.load_info().snapshot_version, Some(21));
@@ -297,17 +459,32 @@ pub async fn stores_on_different_engines<F: EngineFactory>(factory: &F) {
 
 pub async fn bincode_events<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
-    let repo = repo.with_event_codec(Codec::Bincode).with_snapshot_codec(Codec::Json).with_snapshot_threshold(10);
+    let repo = repo
+        .with_event_codec(Codec::Bincode)
+        .with_snapshot_codec(Codec::Json)
+        .with_snapshot_threshold(10);
     account_with(&repo, "acc", 15, 4).await;
-    let events = repo.event_store().read_stream("Account", "acc", 1, u64::MAX, 100).await.expect("read");
+    let events = repo
+        .event_store()
+        .read_stream("Account", "acc", 1, u64::MAX, 100)
+        .await
+        .expect("read");
     assert!(events.iter().all(|e| e.codec() == Codec::Bincode));
-    let snapshot = repo.snapshot_store().get_snapshot("Account", "acc").await.expect("get").expect("exists");
+    let snapshot = repo
+        .snapshot_store()
+        .get_snapshot("Account", "acc")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(snapshot.codec, Codec::Json);
     let json_repo: Repo<Account, _> = Repository::new(
         KvEventStore::new(repo.event_store().kv().clone()),
         KvSnapshotStore::new(repo.snapshot_store().kv().clone()),
     );
-    let loaded = json_repo.load("acc").await.expect("each event names its codec");
+    let loaded = json_repo
+        .load("acc")
+        .await
+        .expect("each event names its codec");
     assert_eq!(loaded.state(), &expected_account("acc", 15));
 }
 
@@ -320,7 +497,10 @@ pub async fn paged_replay<F: EngineFactory>(factory: &F) {
     assert_eq!(loaded.load_info().snapshot_version, Some(105));
     assert_eq!(loaded.load_info().events_replayed, 16);
     assert_eq!(loaded.state(), &expected_account("acc", 120));
-    repo.snapshot_store().delete_snapshot("Account", "acc").await.expect("delete");
+    repo.snapshot_store()
+        .delete_snapshot("Account", "acc")
+        .await
+        .expect("delete");
     let loaded = repo.load("acc").await.expect("load");
     assert_eq!(loaded.load_info().events_replayed, 121);
     assert_eq!(loaded.state(), &expected_account("acc", 120));
