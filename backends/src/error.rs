@@ -1,0 +1,73 @@
+//! [`OpenError`]: why an engine could not be opened.
+
+use std::path::PathBuf;
+
+use crate::url::ACCEPTED_URLS;
+
+/// Why an engine could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The URL names no engine this crate knows.
+    #[error("unknown engine URL {url:?}: accepted forms are {ACCEPTED_URLS}")]
+    UnknownScheme {
+        /// The URL given.
+        url: String,
+    },
+    /// The URL names an engine but is malformed.
+    #[error("malformed engine URL {url:?}: {reason}; accepted forms are {ACCEPTED_URLS}")]
+    Malformed {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The engine's cargo feature is off in this build.
+    #[error("engine {engine} is not compiled in: enable the cargo feature \"{feature}\" of eventkv-backends")]
+    FeatureDisabled {
+        /// The engine.
+        engine: &'static str,
+        /// The feature that compiles it in.
+        feature: &'static str,
+    },
+    /// Another process holds the database.
+    #[error("{engine} database {} is already opened by another process: {message}", path.display())]
+    Locked {
+        /// The engine.
+        engine: &'static str,
+        /// The database's path.
+        path: PathBuf,
+        /// The engine's own message.
+        message: String,
+    },
+    /// The path exists but is not a database of this engine (or is damaged).
+    #[error("{} is not a {engine} database (or it is damaged): {message}", path.display())]
+    NotADatabase {
+        /// The engine.
+        engine: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The engine's own message.
+        message: String,
+    },
+    /// The database server could not be reached.
+    #[error("cannot reach the {engine} server at {host}:{port}: {message}")]
+    Unreachable {
+        /// The engine.
+        engine: &'static str,
+        /// The host.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The driver's message.
+        message: String,
+    },
+    /// The engine failed otherwise.
+    #[error("{engine}: {message}")]
+    Engine {
+        /// The engine.
+        engine: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}

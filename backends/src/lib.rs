@@ -1,0 +1,74 @@
+//! eventkv engines, each behind a cargo feature, each a thin adapter of
+//! [`eventkv::OrderedKv`]: sled, redb, SQLite and PostgreSQL.
+//!
+//! A deployment picks its engine by configuration: [`open`] turns a URL into a ready
+//! engine, so changing engines is changing one string.
+//!
+//! | URL | engine |
+//! | --- | --- |
+//! | `memory:` | [`eventkv::MemoryKv`] |
+//! | `sled:PATH` | [`SledKv`] (feature `sled`) |
+//! | `redb:PATH[?durability=immediate\|none]` | [`RedbKv`] (feature `redb`) |
+//! | `sqlite:PATH[?synchronous=full\|normal]`, `sqlite::memory:` | [`SqliteKv`] (feature `sqlite`) |
+//! | `postgres://…[?schema=S&table=T]`, `postgresql://…` | [`PostgresKv`] (feature `postgres`) |
+
+mod blocking;
+mod error;
+mod options;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redb")]
+mod redb;
+#[cfg(feature = "sled")]
+mod sled;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+mod url;
+
+pub use error::OpenError;
+pub use options::{PostgresOptions, RedbDurability, SqliteSynchronous};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresKv;
+#[cfg(feature = "redb")]
+pub use redb::RedbKv;
+#[cfg(feature = "sled")]
+pub use sled::SledKv;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteKv;
+pub use url::{ACCEPTED_URLS, EngineUrl, SqliteTarget};
+
+use eventkv::{DynKv, MemoryKv};
+
+/// Opens the engine `url` names, ready to use.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// let kv = eventkv_backends::open("memory:").await?;
+/// let events = eventkv::KvEventStore::new(kv);
+/// # Ok::<(), eventkv_backends::OpenError>(()) });
+/// # fn tokio_test_block_on<F: std::future::Future<Output = Result<(), eventkv_backends::OpenError>>>(f: F) {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f).unwrap()
+/// # }
+/// ```
+pub async fn open(url: &str) -> Result<DynKv, OpenError> {
+    let parsed = EngineUrl::parse(url)?;
+    tracing::debug!(engine = parsed.engine(), "opening engine");
+    match parsed {
+        EngineUrl::Memory => Ok(DynKv::new(MemoryKv::new())),
+        #[cfg(feature = "sled")]
+        EngineUrl::Sled { path } => Ok(DynKv::new(SledKv::open(&path).await?)),
+        #[cfg(feature = "redb")]
+        EngineUrl::Redb { path, durability } => Ok(DynKv::new(RedbKv::open(&path, durability).await?)),
+        #[cfg(feature = "sqlite")]
+        EngineUrl::Sqlite { target, synchronous } => Ok(DynKv::new(SqliteKv::open(&target, synchronous).await?)),
+        #[cfg(feature = "postgres")]
+        EngineUrl::Postgres { url, options } => Ok(DynKv::new(PostgresKv::connect(&url, options).await?)),
+        #[allow(unreachable_patterns)]
+        other => Err(OpenError::FeatureDisabled {
+            engine: other.engine(),
+            feature: other.engine(),
+        }),
+    }
+}

@@ -1,0 +1,186 @@
+//! [`RedbKv`]: a redb file. A batch is one write transaction; its checks are read inside it.
+
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eventkv::{Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+
+use crate::blocking;
+use crate::error::OpenError;
+use crate::options::RedbDurability;
+
+const ENGINE: &str = "redb";
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("eventkv");
+
+fn engine_error(error: impl Display) -> KvError {
+    KvError::engine(ENGINE, error)
+}
+
+/// An engine on one redb file: embedded, one process at a time, durable commits by default.
+#[derive(Clone)]
+pub struct RedbKv {
+    db: Arc<Database>,
+    durability: RedbDurability,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for RedbKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbKv")
+            .field("path", &self.path)
+            .field("durability", &self.durability)
+            .finish()
+    }
+}
+
+impl RedbKv {
+    /// Opens (or creates) the database file at `path`.
+    pub async fn open(path: &Path, durability: RedbDurability) -> Result<Self, OpenError> {
+        let owned = path.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || open_blocking(&owned)).await;
+        let db = opened.map_err(|error| OpenError::Engine {
+            engine: ENGINE,
+            message: error.to_string(),
+        })??;
+        Ok(RedbKv {
+            db: Arc::new(db),
+            durability,
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_blocking(path: &Path) -> Result<Database, OpenError> {
+    let db = Database::create(path).map_err(|error| match error {
+        DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+            engine: ENGINE,
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        },
+        DatabaseError::Storage(ref storage) if matches!(storage, redb::StorageError::Io(_)) => OpenError::Engine {
+            engine: ENGINE,
+            message: format!("{}: {error}", path.display()),
+        },
+        other => OpenError::NotADatabase {
+            engine: ENGINE,
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    })?;
+    let create_table = || -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(TABLE)?;
+        txn.commit()?;
+        Ok(())
+    };
+    create_table().map_err(|error| OpenError::NotADatabase {
+        engine: ENGINE,
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })?;
+    Ok(db)
+}
+
+fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(key) => Bound::Included(&key[..]),
+        Bound::Excluded(key) => Bound::Excluded(&key[..]),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn scan_blocking(db: &Database, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    let mut page = KvPage::default();
+    if range.is_empty() || limit == 0 {
+        return Ok(page);
+    }
+    let txn = db.begin_read().map_err(engine_error)?;
+    let table = match txn.open_table(TABLE) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(page),
+        Err(error) => return Err(engine_error(error)),
+    };
+    let entries = table
+        .range::<&[u8]>((as_slice(&range.start), as_slice(&range.end)))
+        .map_err(engine_error)?;
+    let mut push = |entry: Result<(redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>), redb::StorageError>| {
+        let (key, value) = entry.map_err(engine_error)?;
+        page.push(key.value(), value.value());
+        Ok::<(), KvError>(())
+    };
+    match direction {
+        Direction::Forward => entries.take(limit).try_for_each(&mut push)?,
+        Direction::Reverse => entries.rev().take(limit).try_for_each(&mut push)?,
+    }
+    Ok(page)
+}
+
+fn write_blocking(db: &Database, durability: RedbDurability, batch: WriteBatch) -> Result<(), KvError> {
+    let mut txn = db.begin_write().map_err(engine_error)?;
+    let durability = match durability {
+        RedbDurability::Immediate => redb::Durability::Immediate,
+        RedbDurability::None => redb::Durability::None,
+    };
+    txn.set_durability(durability).map_err(engine_error)?;
+    {
+        let mut table = txn.open_table(TABLE).map_err(engine_error)?;
+        let (checks, mutations) = batch.into_parts();
+        for (key, check) in &checks {
+            let current = table.get(&key[..]).map_err(engine_error)?;
+            if !check.holds(current.as_ref().map(|guard| guard.value())) {
+                // Dropping the transaction aborts it: nothing of the batch is applied.
+                return Err(KvError::Conflict { key: key.clone() });
+            }
+        }
+        for mutation in &mutations {
+            match mutation {
+                Mutation::Put { key, value } => {
+                    table.insert(&key[..], &value[..]).map_err(engine_error)?;
+                }
+                Mutation::Delete { key } => {
+                    table.remove(&key[..]).map_err(engine_error)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(engine_error)
+}
+
+impl OrderedKv for RedbKv {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        let db = Arc::clone(&self.db);
+        let key = key.to_vec();
+        blocking::run(ENGINE, move || {
+            let txn = db.begin_read().map_err(engine_error)?;
+            let table = match txn.open_table(TABLE) {
+                Ok(table) => table,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(error) => return Err(engine_error(error)),
+            };
+            let value = table.get(&key[..]).map_err(engine_error)?;
+            Ok(value.map(|guard| Bytes::copy_from_slice(guard.value())))
+        })
+        .await
+    }
+
+    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+        let db = Arc::clone(&self.db);
+        let range = range.clone();
+        blocking::run(ENGINE, move || scan_blocking(&db, &range, direction, limit)).await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        let db = Arc::clone(&self.db);
+        let durability = self.durability;
+        blocking::run(ENGINE, move || write_blocking(&db, durability, batch)).await
+    }
+}

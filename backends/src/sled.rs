@@ -1,0 +1,149 @@
+//! [`SledKv`]: a sled database. A batch is one sled transaction, flushed before it returns.
+
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eventkv::{Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::blocking;
+use crate::error::OpenError;
+
+const ENGINE: &str = "sled";
+
+fn engine_error(error: impl Display) -> KvError {
+    KvError::engine(ENGINE, error)
+}
+
+/// An engine on one sled directory: embedded, one process at a time. Every batch is
+/// flushed to disk before `write` returns.
+#[derive(Clone)]
+pub struct SledKv {
+    tree: sled::Tree,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for SledKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledKv").field("path", &self.path).finish()
+    }
+}
+
+impl SledKv {
+    /// Opens (or creates) the sled database in directory `path`.
+    pub async fn open(path: &Path) -> Result<Self, OpenError> {
+        let owned = path.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || sled::Config::new().path(&owned).open()).await;
+        let db = opened
+            .map_err(|error| OpenError::Engine {
+                engine: ENGINE,
+                message: error.to_string(),
+            })?
+            .map_err(|error| open_error(path, error))?;
+        let tree = db.open_tree("eventkv").map_err(|error| open_error(path, error))?;
+        Ok(SledKv {
+            tree,
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_error(path: &Path, error: sled::Error) -> OpenError {
+    let message = error.to_string();
+    match error {
+        sled::Error::Io(_) if message.contains("could not acquire lock") => OpenError::Locked {
+            engine: ENGINE,
+            path: path.to_path_buf(),
+            message,
+        },
+        sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::PermissionDenied => OpenError::Engine {
+            engine: ENGINE,
+            message: format!("{}: {message}", path.display()),
+        },
+        _ => OpenError::NotADatabase {
+            engine: ENGINE,
+            path: path.to_path_buf(),
+            message,
+        },
+    }
+}
+
+fn scan_blocking(tree: &sled::Tree, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    let mut page = KvPage::default();
+    if range.is_empty() || limit == 0 {
+        return Ok(page);
+    }
+    let bounds: (Bound<Bytes>, Bound<Bytes>) = (range.start.clone(), range.end.clone());
+    let entries = tree.range::<Bytes, _>(bounds);
+    let mut push = |entry: sled::Result<(sled::IVec, sled::IVec)>| {
+        let (key, value) = entry.map_err(engine_error)?;
+        page.push(&key, &value);
+        Ok::<(), KvError>(())
+    };
+    match direction {
+        Direction::Forward => entries.take(limit).try_for_each(&mut push)?,
+        Direction::Reverse => entries.rev().take(limit).try_for_each(&mut push)?,
+    }
+    Ok(page)
+}
+
+fn write_blocking(tree: &sled::Tree, batch: &WriteBatch) -> Result<(), KvError> {
+    // sled may run the closure again when transactions collide: it only reads and stages.
+    let result = tree.transaction(|tx| {
+        for (key, check) in batch.checks() {
+            let current = tx.get(&key[..])?;
+            if !check.holds(current.as_deref()) {
+                return Err(ConflictableTransactionError::Abort(key.clone()));
+            }
+        }
+        for mutation in batch.mutations() {
+            match mutation {
+                Mutation::Put { key, value } => {
+                    tx.insert(&key[..], &value[..])?;
+                }
+                Mutation::Delete { key } => {
+                    tx.remove(&key[..])?;
+                }
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => {}
+        Err(TransactionError::Abort(key)) => return Err(KvError::Conflict { key }),
+        Err(TransactionError::Storage(error)) => return Err(engine_error(error)),
+    }
+    tree.flush().map_err(engine_error)?;
+    Ok(())
+}
+
+impl OrderedKv for SledKv {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        let tree = self.tree.clone();
+        let key = key.to_vec();
+        blocking::run(ENGINE, move || {
+            let value = tree.get(&key).map_err(engine_error)?;
+            Ok(value.map(|value| Bytes::copy_from_slice(&value)))
+        })
+        .await
+    }
+
+    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+        let tree = self.tree.clone();
+        let range = range.clone();
+        blocking::run(ENGINE, move || scan_blocking(&tree, &range, direction, limit)).await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        let tree = self.tree.clone();
+        blocking::run(ENGINE, move || write_blocking(&tree, &batch)).await
+    }
+}
