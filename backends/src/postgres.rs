@@ -1,0 +1,258 @@
+//! [`PostgresKv`]: a table of (key BYTEA PRIMARY KEY, value BYTEA) in PostgreSQL, through sqlx.
+//!
+//! A batch is one SERIALIZABLE transaction: its checks are read with `key = ANY($1)`, its
+//! deletes and upserts are one statement each (arrays bound with `UNNEST`). PostgreSQL
+//! detects any interleaving with another writer that is not serializable and aborts one
+//! transaction with SQLSTATE 40001; the batch is then retried from the start, so checks
+//! hold under concurrent writers from any number of processes.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::error::OpenError;
+use crate::options::PostgresOptions;
+use crate::sql::{FinalMutations, order, scan_conditions, sql_limit};
+
+const ENGINE: &str = "postgres";
+/// How many times a batch is retried after a serialization failure or a deadlock.
+const MAX_ATTEMPTS: u32 = 64;
+
+fn engine_error(error: impl Display) -> KvError {
+    KvError::engine(ENGINE, error)
+}
+
+/// Whether PostgreSQL aborted the transaction only because of a concurrent one.
+fn is_retryable(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    matches!(code.as_deref(), Some("40001" | "40P01"))
+}
+
+/// The statements of one table, built once.
+#[derive(Debug)]
+struct Statements {
+    table: String,
+    get: String,
+    check: String,
+    delete: String,
+    upsert: String,
+}
+
+impl Statements {
+    fn new(options: &PostgresOptions) -> Self {
+        let table = format!("\"{}\".\"{}\"", options.schema, options.table);
+        Statements {
+            get: format!("SELECT value FROM {table} WHERE key = $1"),
+            check: format!("SELECT key, value FROM {table} WHERE key = ANY($1)"),
+            delete: format!("DELETE FROM {table} WHERE key = ANY($1)"),
+            upsert: format!(
+                "INSERT INTO {table} (key, value) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ),
+            table,
+        }
+    }
+}
+
+/// An engine on one PostgreSQL table: many processes and machines may share it.
+#[derive(Clone, Debug)]
+pub struct PostgresKv {
+    pool: PgPool,
+    sql: Arc<Statements>,
+}
+
+impl PostgresKv {
+    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`) and creates the schema and table
+    /// of `options` when they are missing.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, OpenError> {
+        PostgresOptions::validate_identifier(&options.schema)
+            .and(PostgresOptions::validate_identifier(&options.table))
+            .map_err(|reason| OpenError::Malformed {
+                url: url.to_owned(),
+                reason,
+            })?;
+        let connect = PgConnectOptions::from_str(url).map_err(|error| OpenError::Malformed {
+            url: url.to_owned(),
+            reason: error.to_string(),
+        })?;
+        let (host, port) = (connect.get_host().to_owned(), connect.get_port());
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await
+            .map_err(|error| match error {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => OpenError::Unreachable {
+                    engine: ENGINE,
+                    host: host.clone(),
+                    port,
+                    message: error.to_string(),
+                },
+                other => OpenError::Engine {
+                    engine: ENGINE,
+                    message: format!("{host}:{port}: {other}"),
+                },
+            })?;
+        let sql = Statements::new(&options);
+        create_table(&pool, &options, &sql.table).await.map_err(|error| OpenError::Engine {
+            engine: ENGINE,
+            message: format!("creating {}: {error}", sql.table),
+        })?;
+        Ok(PostgresKv {
+            pool,
+            sql: Arc::new(sql),
+        })
+    }
+
+    /// The schema-qualified table, quoted.
+    pub fn table(&self) -> &str {
+        &self.sql.table
+    }
+
+    async fn write_once(&self, checks: &[(Bytes, eventkv::Check)], mutations: &FinalMutations) -> Result<(), WriteError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *tx).await?;
+        if !checks.is_empty() {
+            let keys: Vec<&[u8]> = checks.iter().map(|(key, _)| &key[..]).collect();
+            let rows = sqlx::query(AssertSqlSafe(self.sql.check.as_str()))
+                .bind(&keys)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(rows.len());
+            for row in rows {
+                current.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+            for (key, check) in checks {
+                if !check.holds(current.get(&key[..]).map(Vec::as_slice)) {
+                    return Err(WriteError::Conflict(key.clone()));
+                }
+            }
+        }
+        if !mutations.deletes.is_empty() {
+            let keys: Vec<&[u8]> = mutations.deletes.iter().map(|key| &key[..]).collect();
+            sqlx::query(AssertSqlSafe(self.sql.delete.as_str()))
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !mutations.upserts.is_empty() {
+            let keys: Vec<&[u8]> = mutations.upserts.iter().map(|(key, _)| &key[..]).collect();
+            let values: Vec<&[u8]> = mutations.upserts.iter().map(|(_, value)| &value[..]).collect();
+            sqlx::query(AssertSqlSafe(self.sql.upsert.as_str()))
+                .bind(&keys)
+                .bind(&values)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+enum WriteError {
+    Conflict(Bytes),
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        WriteError::Sql(error)
+    }
+}
+
+async fn create_table(pool: &PgPool, options: &PostgresOptions, table: &str) -> Result<(), sqlx::Error> {
+    let schema = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", options.schema);
+    let create = format!("CREATE TABLE IF NOT EXISTS {table} (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)");
+    // Two processes creating the same table at once may collide in the catalog: retry.
+    let mut attempts = 0;
+    loop {
+        let result = async {
+            sqlx::query(AssertSqlSafe(schema.as_str())).execute(pool).await?;
+            sqlx::query(AssertSqlSafe(create.as_str())).execute(pool).await
+        }
+        .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(error) if attempts < 3 && error.as_database_error().is_some_and(|e| e.is_unique_violation()) => {
+                attempts += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+impl OrderedKv for PostgresKv {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        let row = sqlx::query(AssertSqlSafe(self.sql.get.as_str()))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(engine_error)?;
+        row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
+            .transpose()
+            .map_err(engine_error)
+    }
+
+    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+        let mut page = KvPage::default();
+        if range.is_empty() || limit == 0 {
+            return Ok(page);
+        }
+        let mut next = 0;
+        let (condition, binds) = scan_conditions(range, &mut || {
+            next += 1;
+            format!("${next}")
+        });
+        let sql = format!(
+            "SELECT key, value FROM {} WHERE {condition} ORDER BY key {} LIMIT ${}",
+            self.sql.table,
+            order(direction),
+            binds.len() + 1
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for bind in &binds {
+            query = query.bind(&bind[..]);
+        }
+        let mut rows = query.bind(sql_limit(limit)).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(engine_error)? {
+            let key: &[u8] = row.try_get(0).map_err(engine_error)?;
+            let value: &[u8] = row.try_get(1).map_err(engine_error)?;
+            page.push(key, value);
+        }
+        Ok(page)
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        let (checks, mutations) = batch.into_parts();
+        let mutations = FinalMutations::new(mutations);
+        let mut attempt = 0;
+        loop {
+            match self.write_once(&checks, &mutations).await {
+                Ok(()) => return Ok(()),
+                Err(WriteError::Conflict(key)) => return Err(KvError::Conflict { key }),
+                Err(WriteError::Sql(error)) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "postgres serialization failure; retrying the batch");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(WriteError::Sql(error)) => return Err(engine_error(error)),
+            }
+        }
+    }
+}
+
+/// A short, growing, jittered pause before retrying a batch.
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64 << attempt.min(6);
+    let jitter = (eventkv::Uuid::new_v4().as_u128() as u64) % base;
+    Duration::from_micros(base + jitter)
+}

@@ -1,0 +1,176 @@
+//! [`SqliteKv`]: one SQLite file (or a private in-memory database) through sqlx.
+//!
+//! Table `eventkv (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID`, WAL journal. A batch is
+//! one `BEGIN IMMEDIATE` transaction: its checks are read under the write lock, then its
+//! deletes and upserts run as multi-row statements.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use futures_util::TryStreamExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::error::OpenError;
+use crate::options::SqliteSynchronous;
+use crate::sql::{FinalMutations, chunks, order, scan_conditions, sql_limit};
+use crate::url::SqliteTarget;
+
+const ENGINE: &str = "sqlite";
+/// How long a writer waits for another (process or connection) to release the write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn engine_error(error: impl Display) -> KvError {
+    KvError::engine(ENGINE, error)
+}
+
+/// An engine on one SQLite database: a single file, many readers, one writer at a time
+/// (across processes too).
+#[derive(Clone, Debug)]
+pub struct SqliteKv {
+    pool: SqlitePool,
+}
+
+impl SqliteKv {
+    /// Opens (or creates) the database.
+    pub async fn open(target: &SqliteTarget, synchronous: SqliteSynchronous) -> Result<Self, OpenError> {
+        let synchronous = match synchronous {
+            SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        };
+        let (options, pool) = match target {
+            // One connection: a private in-memory database lives as long as it does.
+            SqliteTarget::Memory => {
+                let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(|error| OpenError::Engine {
+                    engine: ENGINE,
+                    message: error.to_string(),
+                })?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .test_before_acquire(false);
+                (options, pool)
+            }
+            SqliteTarget::File(path) => {
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal);
+                (options, SqlitePoolOptions::new().max_connections(4).test_before_acquire(false))
+            }
+        };
+        let options = options.synchronous(synchronous).busy_timeout(BUSY_TIMEOUT);
+        let open_error = |error: sqlx::Error| match target {
+            SqliteTarget::File(path) => OpenError::NotADatabase {
+                engine: ENGINE,
+                path: path.clone(),
+                message: error.to_string(),
+            },
+            SqliteTarget::Memory => OpenError::Engine {
+                engine: ENGINE,
+                message: error.to_string(),
+            },
+        };
+        let pool = pool.connect_with(options).await.map_err(open_error)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS eventkv (key BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
+        )
+        .execute(&pool)
+        .await
+        .map_err(open_error)?;
+        Ok(SqliteKv { pool })
+    }
+}
+
+impl OrderedKv for SqliteKv {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        let row = sqlx::query("SELECT value FROM eventkv WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(engine_error)?;
+        row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
+            .transpose()
+            .map_err(engine_error)
+    }
+
+    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+        let mut page = KvPage::default();
+        if range.is_empty() || limit == 0 {
+            return Ok(page);
+        }
+        let (condition, binds) = scan_conditions(range, &mut || "?".to_owned());
+        let sql = format!(
+            "SELECT key, value FROM eventkv WHERE {condition} ORDER BY key {} LIMIT ?",
+            order(direction)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for bind in &binds {
+            query = query.bind(&bind[..]);
+        }
+        let mut rows = query.bind(sql_limit(limit)).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(engine_error)? {
+            let key: &[u8] = row.try_get(0).map_err(engine_error)?;
+            let value: &[u8] = row.try_get(1).map_err(engine_error)?;
+            page.push(key, value);
+        }
+        Ok(page)
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        let (checks, mutations) = batch.into_parts();
+        // Dropping the transaction without commit rolls it back: nothing is half-applied.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(engine_error)?;
+        if !checks.is_empty() {
+            let keys: Vec<&Bytes> = checks.iter().map(|(key, _)| key).collect();
+            let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+            for chunk in chunks(&keys) {
+                let sql = format!("SELECT key, value FROM eventkv WHERE key IN ({})", placeholders(chunk.len()));
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for key in chunk {
+                    query = query.bind(&key[..]);
+                }
+                for row in query.fetch_all(&mut *tx).await.map_err(engine_error)? {
+                    let key: Vec<u8> = row.try_get(0).map_err(engine_error)?;
+                    current.insert(key, row.try_get(1).map_err(engine_error)?);
+                }
+            }
+            for (key, check) in &checks {
+                if !check.holds(current.get(&key[..]).map(Vec::as_slice)) {
+                    return Err(KvError::Conflict { key: key.clone() });
+                }
+            }
+        }
+        let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
+        for chunk in chunks(&deletes) {
+            let sql = format!("DELETE FROM eventkv WHERE key IN ({})", placeholders(chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(&key[..]);
+            }
+            query.execute(&mut *tx).await.map_err(engine_error)?;
+        }
+        for chunk in chunks(&upserts) {
+            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO eventkv (key, value) VALUES {rows} ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (key, value) in chunk {
+                query = query.bind(&key[..]).bind(&value[..]);
+            }
+            query.execute(&mut *tx).await.map_err(engine_error)?;
+        }
+        tx.commit().await.map_err(engine_error)
+    }
+}
+
+fn placeholders(count: usize) -> String {
+    vec!["?"; count].join(", ")
+}

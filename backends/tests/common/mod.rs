@@ -1,0 +1,78 @@
+//! Helpers the engine tests share.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The environment variable naming the PostgreSQL server tests use.
+pub const POSTGRES_URL_VAR: &str = "EVENTKV_POSTGRES_URL";
+/// The server tests use when the variable is not set.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL URL tests use.
+pub fn postgres_url() -> String {
+    std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// Whether this run is CI, where every test must run.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// A schema name no other run uses.
+pub fn unique_schema(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let random = eventkv::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed), &random[..8])
+}
+
+/// Checks the server is reachable: `Ok(())`, or `Err` after saying loudly that the test
+/// is skipped. Under CI an unreachable server fails the test instead.
+pub async fn require_postgres(test: &str) -> Result<(), ()> {
+    let url = postgres_url();
+    let reachable = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await?.close().await
+    })
+    .await;
+    match reachable {
+        Ok(Ok(_)) => Ok(()),
+        failure => {
+            let why = match failure {
+                Ok(Err(error)) => error.to_string(),
+                _ => "timed out after 5 s".to_owned(),
+            };
+            if under_ci() {
+                panic!("{test}: PostgreSQL at {url} is required under CI=true: {why}");
+            }
+            // Written to the process's stderr directly, past the test harness's capture.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!! SKIPPED {test}: PostgreSQL is not reachable at {url} ({why}).\n\
+                 !!!!!!!! Start it or set {POSTGRES_URL_VAR}; under CI=true this test fails instead.\n"
+            );
+            Err(())
+        }
+    }
+}
+
+/// Drops `schema` and everything in it, from any context (also from `Drop`).
+pub fn drop_schema(schema: &str) {
+    let url = postgres_url();
+    let statement = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await?;
+            Ok::<(), sqlx::Error>(())
+        })
+    })
+    .join();
+    match dropped {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => eprintln!("could not drop test schema {schema}: {error}"),
+        Err(_) => eprintln!("could not drop test schema {schema}: the dropping thread panicked"),
+    }
+}
