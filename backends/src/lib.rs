@@ -12,6 +12,7 @@
 //! | `sqlite:PATH[?synchronous=full\|normal]`, `sqlite::memory:` | [`SqliteKv`] (feature `sqlite`) |
 //! | `postgres://…[?schema=S&table=T]`, `postgresql://…` | [`PostgresKv`] (feature `postgres`) |
 
+#[cfg(any(feature = "sled", feature = "redb"))]
 mod blocking;
 mod error;
 mod options;

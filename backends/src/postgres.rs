@@ -16,7 +16,7 @@ use bytes::Bytes;
 use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
@@ -84,24 +84,32 @@ impl PostgresKv {
             reason: error.to_string(),
         })?;
         let (host, port) = (connect.get_host().to_owned(), connect.get_port());
+        let connect_error = |error: sqlx::Error| match error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => OpenError::Unreachable {
+                engine: ENGINE,
+                host: host.clone(),
+                port,
+                message: error.to_string(),
+            },
+            other => OpenError::Engine {
+                engine: ENGINE,
+                message: format!("{host}:{port}: {other}"),
+            },
+        };
+        // One direct connection first: an unreachable server fails at once, not after the
+        // pool's acquire timeout.
+        let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&connect))
+            .await
+            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_error)?;
+        probe.close().await.map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire(false)
             .connect_with(connect)
             .await
-            .map_err(|error| match error {
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => OpenError::Unreachable {
-                    engine: ENGINE,
-                    host: host.clone(),
-                    port,
-                    message: error.to_string(),
-                },
-                other => OpenError::Engine {
-                    engine: ENGINE,
-                    message: format!("{host}:{port}: {other}"),
-                },
-            })?;
+            .map_err(connect_error)?;
         let sql = Statements::new(&options);
         create_table(&pool, &options, &sql.table).await.map_err(|error| OpenError::Engine {
             engine: ENGINE,

@@ -66,10 +66,14 @@ fn open_blocking(path: &Path) -> Result<Database, OpenError> {
             path: path.to_path_buf(),
             message: error.to_string(),
         },
-        DatabaseError::Storage(ref storage) if matches!(storage, redb::StorageError::Io(_)) => OpenError::Engine {
-            engine: ENGINE,
-            message: format!("{}: {error}", path.display()),
-        },
+        DatabaseError::Storage(redb::StorageError::Io(ref io))
+            if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound) =>
+        {
+            OpenError::Engine {
+                engine: ENGINE,
+                message: format!("{}: {error}", path.display()),
+            }
+        }
         other => OpenError::NotADatabase {
             engine: ENGINE,
             path: path.to_path_buf(),

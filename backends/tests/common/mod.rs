@@ -25,6 +25,7 @@ pub fn unique_schema(prefix: &str) -> String {
     format!("{prefix}_{}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed), &random[..8])
 }
 
+#[cfg(feature = "postgres")]
 /// Checks the server is reachable: `Ok(())`, or `Err` after saying loudly that the test
 /// is skipped. Under CI an unreachable server fails the test instead.
 pub async fn require_postgres(test: &str) -> Result<(), ()> {
@@ -56,6 +57,7 @@ pub async fn require_postgres(test: &str) -> Result<(), ()> {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Drops `schema` and everything in it, from any context (also from `Drop`).
 pub fn drop_schema(schema: &str) {
     let url = postgres_url();
@@ -75,4 +77,44 @@ pub fn drop_schema(schema: &str) {
         Ok(Err(error)) => eprintln!("could not drop test schema {schema}: {error}"),
         Err(_) => eprintln!("could not drop test schema {schema}: the dropping thread panicked"),
     }
+}
+
+/// Runs this test binary again as a child process whose `child` test plays `role`
+/// (read from the `EVENTKV_CHILD` variable), with its stdout piped.
+pub fn spawn_child(role: &str) -> std::process::Child {
+    let exe = std::env::current_exe().expect("test binary path");
+    std::process::Command::new(exe)
+        .args(["--ignored", "--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("EVENTKV_CHILD", role)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn child process")
+}
+
+/// The role this process plays when it is a child, if it is one.
+pub fn child_role() -> Option<String> {
+    std::env::var("EVENTKV_CHILD").ok()
+}
+
+/// Reads the child's stdout until a line ending with `line` (the test harness may print
+/// the test's name before it on the same line), so the parent knows it is ready.
+pub fn wait_for_line(child: &mut std::process::Child, line: &str) {
+    use std::io::BufRead;
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut buffer = String::new();
+    loop {
+        buffer.clear();
+        let read = reader.read_line(&mut buffer).expect("read child stdout");
+        assert!(read > 0, "child exited before printing {line:?}");
+        if buffer.trim_end().ends_with(line) {
+            return;
+        }
+    }
+}
+
+/// A random number below `bound`.
+pub fn random_below(bound: u64) -> u64 {
+    (eventkv::Uuid::new_v4().as_u128() as u64) % bound.max(1)
 }

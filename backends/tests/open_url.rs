@@ -1,0 +1,145 @@
+//! `open(url)`: every accepted form gives a working engine; bad URLs, paths that are not
+//! databases, databases held by another process, unreachable servers and engines compiled
+//! out each give a clear error.
+
+mod common;
+
+use eventkv::{KvEventStore, NewEvent};
+use eventkv_backends::{OpenError, open};
+
+/// Appends one event and reads it back through the engine `url` names.
+async fn round_trip(url: &str) {
+    let kv = open(url).await.unwrap_or_else(|error| panic!("open {url}: {error}"));
+    let store = KvEventStore::new(kv);
+    let event = NewEvent::encode("Opened", &"hello", eventkv::Codec::Json).expect("encode");
+    let expected = eventkv::EventStore::current_version(&store, "T", "x").await.expect("version");
+    eventkv::EventStore::append(&store, "T", "x", expected, &[event]).await.expect("append");
+    let page = eventkv::EventStore::read_stream(&store, "T", "x", 1, u64::MAX, 100).await.expect("read");
+    assert_eq!(page.len() as u64, expected + 1, "{url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compiled_in_form_opens_a_working_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    round_trip("memory:").await;
+    if cfg!(feature = "sled") {
+        round_trip(&format!("sled:{}", path("db.sled"))).await;
+    }
+    if cfg!(feature = "redb") {
+        round_trip(&format!("redb:{}", path("db.redb"))).await;
+        round_trip(&format!("redb:{}?durability=none", path("fast.redb"))).await;
+    }
+    if cfg!(feature = "sqlite") {
+        round_trip("sqlite::memory:").await;
+        let file = path("db.sqlite");
+        round_trip(&format!("sqlite:{file}")).await;
+        round_trip(&format!("sqlite://{file}?synchronous=normal")).await;
+    }
+    #[cfg(feature = "postgres")]
+    if common::require_postgres("postgres URL").await.is_ok() {
+        let schema = common::unique_schema("eventkv_open");
+        let url = common::postgres_url().replacen("postgres://", "postgresql://", 1);
+        round_trip(&format!("{url}?schema={schema}&table=events")).await;
+        round_trip(&format!("{url}?schema={schema}&table=events")).await;
+        common::drop_schema(&schema);
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_urls_name_the_accepted_forms() {
+    for url in ["cassandra://db", "redb:", "sqlite:x.db?mode=ro", "postgres://"] {
+        let error = open(url).await.expect_err(url);
+        assert!(matches!(error, OpenError::UnknownScheme { .. } | OpenError::Malformed { .. }), "{url}: {error:?}");
+        let message = error.to_string();
+        assert!(message.contains(url) && message.contains("redb:PATH"), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_is_not_a_database_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "these are not the bytes of a database\n".repeat(200)).expect("write");
+    let engines: &[&str] = &[
+        #[cfg(feature = "redb")]
+        "redb",
+        #[cfg(feature = "sqlite")]
+        "sqlite",
+        #[cfg(feature = "sled")]
+        "sled",
+    ];
+    for engine in engines {
+        let error = open(&format!("{engine}:{}", text.display())).await.expect_err(engine);
+        assert!(matches!(error, OpenError::NotADatabase { .. }), "{engine}: {error:?}");
+        let message = error.to_string();
+        assert!(message.contains("notes.txt") && message.contains(engine), "{message}");
+    }
+    assert!(std::fs::read_to_string(&text).expect("read").starts_with("these are not"), "the file is untouched");
+}
+
+#[cfg(any(feature = "sled", feature = "redb"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_held_by_another_process_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engines: &[&str] = &[
+        #[cfg(feature = "redb")]
+        "redb",
+        #[cfg(feature = "sled")]
+        "sled",
+    ];
+    for engine in engines {
+        let path = dir.path().join(format!("held.{engine}"));
+        let url = format!("{engine}:{}", path.display());
+        let mut holder = common::spawn_child(&format!("hold {url}"));
+        common::wait_for_line(&mut holder, "holding");
+        let error = open(&url).await.expect_err("the database is held");
+        holder.kill().expect("kill holder");
+        holder.wait().expect("reap holder");
+        assert!(matches!(error, OpenError::Locked { .. }), "{engine}: {error:?}");
+        let message = error.to_string();
+        assert!(message.contains("another process") && message.contains(&path.display().to_string()), "{message}");
+        round_trip(&url).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn an_unreachable_server_is_named_by_host_and_port() {
+    let error = open("postgres://postgres@127.0.0.1:1/test").await.expect_err("nothing listens on port 1");
+    assert!(matches!(error, OpenError::Unreachable { port: 1, .. }), "{error:?}");
+    assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
+}
+
+/// Run by CI with `--no-default-features`: every engine is then compiled out.
+#[tokio::test]
+async fn an_engine_compiled_out_names_its_feature() {
+    let forms = [
+        ("sled", "sled:x", cfg!(feature = "sled")),
+        ("redb", "redb:x", cfg!(feature = "redb")),
+        ("sqlite", "sqlite::memory:", cfg!(feature = "sqlite")),
+        ("postgres", "postgres://h/db", cfg!(feature = "postgres")),
+    ];
+    for (feature, url, compiled_in) in forms {
+        if compiled_in {
+            continue;
+        }
+        let error = open(url).await.expect_err(url);
+        assert!(matches!(error, OpenError::FeatureDisabled { .. }), "{url}: {error:?}");
+        assert!(error.to_string().contains(&format!("\"{feature}\"")), "{error}");
+    }
+}
+
+/// Child process roles: `hold URL` opens the engine, says "holding" and waits to be killed.
+#[test]
+#[ignore = "run by other tests as a child process"]
+fn child() {
+    let Some(role) = common::child_role() else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    if let Some(url) = role.strip_prefix("hold ") {
+        let kv = runtime.block_on(open(url)).expect("child opens the database");
+        println!("holding");
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        drop(kv);
+    }
+}
