@@ -14,7 +14,9 @@ where
     T: Send + 'static,
 {
     match Handle::try_current() {
-        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
         Ok(runtime) => runtime
             .spawn_blocking(work)
             .await

@@ -23,7 +23,9 @@ pub enum OpenError {
         reason: String,
     },
     /// The engine's cargo feature is off in this build.
-    #[error("engine {engine} is not compiled in: enable the cargo feature \"{feature}\" of eventkv-backends")]
+    #[error(
+        "engine {engine} is not compiled in: enable the cargo feature \"{feature}\" of eventkv-backends"
+    )]
     FeatureDisabled {
         /// The engine.
         engine: &'static str,

@@ -22,10 +22,10 @@ mod postgres;
 mod redb;
 #[cfg(feature = "sled")]
 mod sled;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod url;
 
 pub use error::OpenError;
@@ -61,11 +61,18 @@ pub async fn open(url: &str) -> Result<DynKv, OpenError> {
         #[cfg(feature = "sled")]
         EngineUrl::Sled { path } => Ok(DynKv::new(SledKv::open(&path).await?)),
         #[cfg(feature = "redb")]
-        EngineUrl::Redb { path, durability } => Ok(DynKv::new(RedbKv::open(&path, durability).await?)),
+        EngineUrl::Redb { path, durability } => {
+            Ok(DynKv::new(RedbKv::open(&path, durability).await?))
+        }
         #[cfg(feature = "sqlite")]
-        EngineUrl::Sqlite { target, synchronous } => Ok(DynKv::new(SqliteKv::open(&target, synchronous).await?)),
+        EngineUrl::Sqlite {
+            target,
+            synchronous,
+        } => Ok(DynKv::new(SqliteKv::open(&target, synchronous).await?)),
         #[cfg(feature = "postgres")]
-        EngineUrl::Postgres { url, options } => Ok(DynKv::new(PostgresKv::connect(&url, options).await?)),
+        EngineUrl::Postgres { url, options } => {
+            Ok(DynKv::new(PostgresKv::connect(&url, options).await?))
+        }
         #[allow(unreachable_patterns)]
         other => Err(OpenError::FeatureDisabled {
             engine: other.engine(),

@@ -85,12 +85,14 @@ impl PostgresKv {
         })?;
         let (host, port) = (connect.get_host().to_owned(), connect.get_port());
         let connect_error = |error: sqlx::Error| match error {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => OpenError::Unreachable {
-                engine: ENGINE,
-                host: host.clone(),
-                port,
-                message: error.to_string(),
-            },
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+                OpenError::Unreachable {
+                    engine: ENGINE,
+                    host: host.clone(),
+                    port,
+                    message: error.to_string(),
+                }
+            }
             other => OpenError::Engine {
                 engine: ENGINE,
                 message: format!("{host}:{port}: {other}"),
@@ -98,10 +100,13 @@ impl PostgresKv {
         };
         // One direct connection first: an unreachable server fails at once, not after the
         // pool's acquire timeout.
-        let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&connect))
-            .await
-            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
-            .map_err(connect_error)?;
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            PgConnection::connect_with(&connect),
+        )
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
         probe.close().await.map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -111,10 +116,12 @@ impl PostgresKv {
             .await
             .map_err(connect_error)?;
         let sql = Statements::new(&options);
-        create_table(&pool, &options, &sql.table).await.map_err(|error| OpenError::Engine {
-            engine: ENGINE,
-            message: format!("creating {}: {error}", sql.table),
-        })?;
+        create_table(&pool, &options, &sql.table)
+            .await
+            .map_err(|error| OpenError::Engine {
+                engine: ENGINE,
+                message: format!("creating {}: {error}", sql.table),
+            })?;
         Ok(PostgresKv {
             pool,
             sql: Arc::new(sql),
@@ -126,9 +133,15 @@ impl PostgresKv {
         &self.sql.table
     }
 
-    async fn write_once(&self, checks: &[(Bytes, eventkv::Check)], mutations: &FinalMutations) -> Result<(), WriteError> {
+    async fn write_once(
+        &self,
+        checks: &[(Bytes, eventkv::Check)],
+        mutations: &FinalMutations,
+    ) -> Result<(), WriteError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *tx).await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            .execute(&mut *tx)
+            .await?;
         if !checks.is_empty() {
             let keys: Vec<&[u8]> = checks.iter().map(|(key, _)| &key[..]).collect();
             let rows = sqlx::query(AssertSqlSafe(self.sql.check.as_str()))
@@ -154,7 +167,11 @@ impl PostgresKv {
         }
         if !mutations.upserts.is_empty() {
             let keys: Vec<&[u8]> = mutations.upserts.iter().map(|(key, _)| &key[..]).collect();
-            let values: Vec<&[u8]> = mutations.upserts.iter().map(|(_, value)| &value[..]).collect();
+            let values: Vec<&[u8]> = mutations
+                .upserts
+                .iter()
+                .map(|(_, value)| &value[..])
+                .collect();
             sqlx::query(AssertSqlSafe(self.sql.upsert.as_str()))
                 .bind(&keys)
                 .bind(&values)
@@ -177,20 +194,34 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
-async fn create_table(pool: &PgPool, options: &PostgresOptions, table: &str) -> Result<(), sqlx::Error> {
+async fn create_table(
+    pool: &PgPool,
+    options: &PostgresOptions,
+    table: &str,
+) -> Result<(), sqlx::Error> {
     let schema = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", options.schema);
-    let create = format!("CREATE TABLE IF NOT EXISTS {table} (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)");
+    let create =
+        format!("CREATE TABLE IF NOT EXISTS {table} (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)");
     // Two processes creating the same table at once may collide in the catalog: retry.
     let mut attempts = 0;
     loop {
         let result = async {
-            sqlx::query(AssertSqlSafe(schema.as_str())).execute(pool).await?;
-            sqlx::query(AssertSqlSafe(create.as_str())).execute(pool).await
+            sqlx::query(AssertSqlSafe(schema.as_str()))
+                .execute(pool)
+                .await?;
+            sqlx::query(AssertSqlSafe(create.as_str()))
+                .execute(pool)
+                .await
         }
         .await;
         match result {
             Ok(_) => return Ok(()),
-            Err(error) if attempts < 3 && error.as_database_error().is_some_and(|e| e.is_unique_violation()) => {
+            Err(error)
+                if attempts < 3
+                    && error
+                        .as_database_error()
+                        .is_some_and(|e| e.is_unique_violation()) =>
+            {
                 attempts += 1;
             }
             Err(error) => return Err(error),
@@ -210,7 +241,12 @@ impl OrderedKv for PostgresKv {
             .map_err(engine_error)
     }
 
-    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
         let mut page = KvPage::default();
         if range.is_empty() || limit == 0 {
             return Ok(page);
@@ -249,7 +285,10 @@ impl OrderedKv for PostgresKv {
                 Err(WriteError::Conflict(key)) => return Err(KvError::Conflict { key }),
                 Err(WriteError::Sql(error)) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
-                    tracing::debug!(attempt, "postgres serialization failure; retrying the batch");
+                    tracing::debug!(
+                        attempt,
+                        "postgres serialization failure; retrying the batch"
+                    );
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(WriteError::Sql(error)) => return Err(engine_error(error)),

@@ -67,7 +67,10 @@ fn open_blocking(path: &Path) -> Result<Database, OpenError> {
             message: error.to_string(),
         },
         DatabaseError::Storage(redb::StorageError::Io(ref io))
-            if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound) =>
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+            ) =>
         {
             OpenError::Engine {
                 engine: ENGINE,
@@ -94,6 +97,15 @@ fn open_blocking(path: &Path) -> Result<Database, OpenError> {
     Ok(db)
 }
 
+/// One entry of a redb range, as its iterator yields it.
+type RangeEntry<'a> = Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
     match bound {
         Bound::Included(key) => Bound::Included(&key[..]),
@@ -102,7 +114,12 @@ fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
     }
 }
 
-fn scan_blocking(db: &Database, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+fn scan_blocking(
+    db: &Database,
+    range: &KeyRange,
+    direction: Direction,
+    limit: usize,
+) -> Result<KvPage, KvError> {
     let mut page = KvPage::default();
     if range.is_empty() || limit == 0 {
         return Ok(page);
@@ -116,7 +133,7 @@ fn scan_blocking(db: &Database, range: &KeyRange, direction: Direction, limit: u
     let entries = table
         .range::<&[u8]>((as_slice(&range.start), as_slice(&range.end)))
         .map_err(engine_error)?;
-    let mut push = |entry: Result<(redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>), redb::StorageError>| {
+    let mut push = |entry: RangeEntry<'_>| {
         let (key, value) = entry.map_err(engine_error)?;
         page.push(key.value(), value.value());
         Ok::<(), KvError>(())
@@ -128,7 +145,11 @@ fn scan_blocking(db: &Database, range: &KeyRange, direction: Direction, limit: u
     Ok(page)
 }
 
-fn write_blocking(db: &Database, durability: RedbDurability, batch: WriteBatch) -> Result<(), KvError> {
+fn write_blocking(
+    db: &Database,
+    durability: RedbDurability,
+    batch: WriteBatch,
+) -> Result<(), KvError> {
     let mut txn = db.begin_write().map_err(engine_error)?;
     let durability = match durability {
         RedbDurability::Immediate => redb::Durability::Immediate,
@@ -176,7 +197,12 @@ impl OrderedKv for RedbKv {
         .await
     }
 
-    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
         let db = Arc::clone(&self.db);
         let range = range.clone();
         blocking::run(ENGINE, move || scan_blocking(&db, &range, direction, limit)).await

@@ -36,14 +36,17 @@ impl SledKv {
     /// Opens (or creates) the sled database in directory `path`.
     pub async fn open(path: &Path) -> Result<Self, OpenError> {
         let owned = path.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || sled::Config::new().path(&owned).open()).await;
+        let opened =
+            tokio::task::spawn_blocking(move || sled::Config::new().path(&owned).open()).await;
         let db = opened
             .map_err(|error| OpenError::Engine {
                 engine: ENGINE,
                 message: error.to_string(),
             })?
             .map_err(|error| open_error(path, error))?;
-        let tree = db.open_tree("eventkv").map_err(|error| open_error(path, error))?;
+        let tree = db
+            .open_tree("eventkv")
+            .map_err(|error| open_error(path, error))?;
         Ok(SledKv {
             tree,
             path: Arc::new(path.to_path_buf()),
@@ -64,10 +67,12 @@ fn open_error(path: &Path, error: sled::Error) -> OpenError {
             path: path.to_path_buf(),
             message,
         },
-        sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::PermissionDenied => OpenError::Engine {
-            engine: ENGINE,
-            message: format!("{}: {message}", path.display()),
-        },
+        sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            OpenError::Engine {
+                engine: ENGINE,
+                message: format!("{}: {message}", path.display()),
+            }
+        }
         _ => OpenError::NotADatabase {
             engine: ENGINE,
             path: path.to_path_buf(),
@@ -76,7 +81,12 @@ fn open_error(path: &Path, error: sled::Error) -> OpenError {
     }
 }
 
-fn scan_blocking(tree: &sled::Tree, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+fn scan_blocking(
+    tree: &sled::Tree,
+    range: &KeyRange,
+    direction: Direction,
+    limit: usize,
+) -> Result<KvPage, KvError> {
     let mut page = KvPage::default();
     if range.is_empty() || limit == 0 {
         return Ok(page);
@@ -136,10 +146,18 @@ impl OrderedKv for SledKv {
         .await
     }
 
-    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
         let tree = self.tree.clone();
         let range = range.clone();
-        blocking::run(ENGINE, move || scan_blocking(&tree, &range, direction, limit)).await
+        blocking::run(ENGINE, move || {
+            scan_blocking(&tree, &range, direction, limit)
+        })
+        .await
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {

@@ -58,7 +58,10 @@ pub(crate) fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 /// The bounds of a scan as SQL conditions on `key`, with the values to bind in order.
-pub(crate) fn scan_conditions(range: &KeyRange, placeholder: &mut dyn FnMut() -> String) -> (String, Vec<Bytes>) {
+pub(crate) fn scan_conditions(
+    range: &KeyRange,
+    placeholder: &mut dyn FnMut() -> String,
+) -> (String, Vec<Bytes>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     let mut bound = |bound: &Bound<Bytes>, inclusive: &str, exclusive: &str| match bound {
@@ -114,12 +117,23 @@ mod tests {
             key: Bytes::from_static(k),
             value: Bytes::from_static(v),
         };
-        let delete = |k: &'static [u8]| Mutation::Delete { key: Bytes::from_static(k) };
-        let reduced = FinalMutations::new(vec![put(b"a", b"1"), delete(b"a"), delete(b"b"), put(b"b", b"2"), put(b"c", b"3")]);
+        let delete = |k: &'static [u8]| Mutation::Delete {
+            key: Bytes::from_static(k),
+        };
+        let reduced = FinalMutations::new(vec![
+            put(b"a", b"1"),
+            delete(b"a"),
+            delete(b"b"),
+            put(b"b", b"2"),
+            put(b"c", b"3"),
+        ]);
         assert_eq!(reduced.deletes, vec![Bytes::from_static(b"a")]);
         assert_eq!(
             reduced.upserts,
-            vec![(Bytes::from_static(b"b"), Bytes::from_static(b"2")), (Bytes::from_static(b"c"), Bytes::from_static(b"3"))]
+            vec![
+                (Bytes::from_static(b"b"), Bytes::from_static(b"2")),
+                (Bytes::from_static(b"c"), Bytes::from_static(b"3"))
+            ]
         );
     }
 }

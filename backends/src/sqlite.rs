@@ -37,7 +37,10 @@ pub struct SqliteKv {
 
 impl SqliteKv {
     /// Opens (or creates) the database.
-    pub async fn open(target: &SqliteTarget, synchronous: SqliteSynchronous) -> Result<Self, OpenError> {
+    pub async fn open(
+        target: &SqliteTarget,
+        synchronous: SqliteSynchronous,
+    ) -> Result<Self, OpenError> {
         let synchronous = match synchronous {
             SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
             SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
@@ -45,10 +48,13 @@ impl SqliteKv {
         let (options, pool) = match target {
             // One connection: a private in-memory database lives as long as it does.
             SqliteTarget::Memory => {
-                let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(|error| OpenError::Engine {
-                    engine: ENGINE,
-                    message: error.to_string(),
-                })?;
+                let options =
+                    SqliteConnectOptions::from_str("sqlite::memory:").map_err(|error| {
+                        OpenError::Engine {
+                            engine: ENGINE,
+                            message: error.to_string(),
+                        }
+                    })?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     .min_connections(1)
@@ -62,7 +68,12 @@ impl SqliteKv {
                     .filename(path)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal);
-                (options, SqlitePoolOptions::new().max_connections(4).test_before_acquire(false))
+                (
+                    options,
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .test_before_acquire(false),
+                )
             }
         };
         let options = options.synchronous(synchronous).busy_timeout(BUSY_TIMEOUT);
@@ -100,7 +111,12 @@ impl OrderedKv for SqliteKv {
             .map_err(engine_error)
     }
 
-    async fn scan(&self, range: &KeyRange, direction: Direction, limit: usize) -> Result<KvPage, KvError> {
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
         let mut page = KvPage::default();
         if range.is_empty() || limit == 0 {
             return Ok(page);
@@ -126,12 +142,19 @@ impl OrderedKv for SqliteKv {
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
         let (checks, mutations) = batch.into_parts();
         // Dropping the transaction without commit rolls it back: nothing is half-applied.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(engine_error)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(engine_error)?;
         if !checks.is_empty() {
             let keys: Vec<&Bytes> = checks.iter().map(|(key, _)| key).collect();
             let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
             for chunk in chunks(&keys) {
-                let sql = format!("SELECT key, value FROM eventkv WHERE key IN ({})", placeholders(chunk.len()));
+                let sql = format!(
+                    "SELECT key, value FROM eventkv WHERE key IN ({})",
+                    placeholders(chunk.len())
+                );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for key in chunk {
                     query = query.bind(&key[..]);
@@ -149,7 +172,10 @@ impl OrderedKv for SqliteKv {
         }
         let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
         for chunk in chunks(&deletes) {
-            let sql = format!("DELETE FROM eventkv WHERE key IN ({})", placeholders(chunk.len()));
+            let sql = format!(
+                "DELETE FROM eventkv WHERE key IN ({})",
+                placeholders(chunk.len())
+            );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for key in chunk {
                 query = query.bind(&key[..]);

@@ -61,7 +61,9 @@ impl EngineUrl {
             reason,
         };
         let Some((scheme, rest)) = url.split_once(':') else {
-            return Err(OpenError::UnknownScheme { url: url.to_owned() });
+            return Err(OpenError::UnknownScheme {
+                url: url.to_owned(),
+            });
         };
         match scheme {
             "memory" if rest.is_empty() || rest == "//" => Ok(EngineUrl::Memory),
@@ -79,7 +81,11 @@ impl EngineUrl {
                 let durability = match param(&params, "durability") {
                     None | Some("immediate") => RedbDurability::Immediate,
                     Some("none") => RedbDurability::None,
-                    Some(other) => return Err(malformed(format!("durability must be immediate or none, not {other:?}"))),
+                    Some(other) => {
+                        return Err(malformed(format!(
+                            "durability must be immediate or none, not {other:?}"
+                        )));
+                    }
                 };
                 Ok(EngineUrl::Redb {
                     path: file_path(path).map_err(malformed)?,
@@ -92,16 +98,25 @@ impl EngineUrl {
                 let synchronous = match param(&params, "synchronous") {
                     None | Some("full") => SqliteSynchronous::Full,
                     Some("normal") => SqliteSynchronous::Normal,
-                    Some(other) => return Err(malformed(format!("synchronous must be full or normal, not {other:?}"))),
+                    Some(other) => {
+                        return Err(malformed(format!(
+                            "synchronous must be full or normal, not {other:?}"
+                        )));
+                    }
                 };
                 let target = match path {
                     ":memory:" => SqliteTarget::Memory,
                     path => SqliteTarget::File(file_path(path).map_err(malformed)?),
                 };
-                Ok(EngineUrl::Sqlite { target, synchronous })
+                Ok(EngineUrl::Sqlite {
+                    target,
+                    synchronous,
+                })
             }
             "postgres" | "postgresql" => parse_postgres(url).map_err(malformed),
-            _ => Err(OpenError::UnknownScheme { url: url.to_owned() }),
+            _ => Err(OpenError::UnknownScheme {
+                url: url.to_owned(),
+            }),
         }
     }
 
@@ -132,14 +147,23 @@ fn split_params(rest: &str) -> (&str, Vec<(&str, &str)>) {
 }
 
 fn param<'a>(params: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    params.iter().rev().find(|(key, _)| *key == name).map(|(_, value)| *value)
+    params
+        .iter()
+        .rev()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| *value)
 }
 
 fn reject_params(params: &[(&str, &str)], known: &[&str]) -> Result<(), String> {
     match params.iter().find(|(key, _)| !known.contains(key)) {
         None => Ok(()),
-        Some((key, _)) if known.is_empty() => Err(format!("unknown parameter {key:?} (this engine takes none)")),
-        Some((key, _)) => Err(format!("unknown parameter {key:?} (known: {})", known.join(", "))),
+        Some((key, _)) if known.is_empty() => Err(format!(
+            "unknown parameter {key:?} (this engine takes none)"
+        )),
+        Some((key, _)) => Err(format!(
+            "unknown parameter {key:?} (known: {})",
+            known.join(", ")
+        )),
     }
 }
 
@@ -190,15 +214,23 @@ mod tests {
         assert_eq!(EngineUrl::parse("memory:").ok(), Some(EngineUrl::Memory));
         assert_eq!(
             EngineUrl::parse("sled:/var/lib/app/events").ok(),
-            Some(EngineUrl::Sled { path: "/var/lib/app/events".into() })
+            Some(EngineUrl::Sled {
+                path: "/var/lib/app/events".into()
+            })
         );
         assert_eq!(
             EngineUrl::parse("redb:data.redb?durability=none").ok(),
-            Some(EngineUrl::Redb { path: "data.redb".into(), durability: RedbDurability::None })
+            Some(EngineUrl::Redb {
+                path: "data.redb".into(),
+                durability: RedbDurability::None
+            })
         );
         assert_eq!(
             EngineUrl::parse("sqlite::memory:").ok(),
-            Some(EngineUrl::Sqlite { target: SqliteTarget::Memory, synchronous: SqliteSynchronous::Full })
+            Some(EngineUrl::Sqlite {
+                target: SqliteTarget::Memory,
+                synchronous: SqliteSynchronous::Full
+            })
         );
         assert_eq!(
             EngineUrl::parse("sqlite:///tmp/x.db?synchronous=normal").ok(),
@@ -207,13 +239,19 @@ mod tests {
                 synchronous: SqliteSynchronous::Normal
             })
         );
-        let Ok(EngineUrl::Postgres { url, options }) =
-            EngineUrl::parse("postgresql://postgres@127.0.0.1:5432/test?schema=app&sslmode=disable&table=kv")
-        else {
+        let Ok(EngineUrl::Postgres { url, options }) = EngineUrl::parse(
+            "postgresql://postgres@127.0.0.1:5432/test?schema=app&sslmode=disable&table=kv",
+        ) else {
             panic!("postgres URL must parse");
         };
-        assert_eq!(url, "postgresql://postgres@127.0.0.1:5432/test?sslmode=disable");
-        assert_eq!((options.schema.as_str(), options.table.as_str()), ("app", "kv"));
+        assert_eq!(
+            url,
+            "postgresql://postgres@127.0.0.1:5432/test?sslmode=disable"
+        );
+        assert_eq!(
+            (options.schema.as_str(), options.table.as_str()),
+            ("app", "kv")
+        );
     }
 
     #[test]
@@ -222,16 +260,25 @@ mod tests {
             ("mongodb://x", "unknown engine URL"),
             ("no-scheme", "unknown engine URL"),
             ("redb:", "the path is missing"),
-            ("redb:x?durability=sometimes", "durability must be immediate or none"),
+            (
+                "redb:x?durability=sometimes",
+                "durability must be immediate or none",
+            ),
             ("sled:x?cache=1", "unknown parameter \"cache\""),
             ("sqlite:x?journal=wal", "unknown parameter \"journal\""),
             ("postgres://", "expected postgres://"),
-            ("postgres://h/db?table=bad-name", "not a valid schema or table name"),
+            (
+                "postgres://h/db?table=bad-name",
+                "not a valid schema or table name",
+            ),
             ("memory:/x", "memory: takes no path"),
         ] {
             let message = EngineUrl::parse(url).expect_err(url).to_string();
             assert!(message.contains(needle), "{url}: {message}");
-            assert!(message.contains("sled:PATH"), "{url}: lists the accepted forms: {message}");
+            assert!(
+                message.contains("sled:PATH"),
+                "{url}: lists the accepted forms: {message}"
+            );
         }
     }
 }

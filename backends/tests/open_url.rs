@@ -9,12 +9,20 @@ use eventkv_backends::{OpenError, open};
 
 /// Appends one event and reads it back through the engine `url` names.
 async fn round_trip(url: &str) {
-    let kv = open(url).await.unwrap_or_else(|error| panic!("open {url}: {error}"));
+    let kv = open(url)
+        .await
+        .unwrap_or_else(|error| panic!("open {url}: {error}"));
     let store = KvEventStore::new(kv);
     let event = NewEvent::encode("Opened", &"hello", eventkv::Codec::Json).expect("encode");
-    let expected = eventkv::EventStore::current_version(&store, "T", "x").await.expect("version");
-    eventkv::EventStore::append(&store, "T", "x", expected, &[event]).await.expect("append");
-    let page = eventkv::EventStore::read_stream(&store, "T", "x", 1, u64::MAX, 100).await.expect("read");
+    let expected = eventkv::EventStore::current_version(&store, "T", "x")
+        .await
+        .expect("version");
+    eventkv::EventStore::append(&store, "T", "x", expected, &[event])
+        .await
+        .expect("append");
+    let page = eventkv::EventStore::read_stream(&store, "T", "x", 1, u64::MAX, 100)
+        .await
+        .expect("read");
     assert_eq!(page.len() as u64, expected + 1, "{url}");
 }
 
@@ -48,11 +56,25 @@ async fn every_compiled_in_form_opens_a_working_engine() {
 
 #[tokio::test]
 async fn unknown_and_malformed_urls_name_the_accepted_forms() {
-    for url in ["cassandra://db", "redb:", "sqlite:x.db?mode=ro", "postgres://"] {
+    for url in [
+        "cassandra://db",
+        "redb:",
+        "sqlite:x.db?mode=ro",
+        "postgres://",
+    ] {
         let error = open(url).await.expect_err(url);
-        assert!(matches!(error, OpenError::UnknownScheme { .. } | OpenError::Malformed { .. }), "{url}: {error:?}");
+        assert!(
+            matches!(
+                error,
+                OpenError::UnknownScheme { .. } | OpenError::Malformed { .. }
+            ),
+            "{url}: {error:?}"
+        );
         let message = error.to_string();
-        assert!(message.contains(url) && message.contains("redb:PATH"), "{message}");
+        assert!(
+            message.contains(url) && message.contains("redb:PATH"),
+            "{message}"
+        );
     }
 }
 
@@ -70,12 +92,25 @@ async fn a_path_that_is_not_a_database_is_named() {
         "sled",
     ];
     for engine in engines {
-        let error = open(&format!("{engine}:{}", text.display())).await.expect_err(engine);
-        assert!(matches!(error, OpenError::NotADatabase { .. }), "{engine}: {error:?}");
+        let error = open(&format!("{engine}:{}", text.display()))
+            .await
+            .expect_err(engine);
+        assert!(
+            matches!(error, OpenError::NotADatabase { .. }),
+            "{engine}: {error:?}"
+        );
         let message = error.to_string();
-        assert!(message.contains("notes.txt") && message.contains(engine), "{message}");
+        assert!(
+            message.contains("notes.txt") && message.contains(engine),
+            "{message}"
+        );
     }
-    assert!(std::fs::read_to_string(&text).expect("read").starts_with("these are not"), "the file is untouched");
+    assert!(
+        std::fs::read_to_string(&text)
+            .expect("read")
+            .starts_with("these are not"),
+        "the file is untouched"
+    );
 }
 
 #[cfg(any(feature = "sled", feature = "redb"))]
@@ -96,9 +131,15 @@ async fn a_database_held_by_another_process_is_named() {
         let error = open(&url).await.expect_err("the database is held");
         holder.kill().expect("kill holder");
         holder.wait().expect("reap holder");
-        assert!(matches!(error, OpenError::Locked { .. }), "{engine}: {error:?}");
+        assert!(
+            matches!(error, OpenError::Locked { .. }),
+            "{engine}: {error:?}"
+        );
         let message = error.to_string();
-        assert!(message.contains("another process") && message.contains(&path.display().to_string()), "{message}");
+        assert!(
+            message.contains("another process") && message.contains(&path.display().to_string()),
+            "{message}"
+        );
         round_trip(&url).await;
     }
 }
@@ -106,8 +147,13 @@ async fn a_database_held_by_another_process_is_named() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn an_unreachable_server_is_named_by_host_and_port() {
-    let error = open("postgres://postgres@127.0.0.1:1/test").await.expect_err("nothing listens on port 1");
-    assert!(matches!(error, OpenError::Unreachable { port: 1, .. }), "{error:?}");
+    let error = open("postgres://postgres@127.0.0.1:1/test")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        matches!(error, OpenError::Unreachable { port: 1, .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
 }
 
@@ -125,8 +171,14 @@ async fn an_engine_compiled_out_names_its_feature() {
             continue;
         }
         let error = open(url).await.expect_err(url);
-        assert!(matches!(error, OpenError::FeatureDisabled { .. }), "{url}: {error:?}");
-        assert!(error.to_string().contains(&format!("\"{feature}\"")), "{error}");
+        assert!(
+            matches!(error, OpenError::FeatureDisabled { .. }),
+            "{url}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains(&format!("\"{feature}\"")),
+            "{error}"
+        );
     }
 }
 
@@ -134,10 +186,17 @@ async fn an_engine_compiled_out_names_its_feature() {
 #[test]
 #[ignore = "run by other tests as a child process"]
 fn child() {
-    let Some(role) = common::child_role() else { return };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let Some(role) = common::child_role() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     if let Some(url) = role.strip_prefix("hold ") {
-        let kv = runtime.block_on(open(url)).expect("child opens the database");
+        let kv = runtime
+            .block_on(open(url))
+            .expect("child opens the database");
         println!("holding");
         std::thread::sleep(std::time::Duration::from_secs(120));
         drop(kv);

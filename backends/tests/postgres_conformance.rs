@@ -39,7 +39,9 @@ impl EngineFactory for PostgresFactory {
             schema: self.schema.clone(),
             table: format!("kv_{}", self.next.fetch_add(1, Ordering::Relaxed)),
         };
-        PostgresKv::connect(&common::postgres_url(), options).await.expect("connect to PostgreSQL")
+        PostgresKv::connect(&common::postgres_url(), options)
+            .await
+            .expect("connect to PostgreSQL")
     }
 }
 

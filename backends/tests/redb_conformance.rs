@@ -15,8 +15,13 @@ impl EngineFactory for RedbFactory {
     type Kv = RedbKv;
 
     async fn create(&self) -> RedbKv {
-        let path = self.dir.path().join(format!("{}.redb", self.next.fetch_add(1, Ordering::Relaxed)));
-        RedbKv::open(&path, RedbDurability::Immediate).await.expect("open redb")
+        let path = self.dir.path().join(format!(
+            "{}.redb",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        ));
+        RedbKv::open(&path, RedbDurability::Immediate)
+            .await
+            .expect("open redb")
     }
 }
 
@@ -27,4 +32,7 @@ fn redb() -> RedbFactory {
     }
 }
 
-eventkv::conformance_tests!(tokio::test(flavor = "multi_thread", worker_threads = 2), redb());
+eventkv::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    redb()
+);

@@ -15,7 +15,10 @@ impl EngineFactory for SledFactory {
     type Kv = SledKv;
 
     async fn create(&self) -> SledKv {
-        let path = self.dir.path().join(format!("{}.sled", self.next.fetch_add(1, Ordering::Relaxed)));
+        let path = self.dir.path().join(format!(
+            "{}.sled",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        ));
         SledKv::open(&path).await.expect("open sled")
     }
 }
@@ -27,4 +30,7 @@ fn sled() -> SledFactory {
     }
 }
 
-eventkv::conformance_tests!(tokio::test(flavor = "multi_thread", worker_threads = 2), sled());
+eventkv::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    sled()
+);

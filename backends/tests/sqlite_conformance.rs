@@ -16,4 +16,7 @@ impl EngineFactory for SqliteMemory {
     }
 }
 
-eventkv::conformance_tests!(tokio::test(flavor = "multi_thread", worker_threads = 2), SqliteMemory);
+eventkv::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    SqliteMemory
+);

@@ -22,7 +22,12 @@ pub fn under_ci() -> bool {
 pub fn unique_schema(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let random = eventkv::Uuid::new_v4().simple().to_string();
-    format!("{prefix}_{}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed), &random[..8])
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        &random[..8]
+    )
 }
 
 #[cfg(feature = "postgres")]
@@ -63,11 +68,16 @@ pub fn drop_schema(schema: &str) {
     let url = postgres_url();
     let statement = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
     let dropped = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         runtime.block_on(async {
             use sqlx::Connection;
             let mut connection = sqlx::PgConnection::connect(&url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await?;
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut connection)
+                .await?;
             Ok::<(), sqlx::Error>(())
         })
     })
@@ -84,7 +94,13 @@ pub fn drop_schema(schema: &str) {
 pub fn spawn_child(role: &str) -> std::process::Child {
     let exe = std::env::current_exe().expect("test binary path");
     std::process::Command::new(exe)
-        .args(["--ignored", "--exact", "child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("EVENTKV_CHILD", role)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

@@ -1,0 +1,112 @@
+//! PostgreSQL faults: a connection dropped in the middle of a batch leaves nothing of it.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::Duration;
+
+use eventkv::{KeyRange, OrderedKv, WriteBatch};
+use eventkv_backends::{PostgresKv, PostgresOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_mid_batch_applies_nothing() {
+    if common::require_postgres("a_connection_killed_mid_batch_applies_nothing")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let url = common::postgres_url();
+    let schema = common::unique_schema("eventkv_fault");
+    let options = PostgresOptions {
+        schema: schema.clone(),
+        table: "kv".into(),
+    };
+    let kv = PostgresKv::connect(&url, options).await.expect("connect");
+    let mut setup = WriteBatch::new();
+    setup.put(&b"blocker"[..], &b"before"[..]);
+    kv.write(setup).await.expect("setup");
+
+    // Another session holds the row lock on "blocker": the batch inserts its other rows,
+    // then waits on that row, mid-statement, until its connection is killed.
+    let mut locker = PgConnection::connect(&url).await.expect("locker connects");
+    sqlx::query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .expect("begin");
+    let lock = format!(
+        "SELECT value FROM {} WHERE key = 'blocker'::bytea FOR UPDATE",
+        kv.table()
+    );
+    sqlx::query(AssertSqlSafe(lock))
+        .fetch_one(&mut locker)
+        .await
+        .expect("lock the row");
+
+    let mut batch = WriteBatch::new();
+    for i in 0..1000u32 {
+        batch.put(format!("a{i:04}").into_bytes(), b"new".to_vec());
+    }
+    batch.put(&b"blocker"[..], &b"after"[..]);
+    let writer = {
+        let kv = kv.clone();
+        tokio::spawn(async move { kv.write(batch).await })
+    };
+
+    let mut killer = PgConnection::connect(&url).await.expect("killer connects");
+    let find = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO %' \
+                AND pid <> pg_backend_pid() AND query LIKE $1";
+    let pattern = format!("%{}%", kv.table());
+    let mut killed = false;
+    for _ in 0..200 {
+        let row = sqlx::query(find)
+            .bind(&pattern)
+            .fetch_optional(&mut killer)
+            .await
+            .expect("find writer");
+        if let Some(row) = row {
+            let pid: i32 = row.try_get(0).expect("pid");
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut killer)
+                .await
+                .expect("kill");
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(killed, "the batch never waited on the locked row");
+    let result = writer.await.expect("writer task");
+    let error = result.expect_err("a batch whose connection died fails");
+    assert!(error.to_string().starts_with("postgres:"), "{error}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("release the lock");
+
+    let written = kv
+        .scan(
+            &KeyRange::prefix(&b"a"[..]),
+            eventkv::Direction::Forward,
+            10,
+        )
+        .await
+        .expect("scan");
+    assert!(
+        written.is_empty(),
+        "nothing of the batch was applied, found {written:?}"
+    );
+    assert_eq!(
+        kv.get(b"blocker").await.expect("get").as_deref(),
+        Some(&b"before"[..])
+    );
+
+    let mut after = WriteBatch::new();
+    after.put(&b"after"[..], &b"ok"[..]);
+    kv.write(after)
+        .await
+        .expect("the engine keeps working after a lost connection");
+    common::drop_schema(&schema);
+}

@@ -1,0 +1,122 @@
+//! Two processes append 500 events each to one aggregate, retrying on conflict: the
+//! stream ends at 1..1000 with every event once. SQLite file and PostgreSQL.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+
+mod common;
+
+use std::collections::HashSet;
+
+use eventkv::testkit::aggregates::AccountEvent;
+use eventkv::{Codec, EventStore, EventStoreError, KvEventStore, NewEvent};
+
+const PER_PROCESS: u64 = 500;
+
+async fn two_writers(url: &str) {
+    let mut children: Vec<_> = ["1", "2"]
+        .iter()
+        .map(|tag| common::spawn_child(&format!("contend {tag} {url}")))
+        .collect();
+    for child in &mut children {
+        let status = child.wait().expect("wait for writer");
+        assert!(status.success(), "a writer failed: {status}");
+    }
+    let store = KvEventStore::new(eventkv_backends::open(url).await.expect("open"));
+    let stream = store
+        .read_stream("Account", "shared", 1, u64::MAX, usize::MAX)
+        .await
+        .expect("read");
+    let versions: Vec<u64> = stream.iter().map(|e| e.version()).collect();
+    assert_eq!(
+        versions,
+        (1..=2 * PER_PROCESS).collect::<Vec<_>>(),
+        "{url}: versions 1..1000"
+    );
+    let amounts: HashSet<u64> = stream
+        .iter()
+        .map(|e| match e.decode::<AccountEvent>().expect("decode") {
+            AccountEvent::Deposited { amount } => amount,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        amounts.len() as u64,
+        2 * PER_PROCESS,
+        "{url}: none lost, none duplicated"
+    );
+    let log = store.read_all(1, usize::MAX).await.expect("read all");
+    assert_eq!(
+        log.iter().map(|e| e.position()).collect::<Vec<_>>(),
+        versions,
+        "{url}: the global log matches"
+    );
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_sqlite_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("shared.sqlite").display());
+    // Create the file first, so the writers do not race to create it.
+    drop(eventkv_backends::open(&url).await.expect("create"));
+    two_writers(&url).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_postgres_table() {
+    if common::require_postgres("two_processes_share_a_postgres_table")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let schema = common::unique_schema("eventkv_two");
+    let url = format!("{}?schema={schema}&table=events", common::postgres_url());
+    two_writers(&url).await;
+    common::drop_schema(&schema);
+}
+
+/// Child role `contend TAG URL`: appends 500 deposits to "shared", retrying conflicts.
+#[test]
+#[ignore = "run by other tests as a child process"]
+fn child() {
+    let Some(role) = common::child_role() else {
+        return;
+    };
+    let Some((tag, url)) = role
+        .strip_prefix("contend ")
+        .and_then(|rest| rest.split_once(' '))
+    else {
+        return;
+    };
+    let tag: u64 = tag.parse().expect("numeric tag");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = KvEventStore::new(eventkv_backends::open(url).await.expect("child opens"));
+        let mut conflicts = 0;
+        for i in 0..PER_PROCESS {
+            let event = AccountEvent::Deposited {
+                amount: tag * 10_000 + i,
+            };
+            let event = NewEvent::encode("Deposited", &event, Codec::Json).expect("encode");
+            loop {
+                let version = store
+                    .current_version("Account", "shared")
+                    .await
+                    .expect("version");
+                match store
+                    .append("Account", "shared", version, std::slice::from_ref(&event))
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(EventStoreError::Conflict { .. }) => conflicts += 1,
+                    Err(error) => panic!("writer {tag}: {error}"),
+                }
+            }
+        }
+        eprintln!("writer {tag}: {conflicts} conflicts retried");
+    });
+}
