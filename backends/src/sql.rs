@@ -7,9 +7,6 @@ use std::ops::Bound;
 use bytes::Bytes;
 use eventkv::{Direction, KeyRange, Mutation};
 
-/// The most rows one multi-row statement carries.
-pub(crate) const MAX_CHUNK: usize = 256;
-
 /// A batch's mutations reduced to the last one per key: disjoint upserts and deletes, so
 /// statements may run in any order.
 pub(crate) struct FinalMutations {
@@ -36,25 +33,6 @@ impl FinalMutations {
         }
         FinalMutations { upserts, deletes }
     }
-}
-
-/// Splits `items` into chunks of at most [`MAX_CHUNK`], each a power of two long, so that
-/// few distinct statements are prepared and cached.
-pub(crate) fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let size = if rest.len() >= MAX_CHUNK {
-            MAX_CHUNK
-        } else {
-            1 << rest.len().ilog2()
-        };
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
 }
 
 /// The bounds of a scan as SQL conditions on `key`, with the values to bind in order.
@@ -101,15 +79,6 @@ pub(crate) fn sql_limit(limit: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_are_powers_of_two_and_cover_everything() {
-        let items: Vec<u32> = (0..1000).collect();
-        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(sizes, vec![256, 256, 256, 128, 64, 32, 8]);
-        assert_eq!(chunks(&items).flatten().copied().collect::<Vec<_>>(), items);
-        assert_eq!(chunks::<u32>(&[]).count(), 0);
-    }
 
     #[test]
     fn the_last_mutation_of_a_key_wins() {

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::OpenError;
 use crate::options::SqliteSynchronous;
-use crate::sql::{FinalMutations, chunks, order, scan_conditions, sql_limit};
+use crate::sql::{FinalMutations, order, scan_conditions, sql_limit};
 use crate::url::SqliteTarget;
 
 const ENGINE: &str = "sqlite";
@@ -197,6 +197,42 @@ impl OrderedKv for SqliteKv {
     }
 }
 
+/// The most rows one multi-row statement carries.
+pub(crate) const MAX_CHUNK: usize = 256;
+
+/// Splits `items` into chunks of at most [`MAX_CHUNK`], each a power of two long, so that
+/// few distinct statements are prepared and cached.
+pub(crate) fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= MAX_CHUNK {
+            MAX_CHUNK
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 fn placeholders(count: usize) -> String {
     vec!["?"; count].join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_and_cover_everything() {
+        let items: Vec<u32> = (0..1000).collect();
+        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(chunks(&items).flatten().copied().collect::<Vec<_>>(), items);
+        assert_eq!(chunks::<u32>(&[]).count(), 0);
+    }
 }

@@ -6,38 +6,22 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use eventkv::testkit::aggregates::{Account, AccountEvent};
+use eventkv::testkit::aggregates::{Account, seed_account};
 use eventkv::{Codec, KvEventStore, KvSnapshotStore, MemoryKv, Repository};
 
 const EVENTS: u64 = 100_000;
 
 type Repo = Repository<Account, KvEventStore<Arc<MemoryKv>>, KvSnapshotStore<Arc<MemoryKv>>>;
 
-/// A repository holding one account of `EVENTS` events, saved 1,000 at a time, with its
-/// events in `codec`; with `snapshot_behind`, a snapshot that many events behind.
+/// A repository holding one account of `EVENTS` events in `codec`; with `snapshot_behind`,
+/// a snapshot that many events behind.
 fn setup(runtime: &tokio::runtime::Runtime, codec: Codec, snapshot_behind: Option<u64>) -> Repo {
     let kv = Arc::new(MemoryKv::new());
     let repo = Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv))
         .with_event_codec(codec);
-    runtime.block_on(async {
-        let mut account = repo.create_new("acc");
-        account.record(AccountEvent::Opened {
-            owner: "bench".into(),
-        });
-        for i in 1..EVENTS {
-            account.record(AccountEvent::Deposited { amount: i % 100 });
-            if Some(EVENTS - account.version() - account.pending().len() as u64) == snapshot_behind
-            {
-                repo.save(&mut account).await.expect("save");
-                repo.create_snapshot(&account).await.expect("snapshot");
-            }
-            if account.pending().len() == 1000 {
-                repo.save(&mut account).await.expect("save");
-            }
-        }
-        repo.save(&mut account).await.expect("save");
-        assert_eq!(account.version(), EVENTS);
-    });
+    runtime
+        .block_on(seed_account(&repo, "acc", EVENTS, snapshot_behind))
+        .expect("seed");
     repo
 }
 

@@ -6,7 +6,7 @@
 //!             | payload (the rest)
 //! snapshot    u8 format=1 | u8 codec | u64 version | u32 schema version | i64 created µs
 //!             | state (the rest)
-//! log entry   u8 format=1 | the event's key
+//! log entry   u8 format=1 | u32 event count | the key of the append's first event
 //! head        u64 last position
 //! ```
 //! Integers are big-endian.
@@ -258,17 +258,19 @@ pub(crate) fn decode_snapshot(value: &Bytes) -> Result<SnapshotFields, FormatErr
     })
 }
 
-pub(crate) fn encode_log_entry(event_key: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(1 + event_key.len());
+pub(crate) fn encode_log_entry(count: u32, first_event_key: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + first_event_key.len());
     out.put_u8(FORMAT_VERSION);
-    out.put_slice(event_key);
+    out.put_u32(count);
+    out.put_slice(first_event_key);
     out.freeze()
 }
 
-/// The event key a global log entry points at.
-pub(crate) fn decode_log_entry(value: &[u8]) -> Result<&[u8], FormatError> {
-    let r = Reader::new(value)?;
-    Ok(value.get(r.offset..).unwrap_or_default())
+/// How many events a global log entry covers, and the key of the first.
+pub(crate) fn decode_log_entry(value: &[u8]) -> Result<(u32, &[u8]), FormatError> {
+    let mut r = Reader::new(value)?;
+    let count = r.u32("event count")?;
+    Ok((count, value.get(r.offset..).unwrap_or_default()))
 }
 
 pub(crate) fn encode_head(position: u64) -> Bytes {

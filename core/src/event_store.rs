@@ -12,7 +12,8 @@ use crate::codec::{Codec, CodecError};
 use crate::envelope::{self, EventHeader, EventLayout, EventMetadata, EventValue};
 use crate::keys::{self, InvalidName, StreamKeys};
 use crate::kv::{
-    Check, Direction, DisplayKey, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
+    Check, Direction, DisplayKey, KeyRange, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv,
+    WriteBatch,
 };
 use crate::timestamp::Timestamp;
 
@@ -376,7 +377,10 @@ impl<K: OrderedKv> KvEventStore<K> {
     ) -> Result<Appended, EventStoreError> {
         let stream = StreamKeys::new(aggregate_type, aggregate_id)?;
         validate_events(events)?;
-        let count = events.len() as u64;
+        let log_count = u32::try_from(events.len()).map_err(|_| {
+            EventStoreError::InvalidInput("an append holds at most 2^32 - 1 events".into())
+        })?;
+        let count = u64::from(log_count);
         let last_version = expected_version
             .checked_add(count)
             .ok_or_else(|| EventStoreError::InvalidInput("version overflows u64".into()))?;
@@ -405,9 +409,12 @@ impl<K: OrderedKv> KvEventStore<K> {
                     event_type: &event.event_type,
                     metadata: event.metadata,
                 };
-                batch.put(keys::global_log(position), envelope::encode_log_entry(&key));
                 batch.put(key, envelope::encode_event(&header, &event.payload));
             }
+            batch.put(
+                keys::global_log(head + 1),
+                envelope::encode_log_entry(log_count, &first_key),
+            );
             batch.put(head_key.clone(), envelope::encode_head(head + count));
             match self.kv.write(batch).await {
                 Ok(()) => {
@@ -469,24 +476,50 @@ impl<K: OrderedKv> KvEventStore<K> {
         from_position: u64,
         limit: usize,
     ) -> Result<EventPage, EventStoreError> {
-        let range = keys::global_log_from(from_position.max(1));
-        let log = self.kv.scan(&range, Direction::Forward, limit).await?;
+        let from_position = from_position.max(1);
         let mut events = EventPage::default();
-        for run in log_runs(&log)? {
-            self.read_run(&run, &mut events).await?;
+        if limit == 0 {
+            return Ok(events);
+        }
+        // The entry of the append that holds `from_position` starts at or before it.
+        let before = KeyRange::inclusive(keys::global_log(0), keys::global_log(from_position));
+        let covering = self.kv.scan(&before, Direction::Reverse, 1).await?;
+        let start = match covering.last_key() {
+            Some(key) => Bytes::copy_from_slice(key),
+            None => keys::global_log(from_position),
+        };
+        // Every entry holds at least one event: `limit` entries are enough.
+        let range = KeyRange::between(start, keys::global_log_end());
+        let log = self.kv.scan(&range, Direction::Forward, limit).await?;
+        for (key, value) in log.iter() {
+            let remaining = limit - events.len();
+            if remaining == 0 {
+                break;
+            }
+            let mut run = LogRun::decode(key, value)?;
+            let skip = from_position
+                .saturating_sub(run.first_position)
+                .min(run.len);
+            run.skip(skip);
+            run.len = run.len.min(remaining as u64);
+            if run.len > 0 {
+                self.read_run(&run, &mut events).await?;
+            }
         }
         Ok(events)
     }
 
-    /// Reads the events of consecutive log entries that point at consecutive versions of
-    /// one stream, with one scan.
+    /// Reads the events of one append's log entry with one stream scan, checking that log
+    /// and stream agree.
     async fn read_run(&self, run: &LogRun, out: &mut EventPage) -> Result<(), EventStoreError> {
-        let (stream, first_version) = StreamKeys::from_event_key(&run.first_key)
-            .ok_or_else(|| corrupt(&run.first_key, "global log points at a non-event key"))?;
-        let (aggregate_type, aggregate_id) = stream
+        let log_key = keys::global_log(run.first_position);
+        let (aggregate_type, aggregate_id) = run
+            .stream
             .names()
-            .ok_or_else(|| corrupt(&run.first_key, "unreadable aggregate names"))?;
-        let range = stream.versions(first_version, first_version + (run.len - 1));
+            .ok_or_else(|| corrupt(&log_key, "unreadable aggregate names"))?;
+        let range = run
+            .stream
+            .versions(run.first_version, run.first_version + (run.len - 1));
         let page = self
             .kv
             .scan(&range, Direction::Forward, run.len as usize)
@@ -495,19 +528,16 @@ impl<K: OrderedKv> KvEventStore<K> {
         let first = out.len();
         out.push_stream(aggregate_type, aggregate_id, page)?;
         for (offset, index) in (0..).zip(first..out.len()) {
-            let event = out
-                .get(index)
-                .ok_or_else(|| corrupt(&run.first_key, "event vanished"))?;
-            if event.version() != first_version + offset
-                || event.position() != run.first_position + offset
-            {
-                let key = keys::global_log(run.first_position + offset);
-                return Err(corrupt(&key, "global log and stream disagree"));
+            let agrees = out.get(index).is_some_and(|event| {
+                event.version() == run.first_version + offset
+                    && event.position() == run.first_position + offset
+            });
+            if !agrees {
+                return Err(corrupt(&log_key, "global log and stream disagree"));
             }
         }
         if found != run.len {
-            let missing = keys::global_log(run.first_position + found);
-            return Err(corrupt(&missing, "global log points at a missing event"));
+            return Err(corrupt(&log_key, "global log points at a missing event"));
         }
         Ok(())
     }
@@ -531,45 +561,38 @@ fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError> {
     Ok(())
 }
 
-/// Consecutive global log entries that point at consecutive events of one stream.
+/// The events one append put in the global log: consecutive positions and versions.
 struct LogRun {
     first_position: u64,
-    first_key: Bytes,
+    stream: StreamKeys,
+    first_version: u64,
     len: u64,
 }
 
-fn log_runs(log: &KvPage) -> Result<Vec<LogRun>, EventStoreError> {
-    let mut runs: Vec<LogRun> = Vec::new();
-    let mut previous_key: Option<&[u8]> = None;
-    for (key, value) in log.iter() {
-        let position =
+impl LogRun {
+    fn decode(key: &[u8], value: &[u8]) -> Result<Self, EventStoreError> {
+        let first_position =
             keys::global_log_position(key).ok_or_else(|| corrupt(key, "not a global log key"))?;
-        let event_key = envelope::decode_log_entry(value).map_err(|e| corrupt(key, e))?;
-        let extends = match (runs.last(), &previous_key) {
-            (Some(run), Some(previous)) => {
-                run.first_position + run.len == position && follows(previous, event_key)
-            }
-            _ => false,
-        };
-        match runs.last_mut() {
-            Some(run) if extends => run.len += 1,
-            _ => runs.push(LogRun {
-                first_position: position,
-                first_key: Bytes::copy_from_slice(event_key),
-                len: 1,
-            }),
+        let (len, event_key) = envelope::decode_log_entry(value).map_err(|e| corrupt(key, e))?;
+        let (stream, first_version) = StreamKeys::from_event_key(event_key)
+            .ok_or_else(|| corrupt(key, "global log points at a non-event key"))?;
+        if len == 0 {
+            return Err(corrupt(key, "global log entry of no event"));
         }
-        previous_key = Some(event_key);
+        Ok(LogRun {
+            first_position,
+            stream,
+            first_version,
+            len: u64::from(len),
+        })
     }
-    Ok(runs)
-}
 
-/// Whether `next` is the event key right after `previous` in the same stream.
-fn follows(previous: &[u8], next: &[u8]) -> bool {
-    let split = previous.len().saturating_sub(8);
-    previous.len() == next.len()
-        && previous[..split] == next[..split]
-        && keys::event_version(previous).and_then(|v| v.checked_add(1)) == keys::event_version(next)
+    /// Drops the first `count` events of the run.
+    fn skip(&mut self, count: u64) {
+        self.first_position += count;
+        self.first_version += count;
+        self.len -= count;
+    }
 }
 
 impl<K: OrderedKv> EventStore for KvEventStore<K> {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! event          'e' | name(aggregate type) | name(aggregate id) | u64 BE version
-//! global log     'g' | u64 BE position
+//! global log     'g' | u64 BE position of the first event of an append
 //! global head    'h'
 //! snapshot       's' | name(aggregate type) | name(aggregate id)
 //! name(x)        u16 BE length of x | the UTF-8 bytes of x
@@ -159,9 +159,9 @@ pub fn global_log(position: u64) -> Bytes {
     key.freeze()
 }
 
-/// The keys of the global log from `position` on.
-pub fn global_log_from(position: u64) -> KeyRange {
-    KeyRange::between(global_log(position), Bytes::from_static(&[GLOBAL_LOG + 1]))
+/// The first key after every global log key.
+pub fn global_log_end() -> Bytes {
+    Bytes::from_static(&[GLOBAL_LOG + 1])
 }
 
 /// The position encoded in a global log key.

@@ -114,3 +114,32 @@ impl Aggregate for Document {
 pub fn deposits(range: std::ops::RangeInclusive<u64>) -> impl Iterator<Item = AccountEvent> {
     range.map(|amount| AccountEvent::Deposited { amount })
 }
+
+/// Saves an account of `events` events (opened, then deposits) in saves of 1,000 events;
+/// with `snapshot_behind`, snapshots it that many events before the end. For benchmarks.
+pub async fn seed_account<E, S>(
+    repo: &crate::Repository<Account, E, S>,
+    id: &str,
+    events: u64,
+    snapshot_behind: Option<u64>,
+) -> Result<(), crate::RepositoryError>
+where
+    E: crate::EventStore + 'static,
+    S: crate::SnapshotStore + 'static,
+{
+    let snapshot_at = snapshot_behind.and_then(|behind| events.checked_sub(behind));
+    let mut account = repo.create_new(id);
+    account.record(AccountEvent::Opened { owner: id.into() });
+    for i in 1..events {
+        account.record(AccountEvent::Deposited { amount: i % 100 });
+        let version = account.version() + account.pending().len() as u64;
+        if Some(version) == snapshot_at {
+            repo.save(&mut account).await?;
+            repo.create_snapshot(&account).await?;
+        } else if account.pending().len() == 1000 {
+            repo.save(&mut account).await?;
+        }
+    }
+    repo.save(&mut account).await?;
+    Ok(())
+}

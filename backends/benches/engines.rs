@@ -1,0 +1,166 @@
+//! Per engine: append throughput (1,000 events per save), full replay of 100,000 events,
+//! load with a snapshot 99 events behind, and the engine's raw scan of the same stream
+//! (the limit a replay can approach).
+//!
+//! Engines: memory, sled, redb, SQLite (file), and PostgreSQL when `EVENTKV_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`) is reachable. `EVENTKV_BENCH_ENGINES`
+//! (comma-separated) picks a subset.
+#![allow(missing_docs)] // criterion's macros write undocumented functions
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use eventkv::testkit::aggregates::{Account, AccountEvent, seed_account};
+use eventkv::{Direction, DynKv, KvEventStore, KvSnapshotStore, OrderedKv, Repository};
+
+const EVENTS: u64 = 100_000;
+const SCAN_PAGE: usize = 2048;
+
+type Repo = Repository<Account, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>;
+
+struct Engine {
+    name: &'static str,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    cleanup: Option<String>,
+}
+
+fn engines() -> Vec<Engine> {
+    let wanted = std::env::var("EVENTKV_BENCH_ENGINES").ok();
+    let wanted = |name: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|w| w == name))
+    };
+    let file_engine = |name: &'static str, file: &str| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("{name}:{}", dir.path().join(file).display());
+        Engine {
+            name,
+            url,
+            _dir: Some(dir),
+            cleanup: None,
+        }
+    };
+    let mut list = vec![Engine {
+        name: "memory",
+        url: "memory:".into(),
+        _dir: None,
+        cleanup: None,
+    }];
+    list.push(file_engine("sled", "bench.sled"));
+    list.push(file_engine("redb", "bench.redb"));
+    list.push(file_engine("sqlite", "bench.sqlite"));
+    let postgres = std::env::var("EVENTKV_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("eventkv_bench_{}", std::process::id());
+    list.push(Engine {
+        name: "postgres",
+        url: format!("{postgres}?schema={schema}&table=bench"),
+        _dir: None,
+        cleanup: Some(schema),
+    });
+    list.into_iter()
+        .filter(|engine| wanted(engine.name))
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for engine in engines() {
+        let kv = match runtime.block_on(eventkv_backends::open(&engine.url)) {
+            Ok(kv) => kv,
+            Err(error) => {
+                eprintln!("skipping {}: {error}", engine.name);
+                continue;
+            }
+        };
+        bench_engine(c, &runtime, engine.name, kv);
+        if let Some(schema) = engine.cleanup {
+            runtime.block_on(drop_schema(&engine.url, &schema));
+        }
+    }
+}
+
+fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str, kv: DynKv) {
+    let repo: Repo = Repository::new(
+        KvEventStore::new(kv.clone()),
+        KvSnapshotStore::new(kv.clone()),
+    );
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+
+    group.throughput(Throughput::Elements(1000));
+    let mut appender = repo.create_new("append");
+    group.bench_function("append_1000_per_save", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                for amount in 0..1000 {
+                    appender.record(AccountEvent::Deposited { amount });
+                }
+                repo.save(&mut appender).await.expect("save");
+            })
+        })
+    });
+
+    runtime
+        .block_on(seed_account(&repo, "replay", EVENTS, None))
+        .expect("seed replay");
+    runtime
+        .block_on(seed_account(&repo, "snapshot", EVENTS, Some(99)))
+        .expect("seed snapshot");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.bench_function(BenchmarkId::new("raw_scan", EVENTS), |b| {
+        let stream = eventkv::keys::StreamKeys::new("Account", "replay").expect("names");
+        b.iter(|| runtime.block_on(async { black_box(scan_all(&kv, &stream).await) }))
+    });
+    group.bench_function(BenchmarkId::new("full_replay", EVENTS), |b| {
+        b.iter(|| runtime.block_on(async { black_box(repo.load("replay").await.expect("load")) }))
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("load_snapshot_99_behind", |b| {
+        b.iter(|| runtime.block_on(async { black_box(repo.load("snapshot").await.expect("load")) }))
+    });
+    group.finish();
+}
+
+/// Scans every entry of the stream in pages, as a replay does, without decoding.
+async fn scan_all(kv: &DynKv, stream: &eventkv::keys::StreamKeys) -> usize {
+    let mut range = stream.all();
+    let mut entries = 0;
+    loop {
+        let page = kv
+            .scan(&range, Direction::Forward, SCAN_PAGE)
+            .await
+            .expect("scan");
+        entries += page.len();
+        match page.last_key() {
+            Some(last) if page.len() == SCAN_PAGE => {
+                range = range.after_page(last, Direction::Forward)
+            }
+            _ => return entries,
+        }
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let base = url.split('?').next().unwrap_or(url);
+    if let Ok(mut connection) = sqlx::PgConnection::connect(base).await {
+        let statement = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut connection)
+            .await;
+    }
+}
+
+criterion_group!(engine_benches, benches);
+criterion_main!(engine_benches);
