@@ -23,6 +23,8 @@ use crate::url::SqliteTarget;
 const ENGINE: &str = "sqlite";
 /// How long a writer waits for another (process or connection) to release the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many rows the connection thread may send ahead of the reader: a full scan page.
+const ROW_BUFFER: usize = 4096;
 
 fn engine_error(error: impl Display) -> KvError {
     KvError::engine(ENGINE, error)
@@ -76,7 +78,10 @@ impl SqliteKv {
                 )
             }
         };
-        let options = options.synchronous(synchronous).busy_timeout(BUSY_TIMEOUT);
+        let options = options
+            .synchronous(synchronous)
+            .busy_timeout(BUSY_TIMEOUT)
+            .row_buffer_size(ROW_BUFFER);
         let open_error = |error: sqlx::Error| match target {
             SqliteTarget::File(path) => OpenError::NotADatabase {
                 engine: ENGINE,
