@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
-use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
-use crate::sql::{FinalMutations, order, scan_conditions, sql_limit};
+use crate::sql::{FinalMutations, fill_page, first_bytes, scan_statement, sql_limit};
 
 const ENGINE: &str = "postgres";
 /// How many times a batch is retried after a serialization failure or a deadlock.
@@ -234,11 +233,8 @@ impl OrderedKv for PostgresKv {
         let row = sqlx::query(AssertSqlSafe(self.sql.get.as_str()))
             .bind(key)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(engine_error)?;
-        row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
-            .transpose()
-            .map_err(engine_error)
+            .await;
+        row.and_then(first_bytes).map_err(engine_error)
     }
 
     async fn scan(
@@ -247,32 +243,20 @@ impl OrderedKv for PostgresKv {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
-        let mut page = KvPage::default();
         if range.is_empty() || limit == 0 {
-            return Ok(page);
+            return Ok(KvPage::default());
         }
         let mut next = 0;
-        let (condition, binds) = scan_conditions(range, &mut || {
+        let (sql, binds) = scan_statement(&self.sql.table, range, direction, &mut || {
             next += 1;
             format!("${next}")
         });
-        let sql = format!(
-            "SELECT key, value FROM {} WHERE {condition} ORDER BY key {} LIMIT ${}",
-            self.sql.table,
-            order(direction),
-            binds.len() + 1
-        );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for bind in &binds {
             query = query.bind(&bind[..]);
         }
-        let mut rows = query.bind(sql_limit(limit)).fetch(&self.pool);
-        while let Some(row) = rows.try_next().await.map_err(engine_error)? {
-            let key: &[u8] = row.try_get(0).map_err(engine_error)?;
-            let value: &[u8] = row.try_get(1).map_err(engine_error)?;
-            page.push(key, value);
-        }
-        Ok(page)
+        let rows = query.bind(sql_limit(limit)).fetch(&self.pool);
+        fill_page(rows).await.map_err(engine_error)
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, Mutation};
+use eventkv::{Direction, KeyRange, KvPage, Mutation};
+use futures_util::{Stream, TryStreamExt};
+use sqlx::Row;
 
 /// A batch's mutations reduced to the last one per key: disjoint upserts and deletes, so
 /// statements may run in any order.
@@ -35,23 +37,24 @@ impl FinalMutations {
     }
 }
 
-/// The bounds of a scan as SQL conditions on `key`, with the values to bind in order.
-pub(crate) fn scan_conditions(
+/// The statement of a paged scan of `table`, with the values to bind in order (the limit
+/// is bound last, after these). `placeholder` writes the engine's next placeholder.
+pub(crate) fn scan_statement(
+    table: &str,
     range: &KeyRange,
+    direction: Direction,
     placeholder: &mut dyn FnMut() -> String,
 ) -> (String, Vec<Bytes>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
-    let mut bound = |bound: &Bound<Bytes>, inclusive: &str, exclusive: &str| match bound {
-        Bound::Included(key) => {
-            conditions.push(format!("key {inclusive} {}", placeholder()));
-            binds.push(key.clone());
-        }
-        Bound::Excluded(key) => {
-            conditions.push(format!("key {exclusive} {}", placeholder()));
-            binds.push(key.clone());
-        }
-        Bound::Unbounded => {}
+    let mut bound = |bound: &Bound<Bytes>, inclusive: &str, exclusive: &str| {
+        let (operator, key) = match bound {
+            Bound::Included(key) => (inclusive, key),
+            Bound::Excluded(key) => (exclusive, key),
+            Bound::Unbounded => return,
+        };
+        conditions.push(format!("key {operator} {}", placeholder()));
+        binds.push(key.clone());
     };
     bound(&range.start, ">=", ">");
     bound(&range.end, "<=", "<");
@@ -60,20 +63,46 @@ pub(crate) fn scan_conditions(
     } else {
         conditions.join(" AND ")
     };
-    (condition, binds)
-}
-
-/// `ASC` or `DESC`.
-pub(crate) fn order(direction: Direction) -> &'static str {
-    match direction {
+    let order = match direction {
         Direction::Forward => "ASC",
         Direction::Reverse => "DESC",
-    }
+    };
+    let sql = format!(
+        "SELECT key, value FROM {table} WHERE {condition} ORDER BY key {order} LIMIT {}",
+        placeholder()
+    );
+    (sql, binds)
 }
 
 /// A scan limit as SQL's signed 64-bit integer.
 pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Copies rows of (key, value) into a page as they arrive.
+pub(crate) async fn fill_page<R, S>(mut rows: S) -> Result<KvPage, sqlx::Error>
+where
+    R: Row,
+    S: Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let mut page = KvPage::default();
+    while let Some(row) = rows.try_next().await? {
+        page.push(row.try_get(0)?, row.try_get(1)?);
+    }
+    Ok(page)
+}
+
+/// The first column of `row`, as owned bytes.
+pub(crate) fn first_bytes<R>(row: Option<R>) -> Result<Option<Bytes>, sqlx::Error>
+where
+    R: Row,
+    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
-use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::OpenError;
 use crate::options::SqliteSynchronous;
-use crate::sql::{FinalMutations, order, scan_conditions, sql_limit};
+use crate::sql::{FinalMutations, fill_page, first_bytes, scan_statement, sql_limit};
 use crate::url::SqliteTarget;
 
 const ENGINE: &str = "sqlite";
@@ -109,11 +108,8 @@ impl OrderedKv for SqliteKv {
         let row = sqlx::query("SELECT value FROM eventkv WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(engine_error)?;
-        row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
-            .transpose()
-            .map_err(engine_error)
+            .await;
+        row.and_then(first_bytes).map_err(engine_error)
     }
 
     async fn scan(
@@ -122,26 +118,16 @@ impl OrderedKv for SqliteKv {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
-        let mut page = KvPage::default();
         if range.is_empty() || limit == 0 {
-            return Ok(page);
+            return Ok(KvPage::default());
         }
-        let (condition, binds) = scan_conditions(range, &mut || "?".to_owned());
-        let sql = format!(
-            "SELECT key, value FROM eventkv WHERE {condition} ORDER BY key {} LIMIT ?",
-            order(direction)
-        );
+        let (sql, binds) = scan_statement("eventkv", range, direction, &mut || "?".to_owned());
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for bind in &binds {
             query = query.bind(&bind[..]);
         }
-        let mut rows = query.bind(sql_limit(limit)).fetch(&self.pool);
-        while let Some(row) = rows.try_next().await.map_err(engine_error)? {
-            let key: &[u8] = row.try_get(0).map_err(engine_error)?;
-            let value: &[u8] = row.try_get(1).map_err(engine_error)?;
-            page.push(key, value);
-        }
-        Ok(page)
+        let rows = query.bind(sql_limit(limit)).fetch(&self.pool);
+        fill_page(rows).await.map_err(engine_error)
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
