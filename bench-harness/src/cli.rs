@@ -1,0 +1,186 @@
+//! Command-line arguments, checked before any work starts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use eventkv::Codec;
+
+/// Reproduces the event-count / load-time table on eventkv's engines, with sweeps over
+/// snapshot thresholds, snapshot codecs and append batch sizes.
+#[derive(Debug, Parser)]
+#[command(name = "eventkv-bench", version)]
+pub struct Args {
+    /// Event counts of the aggregate, comma-separated [default: 100,1000,10000,100000;
+    /// with --quick: 100,1000].
+    #[arg(long, value_delimiter = ',', value_parser = parse_count)]
+    pub events: Option<Vec<u64>>,
+
+    /// Engines, comma-separated. Default: memory, redb, sled, sqlite, and postgres when the
+    /// server of --postgres is reachable.
+    #[arg(long, value_delimiter = ',')]
+    pub engines: Option<Vec<EngineName>>,
+
+    /// PostgreSQL server; default from EVENTKV_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/test.
+    #[arg(
+        long,
+        env = "EVENTKV_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub postgres: String,
+
+    /// Snapshot thresholds to sweep (`none` or a number), comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_threshold)]
+    pub thresholds: Option<Vec<Threshold>>,
+
+    /// Snapshot codecs to compare, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub codecs: Option<Vec<CodecName>>,
+
+    /// Measure append throughput (1 and 1,000 events per save).
+    #[arg(long)]
+    pub append: bool,
+
+    /// Everything: all sweeps and the append throughput.
+    #[arg(long)]
+    pub all: bool,
+
+    /// A smoke run in seconds: small counts, few samples.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Write results.json, results.md and chart.svg to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Python >= 3.13 with eventsource-py 0.15.1 installed: runs
+    /// bench-harness/compare/eventsource_py.py and adds the ratios to the table.
+    #[arg(long, value_name = "PYTHON")]
+    pub eventsource_py: Option<PathBuf>,
+
+    /// The JSON a previous run of eventsource_py.py printed, instead of running it.
+    #[arg(long, value_name = "FILE", conflicts_with = "eventsource_py")]
+    pub eventsource_py_json: Option<PathBuf>,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// An engine of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    /// eventkv::MemoryKv
+    Memory,
+    /// redb file
+    Redb,
+    /// sled directory
+    Sled,
+    /// SQLite file
+    Sqlite,
+    /// PostgreSQL table
+    Postgres,
+}
+
+impl EngineName {
+    /// The name used in tables and URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineName::Memory => "memory",
+            EngineName::Redb => "redb",
+            EngineName::Sled => "sled",
+            EngineName::Sqlite => "sqlite",
+            EngineName::Postgres => "postgres",
+        }
+    }
+}
+
+/// A snapshot codec of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodecName {
+    /// bincode 2
+    Bincode,
+    /// JSON
+    Json,
+}
+
+impl CodecName {
+    /// The codec.
+    pub fn codec(self) -> Codec {
+        match self {
+            CodecName::Bincode => Codec::Bincode,
+            CodecName::Json => Codec::Json,
+        }
+    }
+}
+
+/// A snapshot threshold: none, or every N events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Threshold(pub Option<u64>);
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.trim().replace('_', "").parse::<u64>() {
+        Ok(0) => Err("an event count must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number of events")),
+    }
+}
+
+fn parse_threshold(text: &str) -> Result<Threshold, String> {
+    match text.trim() {
+        "none" | "off" => Ok(Threshold(None)),
+        number => parse_count(number)
+            .map(|n| Threshold(Some(n)))
+            .map_err(|_| format!("{text:?} is not a threshold (none or a whole number)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let parse = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("eventkv-bench").chain(args.iter().copied()))
+        };
+        assert!(parse(&[]).is_ok());
+        let error = parse(&["--events", "100,lots"])
+            .expect_err("non-numeric count")
+            .to_string();
+        assert!(error.contains("\"lots\" is not a whole number"), "{error}");
+        let error = parse(&["--engines", "memory,mongodb"])
+            .expect_err("unknown engine")
+            .to_string();
+        assert!(
+            error.contains("mongodb") && error.contains("redb"),
+            "{error}"
+        );
+        let error = parse(&["--codecs", "protobuf"])
+            .expect_err("unknown codec")
+            .to_string();
+        assert!(
+            error.contains("protobuf") && error.contains("bincode"),
+            "{error}"
+        );
+        let error = parse(&["--thresholds", "none,ten"])
+            .expect_err("bad threshold")
+            .to_string();
+        assert!(error.contains("not a threshold"), "{error}");
+        let args = parse(&["--thresholds", "none,10", "--events", "1_000"]).expect("valid");
+        assert_eq!(
+            args.thresholds,
+            Some(vec![Threshold(None), Threshold(Some(10))])
+        );
+        assert_eq!(args.events, Some(vec![1000]));
+    }
+}

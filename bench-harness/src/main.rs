@@ -1,0 +1,250 @@
+//! `eventkv-bench`: reproduces the event-count / load-time table (with and without
+//! snapshots) on eventkv's engines, with sweeps over snapshot thresholds, snapshot codecs
+//! and append batch sizes, and a side-by-side with eventsource-py.
+//!
+//! `cargo run --release -p eventkv-bench -- --help` lists the options.
+
+mod cases;
+mod cli;
+mod compare;
+mod measure;
+mod report;
+mod stores;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cases::Runner;
+use crate::cli::{Args, CodecName, EngineName, Threshold};
+use crate::measure::Budget;
+use crate::report::{Machine, Results};
+use crate::stores::Stores;
+
+const DEFAULT_EVENTS: [u64; 4] = [100, 1_000, 10_000, 100_000];
+const QUICK_EVENTS: [u64; 2] = [100, 1_000];
+const DEFAULT_THRESHOLDS: [Threshold; 4] = [
+    Threshold(None),
+    Threshold(Some(10)),
+    Threshold(Some(100)),
+    Threshold(Some(1000)),
+];
+
+/// One case of the plan.
+enum Case {
+    Load(EngineName, u64),
+    Threshold(EngineName, Threshold, u64),
+    Codec(CodecName, u64),
+    Append(EngineName, u64),
+}
+
+impl Case {
+    fn label(&self) -> String {
+        match self {
+            Case::Load(engine, events) => format!("{} load, {events} events", engine.name()),
+            Case::Threshold(engine, threshold, events) => {
+                format!("{} threshold {threshold}, {events} events", engine.name())
+            }
+            Case::Codec(codec, events) => format!("{codec:?} snapshots, {events} events"),
+            Case::Append(engine, per_save) => {
+                format!("{} append, {per_save} per save", engine.name())
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("eventkv-bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("eventkv-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let stores = Stores::new(&args.postgres)?;
+    let mut notes = Vec::new();
+    let engines = match &args.engines {
+        Some(list) => {
+            let mut engines = list.clone();
+            engines.dedup();
+            if engines.contains(&EngineName::Postgres) {
+                stores.postgres_reachable().await?;
+            }
+            engines
+        }
+        None => {
+            let mut engines = vec![
+                EngineName::Memory,
+                EngineName::Redb,
+                EngineName::Sled,
+                EngineName::Sqlite,
+            ];
+            match stores.postgres_reachable().await {
+                Ok(()) => engines.push(EngineName::Postgres),
+                Err(error) => notes.push(format!("postgres left out: {error:#}")),
+            }
+            engines
+        }
+    };
+    let events = match (&args.events, args.quick) {
+        (Some(events), _) => events.clone(),
+        (None, true) => QUICK_EVENTS.to_vec(),
+        (None, false) => DEFAULT_EVENTS.to_vec(),
+    };
+    let sweep_events = if args.quick {
+        500
+    } else {
+        events.iter().copied().max().unwrap_or(10_000).min(10_000)
+    };
+    let thresholds = args
+        .thresholds
+        .clone()
+        .or_else(|| args.all.then(|| DEFAULT_THRESHOLDS.to_vec()));
+    let codecs = args
+        .codecs
+        .clone()
+        .or_else(|| args.all.then(|| vec![CodecName::Bincode, CodecName::Json]));
+    let append = args.append || args.all;
+    if let Some(python) = &args.eventsource_py {
+        std::process::Command::new(python)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("--eventsource-py {}: cannot run it", python.display()))?;
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("--out {}: cannot create it", out.display()))?;
+    }
+    cases::check_workload(&stores).await?;
+
+    let mut plan = Vec::new();
+    for &engine in &engines {
+        plan.extend(events.iter().map(|&n| Case::Load(engine, n)));
+    }
+    for &threshold in thresholds.iter().flatten() {
+        plan.extend(
+            engines
+                .iter()
+                .map(|&engine| Case::Threshold(engine, threshold, sweep_events)),
+        );
+    }
+    plan.extend(
+        codecs
+            .iter()
+            .flatten()
+            .map(|&codec| Case::Codec(codec, sweep_events)),
+    );
+    if append {
+        for &engine in &engines {
+            plan.extend([1, 1000].map(|per_save| Case::Append(engine, per_save)));
+        }
+    }
+
+    let progress = ProgressBar::new(plan.len() as u64);
+    if args.no_progress {
+        progress.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let runner = Runner {
+        stores,
+        budget: Budget::new(args.quick),
+        quick: args.quick,
+    };
+    let mut results = Results {
+        machine: Machine::describe(),
+        notes,
+        loads: Vec::new(),
+        thresholds: Vec::new(),
+        codecs: Vec::new(),
+        appends: Vec::new(),
+        eventsource_py: None,
+    };
+    let outcome = execute(&runner, &plan, &progress, &mut results).await;
+    progress.finish_and_clear();
+    runner
+        .stores
+        .cleanup(engines.contains(&EngineName::Postgres))
+        .await;
+    outcome?;
+
+    if let Some(python) = &args.eventsource_py {
+        eprintln!("running {} ...", compare::script().display());
+        match compare::run(python, &events, args.quick)? {
+            Some(report) => results.eventsource_py = Some(report),
+            None => results
+                .notes
+                .push("eventsource-py comparison skipped (see the message above)".into()),
+        }
+    } else if let Some(file) = &args.eventsource_py_json {
+        results.eventsource_py = Some(compare::load(file)?);
+    }
+    print!("{}", results.markdown());
+    if let Some(out) = &args.out {
+        results.write(out)?;
+        eprintln!(
+            "wrote {}/results.json, results.md and chart.svg",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+async fn execute(
+    runner: &Runner,
+    plan: &[Case],
+    progress: &ProgressBar,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    for case in plan {
+        progress.set_message(case.label());
+        let context = || case.label();
+        match *case {
+            Case::Load(engine, events) => results.loads.push(
+                runner
+                    .load_row(engine, events)
+                    .await
+                    .with_context(context)?,
+            ),
+            Case::Threshold(engine, threshold, events) => results.thresholds.push(
+                runner
+                    .threshold_row(engine, threshold, events)
+                    .await
+                    .with_context(context)?,
+            ),
+            Case::Codec(codec, events) => results.codecs.push(
+                runner
+                    .codec_row(codec.codec(), events)
+                    .await
+                    .with_context(context)?,
+            ),
+            Case::Append(engine, per_save) => results.appends.push(
+                runner
+                    .append_row(engine, per_save)
+                    .await
+                    .with_context(context)?,
+            ),
+        }
+        progress.inc(1);
+    }
+    Ok(())
+}

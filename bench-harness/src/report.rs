@@ -1,0 +1,387 @@
+//! The results: markdown tables, JSON, and an SVG chart.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::cases::{AppendRow, CodecRow, LoadRow, ThresholdRow};
+use crate::cli::EngineName;
+use crate::compare::PyReport;
+use crate::measure::format_ms;
+
+/// Where and with what the numbers were measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub os: String,
+    pub eventkv: String,
+    pub rustc: String,
+    pub profile: String,
+    pub unix_time: u64,
+}
+
+impl Machine {
+    /// Reads the machine's description (Linux `/proc`, falling back to "unknown").
+    pub fn describe() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("model name")
+                    .and_then(|rest| rest.split(':').nth(1))
+            })
+            .map_or_else(|| "unknown".to_owned(), |name| name.trim().to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: f64 = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let rustc = std::process::Command::new("rustc")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .map_or_else(|| "unknown".to_owned(), |version| version.trim().to_owned());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            eventkv: env!("CARGO_PKG_VERSION").to_owned(),
+            rustc,
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_owned(),
+            unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub notes: Vec<String>,
+    pub loads: Vec<LoadRow>,
+    pub thresholds: Vec<ThresholdRow>,
+    pub codecs: Vec<CodecRow>,
+    pub appends: Vec<AppendRow>,
+    pub eventsource_py: Option<PyReport>,
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn engines_of(rows: &[LoadRow]) -> Vec<EngineName> {
+    let mut engines: Vec<EngineName> = Vec::new();
+    for row in rows {
+        if !engines.contains(&row.engine) {
+            engines.push(row.engine);
+        }
+    }
+    engines
+}
+
+impl Results {
+    /// The report in markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "# eventkv benchmark\n");
+        let _ = writeln!(
+            md,
+            "{} ({} cores, {:.0} GiB), {}; eventkv {}, {}, {} build. Median of repeated loads \
+             after a warm-up, each case on a fresh store; events are JSON, snapshots bincode.\n",
+            m.cpu, m.cores, m.memory_gib, m.os, m.eventkv, m.rustc, m.profile
+        );
+        for note in &self.notes {
+            let _ = writeln!(md, "> {note}\n");
+        }
+        for engine in engines_of(&self.loads) {
+            let _ = writeln!(md, "## {}\n", engine.name());
+            let _ = writeln!(
+                md,
+                "| Event Count | Without Snapshot | With Snapshot (every 100) | Improvement |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|");
+            for row in self.loads.iter().filter(|row| row.engine == engine) {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.0}x |",
+                    thousands(row.events),
+                    format_ms(row.without.median_ms),
+                    format_ms(row.with_every_100.median_ms),
+                    row.improvement()
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\n| Event Count | without: min – max | with: min – max | snapshot 99 behind | limit (hand-written replay) | framework overhead |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            for row in self.loads.iter().filter(|row| row.engine == engine) {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} – {} | {} – {} | {} | {} | {:+.0}% |",
+                    thousands(row.events),
+                    format_ms(row.without.min_ms),
+                    format_ms(row.without.max_ms),
+                    format_ms(row.with_every_100.min_ms),
+                    format_ms(row.with_every_100.max_ms),
+                    format_ms(row.snapshot_99_behind.median_ms),
+                    format_ms(row.limit.median_ms),
+                    row.overhead() * 100.0
+                );
+            }
+            let _ = writeln!(md);
+        }
+        self.markdown_eventsource_py(&mut md);
+        self.markdown_sweeps(&mut md);
+        md
+    }
+
+    fn markdown_eventsource_py(&self, md: &mut String) {
+        let Some(py) = &self.eventsource_py else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "## Side by side with {} {} (Python {})\n",
+            py.library, py.version, py.python
+        );
+        let _ = writeln!(
+            md,
+            "Ratios are eventsource-py's median over eventkv's: how many times faster eventkv is.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| Engine | Event Count | Without: eventsource-py | eventkv | ratio | Every 100: eventsource-py | eventkv | ratio | 99 behind: eventsource-py | eventkv | ratio |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for py_row in &py.results {
+            let ours = self
+                .loads
+                .iter()
+                .find(|row| row.engine.name() == py_row.engine && row.events == py_row.events);
+            let Some(ours) = ours else { continue };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.0}x | {} | {} | {:.1}x | {} | {} | {:.1}x |",
+                py_row.engine,
+                thousands(py_row.events),
+                format_ms(py_row.without_ms.median),
+                format_ms(ours.without.median_ms),
+                py_row.without_ms.median / ours.without.median_ms,
+                format_ms(py_row.with_ms.median),
+                format_ms(ours.with_every_100.median_ms),
+                py_row.with_ms.median / ours.with_every_100.median_ms,
+                format_ms(py_row.behind_ms.median),
+                format_ms(ours.snapshot_99_behind.median_ms),
+                py_row.behind_ms.median / ours.snapshot_99_behind.median_ms,
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    fn markdown_sweeps(&self, md: &mut String) {
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Snapshot thresholds (saves of 10 events, sync mode)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| Engine | Events | Threshold | Load | Save (mean) | Snapshots written | Stored bytes |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+            for row in &self.thresholds {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    row.engine.name(),
+                    thousands(row.events),
+                    row.threshold,
+                    format_ms(row.load.median_ms),
+                    format_ms(row.save_ms),
+                    row.snapshots_written,
+                    thousands(row.stored_bytes)
+                );
+            }
+            let _ = writeln!(md);
+        }
+        if !self.codecs.is_empty() {
+            let _ = writeln!(md, "## Snapshot codecs (memory engine)\n");
+            let _ = writeln!(
+                md,
+                "| Codec | State size | Encode | Decode | Event size | Load (snapshot 99 behind) |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            for row in &self.codecs {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} B | {:.0} ns | {:.0} ns | {} B | {} |",
+                    row.codec,
+                    row.snapshot_bytes,
+                    row.encode_ns,
+                    row.decode_ns,
+                    row.event_bytes,
+                    format_ms(row.load.median_ms)
+                );
+            }
+            let _ = writeln!(md);
+        }
+        if !self.appends.is_empty() {
+            let _ = writeln!(md, "## Append throughput\n");
+            let _ = writeln!(md, "| Engine | Events per save | Events per second |");
+            let _ = writeln!(md, "|---|---|---|");
+            for row in &self.appends {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} |",
+                    row.engine.name(),
+                    thousands(row.events_per_save),
+                    thousands(row.events_per_second.round() as u64)
+                );
+            }
+            let _ = writeln!(md);
+        }
+    }
+
+    /// Writes results.json, results.md and chart.svg into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(dir.join("results.json"), json + "\n").context("writing results.json")?;
+        std::fs::write(dir.join("results.md"), self.markdown()).context("writing results.md")?;
+        self.chart(&dir.join("chart.svg"))
+    }
+
+    /// Event count against load time, per engine, with and without snapshots; log scales.
+    fn chart(&self, path: &Path) -> anyhow::Result<()> {
+        if self.loads.is_empty() {
+            return Ok(());
+        }
+        let points = self
+            .loads
+            .iter()
+            .flat_map(|row| [row.without.median_ms, row.with_every_100.median_ms]);
+        let (low, high) = points.fold((f64::MAX, f64::MIN), |(lo, hi), ms| {
+            (lo.min(ms), hi.max(ms))
+        });
+        let events = self.loads.iter().map(|row| row.events as f64);
+        let (first, last) = events.fold((f64::MAX, f64::MIN), |(lo, hi), n| (lo.min(n), hi.max(n)));
+        let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("eventkv: load time by event count", ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                (first * 0.8..last * 1.25).log_scale(),
+                (low * 0.5..high * 2.0).log_scale(),
+            )
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("events in the aggregate")
+            .y_desc("load time (ms, median)")
+            .draw()
+            .map_err(plot_error)?;
+        let engines = engines_of(&self.loads);
+        for (index, engine) in engines.iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            let rows: Vec<&LoadRow> = self
+                .loads
+                .iter()
+                .filter(|row| row.engine == *engine)
+                .collect();
+            let without: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| (r.events as f64, r.without.median_ms))
+                .collect();
+            let with: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| (r.events as f64, r.with_every_100.median_ms))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(without.clone(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(format!("{} without snapshot", engine.name()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    without
+                        .iter()
+                        .map(|&point| Circle::new(point, 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    with.clone(),
+                    6,
+                    4,
+                    color.stroke_width(2),
+                ))
+                .map_err(plot_error)?
+                .label(format!("{} snapshot every 100", engine.name()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1))
+                });
+            chart
+                .draw_series(
+                    with.iter()
+                        .map(|&point| TriangleMarker::new(point, 4, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+        Ok(())
+    }
+}
+
+fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing the chart: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(100), "100");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
