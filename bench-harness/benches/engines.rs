@@ -1,4 +1,4 @@
-//! Per engine: append throughput (1,000 events per save), full replay of 100,000 events,
+//! Per engine: append throughput (1,000 events per save), full replay of 10,000 and 100,000 events,
 //! load with a snapshot 99 events behind, and the engine's raw scan of the same stream
 //! (the limit a replay can approach).
 //!
@@ -122,6 +122,13 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
         let stream = eventkv::keys::StreamKeys::new("Account", "replay").expect("names");
         b.iter(|| runtime.block_on(async { black_box(scan_all(&kv, &stream).await) }))
     });
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function(BenchmarkId::new("full_replay", 10_000), |b| {
+        b.iter(|| {
+            runtime.block_on(async { black_box(repo.load("replay10k").await.expect("load")) })
+        })
+    });
+    group.throughput(Throughput::Elements(EVENTS));
     group.bench_function(BenchmarkId::new("full_replay", EVENTS), |b| {
         b.iter(|| runtime.block_on(async { black_box(repo.load("replay").await.expect("load")) }))
     });

@@ -230,7 +230,10 @@ impl Results {
             let _ = writeln!(md);
         }
         if !self.codecs.is_empty() {
-            let _ = writeln!(md, "## Snapshot codecs (memory engine)\n");
+            let _ = writeln!(
+                md,
+                "## Snapshot codecs (memory engine; state: totals and the last 100 deposits)\n"
+            );
             let _ = writeln!(
                 md,
                 "| Codec | State size | Encode | Decode | Event size | Load (snapshot 99 behind) |"
