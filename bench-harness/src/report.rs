@@ -308,6 +308,7 @@ impl Results {
         chart
             .configure_mesh()
             .x_desc("events in the aggregate")
+            .x_label_formatter(&|events| format!("{}", *events as u64))
             .y_desc("load time (ms, median)")
             .draw()
             .map_err(plot_error)?;
