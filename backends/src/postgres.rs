@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use eventkv::{Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
-use crate::sql::{FinalMutations, fill_page, first_bytes, scan_statement, sql_limit};
+use crate::sql::{fill_page, first_bytes, scan_statement, sql_limit};
 
 const ENGINE: &str = "postgres";
 /// How many times a batch is retried after a serialization failure or a deadlock.

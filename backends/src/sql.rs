@@ -1,41 +1,12 @@
 //! What the SQL engines share: a batch reduced to final upserts and deletes, statement
 //! chunks of stable sizes, and scan statements.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvPage, Mutation};
+use eventkv::{Direction, KeyRange, KvPage};
 use futures_util::{Stream, TryStreamExt};
 use sqlx::Row;
-
-/// A batch's mutations reduced to the last one per key: disjoint upserts and deletes, so
-/// statements may run in any order.
-pub(crate) struct FinalMutations {
-    pub upserts: Vec<(Bytes, Bytes)>,
-    pub deletes: Vec<Bytes>,
-}
-
-impl FinalMutations {
-    pub(crate) fn new(mutations: Vec<Mutation>) -> Self {
-        let mut last: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
-        for mutation in mutations {
-            match mutation {
-                Mutation::Put { key, value } => last.insert(key, Some(value)),
-                Mutation::Delete { key } => last.insert(key, None),
-            };
-        }
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for (key, value) in last {
-            match value {
-                Some(value) => upserts.push((key, value)),
-                None => deletes.push(key),
-            }
-        }
-        FinalMutations { upserts, deletes }
-    }
-}
 
 /// The statement of a paged scan of `table`, with the values to bind in order (the limit
 /// is bound last, after these). `placeholder` writes the engine's next placeholder.
@@ -103,35 +74,4 @@ where
 {
     row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
         .transpose()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_mutation_of_a_key_wins() {
-        let put = |k: &'static [u8], v: &'static [u8]| Mutation::Put {
-            key: Bytes::from_static(k),
-            value: Bytes::from_static(v),
-        };
-        let delete = |k: &'static [u8]| Mutation::Delete {
-            key: Bytes::from_static(k),
-        };
-        let reduced = FinalMutations::new(vec![
-            put(b"a", b"1"),
-            delete(b"a"),
-            delete(b"b"),
-            put(b"b", b"2"),
-            put(b"c", b"3"),
-        ]);
-        assert_eq!(reduced.deletes, vec![Bytes::from_static(b"a")]);
-        assert_eq!(
-            reduced.upserts,
-            vec![
-                (Bytes::from_static(b"b"), Bytes::from_static(b"2")),
-                (Bytes::from_static(b"c"), Bytes::from_static(b"3"))
-            ]
-        );
-    }
 }

@@ -10,13 +10,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use eventkv::{Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::OpenError;
 use crate::options::SqliteSynchronous;
-use crate::sql::{FinalMutations, fill_page, first_bytes, scan_statement, sql_limit};
+use crate::sql::{fill_page, first_bytes, scan_statement, sql_limit};
 use crate::url::SqliteTarget;
 
 const ENGINE: &str = "sqlite";

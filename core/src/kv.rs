@@ -4,6 +4,7 @@
 //! [`OrderedKv::scan`] in byte order of the keys, and [`OrderedKv::write`], which applies
 //! a [`WriteBatch`] of puts, deletes and checks atomically.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::ops::Bound;
@@ -380,6 +381,37 @@ impl WriteBatch {
     }
 }
 
+/// A batch's mutations reduced to the last one per key: disjoint upserts and deletes, so
+/// an engine may apply them in any order (e.g. as multi-row statements).
+pub struct FinalMutations {
+    /// The keys to set, with their final values, in key order.
+    pub upserts: Vec<(Bytes, Bytes)>,
+    /// The keys to remove, in key order.
+    pub deletes: Vec<Bytes>,
+}
+
+impl FinalMutations {
+    /// Reduces `mutations` (in batch order) to the last one per key.
+    pub fn new(mutations: Vec<Mutation>) -> Self {
+        let mut last: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+        for mutation in mutations {
+            match mutation {
+                Mutation::Put { key, value } => last.insert(key, Some(value)),
+                Mutation::Delete { key } => last.insert(key, None),
+            };
+        }
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for (key, value) in last {
+            match value {
+                Some(value) => upserts.push((key, value)),
+                None => deletes.push(key),
+            }
+        }
+        FinalMutations { upserts, deletes }
+    }
+}
+
 /// An ordered key-value engine: the only thing eventkv asks of storage.
 ///
 /// Futures are `Send` off wasm32 (see [`MaybeSend`]). Engines that block must not block
@@ -489,5 +521,36 @@ impl OrderedKv for DynKv {
 
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
         self.0.write_boxed(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_mutation_of_a_key_wins() {
+        let put = |k: &'static [u8], v: &'static [u8]| Mutation::Put {
+            key: Bytes::from_static(k),
+            value: Bytes::from_static(v),
+        };
+        let delete = |k: &'static [u8]| Mutation::Delete {
+            key: Bytes::from_static(k),
+        };
+        let reduced = FinalMutations::new(vec![
+            put(b"a", b"1"),
+            delete(b"a"),
+            delete(b"b"),
+            put(b"b", b"2"),
+            put(b"c", b"3"),
+        ]);
+        assert_eq!(reduced.deletes, vec![Bytes::from_static(b"a")]);
+        assert_eq!(
+            reduced.upserts,
+            vec![
+                (Bytes::from_static(b"b"), Bytes::from_static(b"2")),
+                (Bytes::from_static(b"c"), Bytes::from_static(b"3"))
+            ]
+        );
     }
 }

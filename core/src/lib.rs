@@ -26,8 +26,8 @@ pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
 };
 pub use kv::{
-    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, KeyRange, KvError, KvPage, MaybeSend,
-    MaybeSync, Mutation, OrderedKv, WriteBatch, prefix_successor,
+    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations, KeyRange, KvError,
+    KvPage, MaybeSend, MaybeSync, Mutation, OrderedKv, WriteBatch, prefix_successor,
 };
 pub use memory::MemoryKv;
 pub use repository::{
