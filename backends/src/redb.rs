@@ -1,7 +1,6 @@
 //! [`RedbKv`]: a redb file. A batch is one write transaction; its checks are read inside it.
 
 use std::fmt::Display;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -106,14 +105,6 @@ type RangeEntry<'a> = Result<
     redb::StorageError,
 >;
 
-fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(key) => Bound::Included(&key[..]),
-        Bound::Excluded(key) => Bound::Excluded(&key[..]),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
 fn scan_blocking(
     db: &Database,
     range: &KeyRange,
@@ -131,7 +122,7 @@ fn scan_blocking(
         Err(error) => return Err(engine_error(error)),
     };
     let entries = table
-        .range::<&[u8]>((as_slice(&range.start), as_slice(&range.end)))
+        .range::<&[u8]>(range.as_slices())
         .map_err(engine_error)?;
     let mut push = |entry: RangeEntry<'_>| {
         let (key, value) = entry.map_err(engine_error)?;

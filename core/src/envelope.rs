@@ -228,19 +228,12 @@ pub(crate) fn encode_snapshot(fields: &SnapshotFields) -> Bytes {
     out.freeze()
 }
 
-/// The version of a stored snapshot, read without decoding the rest (or checking its codec).
-pub(crate) fn snapshot_version(value: &[u8]) -> Result<u64, FormatError> {
+/// The version and schema version of a stored snapshot, read without decoding the rest
+/// (or checking its codec).
+pub(crate) fn snapshot_header(value: &[u8]) -> Result<(u64, u32), FormatError> {
     let mut r = Reader::new(value)?;
     r.u8("codec tag")?;
-    r.u64("version")
-}
-
-/// The schema version of a stored snapshot, read without checking its codec.
-pub(crate) fn snapshot_schema_version(value: &[u8]) -> Result<u32, FormatError> {
-    let mut r = Reader::new(value)?;
-    r.u8("codec tag")?;
-    r.u64("version")?;
-    r.u32("schema version")
+    Ok((r.u64("version")?, r.u32("schema version")?))
 }
 
 pub(crate) fn decode_snapshot(value: &Bytes) -> Result<SnapshotFields, FormatError> {

@@ -139,6 +139,14 @@ impl KeyRange {
         }
     }
 
+    /// The bounds as borrowed byte slices, as ordered maps take them.
+    pub fn as_slices(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            self.start.as_ref().map(|key| &key[..]),
+            self.end.as_ref().map(|key| &key[..]),
+        )
+    }
+
     /// Whether `key` lies in the range.
     pub fn contains(&self, key: &[u8]) -> bool {
         let after_start = match &self.start {

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::future::{Future, ready};
-use std::ops::Bound;
 use std::sync::{PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -44,8 +43,7 @@ impl MemoryKv {
             return KvPage::default();
         }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let bounds = (as_slice(&range.start), as_slice(&range.end));
-        let entries = map.range::<[u8], _>(bounds);
+        let entries = map.range::<[u8], _>(range.as_slices());
         let entries_hint = limit.min(1024);
         let mut page = KvPage::with_capacity(entries_hint, entries_hint * 128);
         let mut push = |(key, value): (&Bytes, &Bytes)| page.push(key, value);
@@ -89,14 +87,6 @@ impl MemoryKv {
             }
         }
         Ok(())
-    }
-}
-
-fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(key) => Bound::Included(&key[..]),
-        Bound::Excluded(key) => Bound::Excluded(&key[..]),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

@@ -185,8 +185,8 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             let mut batch = WriteBatch::new();
             match self.kv.get(&key).await? {
                 // A value we cannot read is replaced: a snapshot is only a cache.
-                Some(current) => match envelope::snapshot_version(&current) {
-                    Ok(stored) if stored > snapshot.version => return Ok(false),
+                Some(current) => match envelope::snapshot_header(&current) {
+                    Ok((stored, _)) if stored > snapshot.version => return Ok(false),
                     _ => batch.check(key.clone(), Check::Equals(current)),
                 },
                 None => batch.check(key.clone(), Check::Absent),
@@ -337,7 +337,7 @@ impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
             let range = keys::snapshots_of_type(aggregate_type)?;
             self.delete_where(range, |value| match schema_version_below {
                 None => Ok(true),
-                Some(below) => Ok(envelope::snapshot_schema_version(value)? < below),
+                Some(below) => Ok(envelope::snapshot_header(value)?.1 < below),
             })
             .await
         }
