@@ -63,6 +63,15 @@ pub enum KvError {
     /// The request itself is invalid (e.g. a key the engine cannot store).
     #[error("invalid request: {0}")]
     InvalidInput(String),
+    /// The engine's storage is full (a full disk, a browser's quota); nothing of the batch
+    /// was applied.
+    #[error("{engine}: storage full, nothing of the batch was applied: {message}")]
+    StorageFull {
+        /// The engine's name, e.g. `"indexeddb"`.
+        engine: &'static str,
+        /// The engine's own message.
+        message: String,
+    },
 }
 
 impl KvError {

@@ -19,9 +19,75 @@ const STORE: &str = "kv";
 /// The database schema version this engine creates and reads.
 const SCHEMA_VERSION: u32 = 1;
 
-/// rexie's errors display as "idb error"; their debug form says what failed.
+/// The name and message of the DOM exception behind a rexie error, if there is one.
+fn dom_exception(error: &rexie::Error) -> Option<(String, String)> {
+    match error {
+        rexie::Error::IdbError(idb::Error::DomException(exception)) => {
+            Some((exception.name(), exception.message()))
+        }
+        _ => None,
+    }
+}
+
+/// rexie's errors display as "idb error": this says which DOM exception, or shows the
+/// error's debug form. A full quota is [`KvError::StorageFull`].
 fn engine_error(error: rexie::Error) -> KvError {
-    KvError::engine(ENGINE, format!("{error:?}"))
+    match dom_exception(&error) {
+        Some((name, message)) if name == "QuotaExceededError" => KvError::StorageFull {
+            engine: ENGINE,
+            message: format!("{name}: {message}"),
+        },
+        Some((name, message)) => KvError::engine(ENGINE, format!("{name}: {message}")),
+        None => KvError::engine(ENGINE, format!("{error:?}")),
+    }
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// IndexedDB is missing (Node, a worklet) or refuses this context (some private
+    /// modes, sandboxed frames, opaque origins).
+    #[error("IndexedDB is unavailable here: {0}")]
+    Unavailable(String),
+    /// The database exists but was made by another application or a newer schema; it
+    /// was left untouched.
+    #[error("database {name:?} cannot be used by eventkv and was left untouched: {reason}")]
+    Incompatible {
+        /// The database name.
+        name: String,
+        /// What was found.
+        reason: String,
+    },
+    /// IndexedDB failed in another way.
+    #[error(transparent)]
+    Engine(KvError),
+}
+
+fn open_error(name: &str, error: rexie::Error) -> OpenError {
+    if let rexie::Error::IdbError(idb::Error::IndexedDbNotFound(_)) = error {
+        return OpenError::Unavailable(
+            "this global scope has no indexedDB (Node, or a context without storage)".into(),
+        );
+    }
+    if let rexie::Error::IdbError(idb::Error::IndexedDbOpenFailed(thrown)) = &error {
+        return OpenError::Unavailable(format!("indexedDB.open threw {thrown:?}"));
+    }
+    match dom_exception(&error) {
+        Some((exception, message)) if exception == "VersionError" => OpenError::Incompatible {
+            name: name.to_owned(),
+            reason: format!(
+                "its IndexedDB version is newer than eventkv's {SCHEMA_VERSION} ({message})"
+            ),
+        },
+        Some((exception, message))
+            if ["InvalidStateError", "SecurityError", "NotAllowedError"]
+                .contains(&exception.as_str()) =>
+        {
+            OpenError::Unavailable(format!("{exception}: {message}"))
+        }
+        _ => OpenError::Engine(engine_error(error)),
+    }
 }
 
 fn js_bytes(bytes: &[u8]) -> JsValue {
@@ -58,23 +124,24 @@ impl Drop for IndexedDbKv {
 }
 
 impl IndexedDbKv {
-    /// Opens (or creates) the database `name`.
-    pub async fn open(name: &str) -> Result<Self, KvError> {
+    /// Opens (or creates) the database `name`. A database of that name made by another
+    /// application or schema is refused, untouched.
+    pub async fn open(name: &str) -> Result<Self, OpenError> {
         let db = Rexie::builder(name)
             .version(SCHEMA_VERSION)
             .add_object_store(ObjectStore::new(STORE))
             .build()
             .await
-            .map_err(|error| {
-                KvError::engine(ENGINE, format!("cannot open database {name:?}: {error:?}"))
-            })?;
-        if !db.store_names().iter().any(|store| store == STORE) {
-            return Err(KvError::engine(
-                ENGINE,
-                format!(
-                    "database {name:?} exists but was not created by eventkv (no object store {STORE:?})"
+            .map_err(|error| open_error(name, error))?;
+        let stores = db.store_names();
+        if stores != [STORE] {
+            db.close();
+            return Err(OpenError::Incompatible {
+                name: name.to_owned(),
+                reason: format!(
+                    "it exists at version {SCHEMA_VERSION} with the object stores {stores:?}, not only {STORE:?}"
                 ),
-            ));
+            });
         }
         Ok(IndexedDbKv {
             db: Some(db),
@@ -83,8 +150,11 @@ impl IndexedDbKv {
     }
 
     /// Deletes the database `name` and everything in it.
-    pub async fn delete(name: &str) -> Result<(), KvError> {
-        Rexie::delete(name).await.map_err(engine_error)
+    /// It completes once every connection to it, in every tab, is closed.
+    pub async fn delete(name: &str) -> Result<(), OpenError> {
+        Rexie::delete(name)
+            .await
+            .map_err(|error| open_error(name, error))
     }
 
     /// The database's name.

@@ -1,11 +1,26 @@
-//! eventkv in the browser: [`IndexedDbKv`], an IndexedDB engine (through rexie) for the
-//! ordered-KV trait, so the event store, snapshot store and repository of `eventkv` run
-//! unchanged in a page or a worker.
+//! eventkv in the browser.
+//!
+//! - [`IndexedDbKv`], an IndexedDB engine (through rexie) for the ordered-KV trait, so the
+//!   event store, snapshot store and repository of `eventkv` run unchanged in a page or a
+//!   worker;
+//! - `EventStore`, a JavaScript API (wasm-bindgen) of JSON events and snapshots for apps
+//!   that keep their reducer in JavaScript, with TypeScript types; `wasm-pack build
+//!   --target web` makes it an npm package. See `docs/browser.md`.
 //!
 //! Built for `wasm32-unknown-unknown`; on other targets this crate is empty.
 
 #[cfg(target_arch = "wasm32")]
 mod indexeddb;
+#[cfg(target_arch = "wasm32")]
+mod js_api;
+#[cfg(target_arch = "wasm32")]
+mod js_error;
+#[cfg(target_arch = "wasm32")]
+mod js_types;
 
 #[cfg(target_arch = "wasm32")]
-pub use indexeddb::IndexedDbKv;
+pub use indexeddb::{IndexedDbKv, OpenError};
+#[cfg(target_arch = "wasm32")]
+pub use js_api::JsEventStore;
+#[cfg(target_arch = "wasm32")]
+pub use js_error::ErrorCode;

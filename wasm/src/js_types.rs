@@ -1,0 +1,267 @@
+//! The shapes the JS API takes and returns, as JSON, and their TypeScript types.
+//!
+//! Arguments cross into Rust as one `JSON.stringify`, results cross back as one
+//! `JSON.parse`: event payloads and snapshot states are JSON already, so they are
+//! checked and copied, never re-encoded.
+
+use eventkv::{Codec, EventMetadata, Snapshot, StoredEvent, Uuid};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use wasm_bindgen::prelude::wasm_bindgen;
+
+use crate::js_error::{ApiError, ErrorCode};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** The stable `code` of an `EventKvError`. */
+export type ErrorCode =
+  | "Conflict" | "NotFound" | "InvalidInput" | "Corrupt" | "UnsupportedCodec"
+  | "IncompatibleDatabase" | "Unavailable" | "QuotaExceeded" | "Closed" | "Contended"
+  | "Engine";
+
+/** What every call of an `EventStore` throws (or rejects with). */
+export interface EventKvError extends Error {
+  name: "EventKvError";
+  code: ErrorCode;
+  /** With `code: "Conflict"`: the version the append expected. */
+  expected?: number;
+  /** With `code: "Conflict"`: the stream's version when the append was refused. */
+  actual?: number;
+}
+
+/** An event to append. `data` is anything `JSON.stringify` accepts. */
+export interface NewEvent {
+  type: string;
+  data: unknown;
+  /** A UUID; a fresh v4 when absent. */
+  eventId?: string;
+  correlationId?: string | null;
+  causationId?: string | null;
+}
+
+/** An event as stored. */
+export interface StoredEvent {
+  aggregateType: string;
+  aggregateId: string;
+  /** Its version in the aggregate's stream, from 1. */
+  version: number;
+  /** Its position in the global log, from 1, in commit order. */
+  position: number;
+  eventId: string;
+  type: string;
+  data: unknown;
+  /** When it was appended, in milliseconds since the Unix epoch (`new Date(timestamp)`). */
+  timestamp: number;
+  correlationId: string | null;
+  causationId: string | null;
+}
+
+/** Where an append put its events. */
+export interface Appended {
+  firstVersion: number;
+  /** The stream's new version. */
+  lastVersion: number;
+  firstPosition: number;
+  lastPosition: number;
+}
+
+/** A snapshot to save: the state after the event at `version`. */
+export interface NewSnapshot {
+  aggregateType: string;
+  aggregateId: string;
+  version: number;
+  /** The version of your state's shape; bump it when the shape changes. */
+  schemaVersion: number;
+  /** Anything `JSON.stringify` accepts. */
+  state: unknown;
+}
+
+/** A stored snapshot. */
+export interface Snapshot extends NewSnapshot {
+  /** When it was saved, in milliseconds since the Unix epoch. */
+  createdAt: number;
+}
+
+/** Why `load` did not start from the stored snapshot. */
+export type SnapshotMiss =
+  | "SchemaMismatch" | "UnknownCodec" | "Undecodable" | "AheadOfStream" | "Unreadable";
+
+/** What a JS reducer needs to rebuild an aggregate: fold `events` into `snapshot.state`
+ * (or into the initial state when `snapshot` is null). */
+export interface Loaded {
+  aggregateType: string;
+  aggregateId: string;
+  /** The aggregate's version: that of its last event. */
+  version: number;
+  /** The snapshot the load started from, or null for a full replay. */
+  snapshot: Snapshot | null;
+  /** The events after the snapshot (all events without one), in version order. */
+  events: StoredEvent[];
+  /** Why a stored snapshot was not used; null when it was, or when there is none. */
+  snapshotMiss: SnapshotMiss | null;
+}
+"#;
+
+/// A `NewEvent` as `JSON.stringify` wrote it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewEventJson<'a> {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+    pub event_id: Option<Uuid>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+impl NewEventJson<'_> {
+    /// The event, JSON-encoded, under its own id or a fresh one.
+    pub fn into_new_event(self) -> eventkv::NewEvent {
+        eventkv::NewEvent {
+            event_id: self.event_id.unwrap_or_else(Uuid::new_v4),
+            event_type: self.event_type,
+            codec: Codec::Json,
+            payload: bytes::Bytes::copy_from_slice(self.data.get().as_bytes()),
+            metadata: EventMetadata {
+                correlation_id: self.correlation_id,
+                causation_id: self.causation_id,
+            },
+        }
+    }
+}
+
+/// A `NewSnapshot` as `JSON.stringify` wrote it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewSnapshotJson<'a> {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub version: u64,
+    pub schema_version: u32,
+    #[serde(borrow)]
+    pub state: &'a RawValue,
+}
+
+/// A `StoredEvent` for `JSON.parse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEventJson<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    version: u64,
+    position: u64,
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    data: &'a RawValue,
+    timestamp: f64,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+}
+
+impl<'a> StoredEventJson<'a> {
+    /// The event, whose payload must be one JSON value.
+    pub fn new(event: &StoredEvent<'a>) -> Result<Self, ApiError> {
+        let at = || {
+            format!(
+                "event {} of {} {:?}",
+                event.version(),
+                event.aggregate_type(),
+                event.aggregate_id()
+            )
+        };
+        let data = json_value(event.codec(), event.payload())
+            .map_err(|(code, why)| ApiError::new(code, format!("{}: {why}", at())))?;
+        let metadata = event.metadata();
+        Ok(StoredEventJson {
+            aggregate_type: event.aggregate_type(),
+            aggregate_id: event.aggregate_id(),
+            version: event.version(),
+            position: event.position(),
+            event_id: event.event_id(),
+            event_type: event.event_type(),
+            data,
+            timestamp: millis(event.timestamp().as_micros()),
+            correlation_id: metadata.correlation_id,
+            causation_id: metadata.causation_id,
+        })
+    }
+}
+
+/// A `Snapshot` for `JSON.parse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotJson<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    version: u64,
+    schema_version: u32,
+    state: &'a RawValue,
+    created_at: f64,
+}
+
+impl<'a> SnapshotJson<'a> {
+    /// The snapshot, whose state must be one JSON value.
+    pub fn new(snapshot: &'a Snapshot) -> Result<Self, ApiError> {
+        let state = json_value(snapshot.codec, &snapshot.state).map_err(|(code, why)| {
+            ApiError::new(
+                code,
+                format!(
+                    "snapshot of {} {:?}: {why}",
+                    snapshot.aggregate_type, snapshot.aggregate_id
+                ),
+            )
+        })?;
+        Ok(SnapshotJson {
+            aggregate_type: &snapshot.aggregate_type,
+            aggregate_id: &snapshot.aggregate_id,
+            version: snapshot.version,
+            schema_version: snapshot.schema_version,
+            state,
+            created_at: millis(snapshot.created_at.as_micros()),
+        })
+    }
+}
+
+/// The result of `load`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadedJson<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub version: u64,
+    pub snapshot: Option<SnapshotJson<'a>>,
+    pub events: Vec<StoredEventJson<'a>>,
+    pub snapshot_miss: Option<&'static str>,
+}
+
+/// `Appended` for `JSON.parse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendedJson {
+    pub first_version: u64,
+    pub last_version: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+}
+
+/// The stored bytes as one JSON value, or why they are not.
+fn json_value(codec: Codec, bytes: &[u8]) -> Result<&RawValue, (ErrorCode, String)> {
+    if codec != Codec::Json {
+        return Err((
+            ErrorCode::UnsupportedCodec,
+            format!("it is encoded with {codec}, which JavaScript cannot read"),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|error| {
+        (
+            ErrorCode::Corrupt,
+            format!("its JSON does not parse: {error}"),
+        )
+    })
+}
+
+fn millis(micros: i64) -> f64 {
+    micros as f64 / 1000.0
+}
