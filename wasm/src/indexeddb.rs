@@ -1,4 +1,6 @@
-//! [`IndexedDbKv`]: one IndexedDB database with one object store of binary keys.
+//! [`IndexedDbKv`]: one IndexedDB database with one object store of binary keys, through
+//! the `idb` crate (the one rexie wraps: rexie hides the transaction's `error`, and a full
+//! quota is reported there only).
 //!
 //! Keys are `Uint8Array`s, which IndexedDB stores as binary keys and orders bytewise, exactly
 //! like Rust byte slices (string keys would sort by UTF-16 units). A batch is one readwrite
@@ -8,8 +10,11 @@
 
 use bytes::Bytes;
 use eventkv::{Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use idb::{
+    CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
+    TransactionResult,
+};
 use js_sys::Uint8Array;
-use rexie::{ObjectStore, Rexie, TransactionMode, TransactionResult};
 use std::ops::Bound;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -19,26 +24,31 @@ const STORE: &str = "kv";
 /// The database schema version this engine creates and reads.
 const SCHEMA_VERSION: u32 = 1;
 
-/// The name and message of the DOM exception behind a rexie error, if there is one.
-fn dom_exception(error: &rexie::Error) -> Option<(String, String)> {
+/// The name and message of the DOM exception behind an error, if there is one.
+fn dom_exception(error: &idb::Error) -> Option<(String, String)> {
     match error {
-        rexie::Error::IdbError(idb::Error::DomException(exception)) => {
-            Some((exception.name(), exception.message()))
-        }
+        idb::Error::DomException(exception) => Some((exception.name(), exception.message())),
         _ => None,
     }
 }
 
-/// rexie's errors display as "idb error": this says which DOM exception, or shows the
-/// error's debug form. A full quota is [`KvError::StorageFull`].
-fn engine_error(error: rexie::Error) -> KvError {
-    match dom_exception(&error) {
-        Some((name, message)) if name == "QuotaExceededError" => KvError::StorageFull {
+/// The engine error for a DOM exception: a full quota is [`KvError::StorageFull`].
+fn exception_error(name: String, message: String) -> KvError {
+    let message = format!("{name}: {message}");
+    if name == "QuotaExceededError" {
+        KvError::StorageFull {
             engine: ENGINE,
-            message: format!("{name}: {message}"),
-        },
-        Some((name, message)) => KvError::engine(ENGINE, format!("{name}: {message}")),
-        None => KvError::engine(ENGINE, format!("{error:?}")),
+            message,
+        }
+    } else {
+        KvError::engine(ENGINE, message)
+    }
+}
+
+fn engine_error(error: idb::Error) -> KvError {
+    match dom_exception(&error) {
+        Some((name, message)) => exception_error(name, message),
+        None => KvError::engine(ENGINE, error),
     }
 }
 
@@ -64,13 +74,13 @@ pub enum OpenError {
     Engine(KvError),
 }
 
-fn open_error(name: &str, error: rexie::Error) -> OpenError {
-    if let rexie::Error::IdbError(idb::Error::IndexedDbNotFound(_)) = error {
+fn open_error(name: &str, error: idb::Error) -> OpenError {
+    if let idb::Error::IndexedDbNotFound(_) = error {
         return OpenError::Unavailable(
             "this global scope has no indexedDB (Node, or a context without storage)".into(),
         );
     }
-    if let rexie::Error::IdbError(idb::Error::IndexedDbOpenFailed(thrown)) = &error {
+    if let idb::Error::IndexedDbOpenFailed(thrown) = &error {
         return OpenError::Unavailable(format!("indexedDB.open threw {thrown:?}"));
     }
     match dom_exception(&error) {
@@ -110,16 +120,13 @@ fn rust_bytes(value: &JsValue) -> Result<Vec<u8>, KvError> {
 /// connection (so the database can then be deleted or upgraded).
 #[derive(Debug)]
 pub struct IndexedDbKv {
-    /// `None` only while being dropped.
-    db: Option<Rexie>,
+    db: Database,
     name: String,
 }
 
 impl Drop for IndexedDbKv {
     fn drop(&mut self) {
-        if let Some(db) = self.db.take() {
-            db.close();
-        }
+        self.db.close();
     }
 }
 
@@ -127,12 +134,19 @@ impl IndexedDbKv {
     /// Opens (or creates) the database `name`. A database of that name made by another
     /// application or schema is refused, untouched.
     pub async fn open(name: &str) -> Result<Self, OpenError> {
-        let db = Rexie::builder(name)
-            .version(SCHEMA_VERSION)
-            .add_object_store(ObjectStore::new(STORE))
-            .build()
-            .await
+        let factory = Factory::new().map_err(|error| open_error(name, error))?;
+        let mut request = factory
+            .open(name, Some(SCHEMA_VERSION))
             .map_err(|error| open_error(name, error))?;
+        // Runs only when the database is new: an existing one is at version 1 already, or
+        // newer (refused with a VersionError).
+        request.on_upgrade_needed(|event| {
+            if let Ok(db) = event.database() {
+                // A failure here aborts the upgrade, and the open fails with its reason.
+                let _ = db.create_object_store(STORE, idb::ObjectStoreParams::new());
+            }
+        });
+        let db = request.await.map_err(|error| open_error(name, error))?;
         let stores = db.store_names();
         if stores != [STORE] {
             db.close();
@@ -144,7 +158,7 @@ impl IndexedDbKv {
             });
         }
         Ok(IndexedDbKv {
-            db: Some(db),
+            db,
             name: name.to_owned(),
         })
     }
@@ -152,9 +166,11 @@ impl IndexedDbKv {
     /// Deletes the database `name` and everything in it.
     /// It completes once every connection to it, in every tab, is closed.
     pub async fn delete(name: &str) -> Result<(), OpenError> {
-        Rexie::delete(name)
-            .await
-            .map_err(|error| open_error(name, error))
+        let factory = Factory::new().map_err(|error| open_error(name, error))?;
+        let request = factory
+            .delete(name)
+            .map_err(|error| open_error(name, error))?;
+        request.await.map_err(|error| open_error(name, error))
     }
 
     /// The database's name.
@@ -162,15 +178,17 @@ impl IndexedDbKv {
         &self.name
     }
 
-    fn transaction(&self, mode: TransactionMode) -> Result<rexie::Transaction, KvError> {
-        let db = self
-            .db
-            .as_ref()
-            .ok_or_else(|| KvError::engine(ENGINE, "the connection is closed"))?;
-        db.transaction(&[STORE], mode).map_err(engine_error)
+    /// A transaction on the one object store, and that store.
+    fn transaction(
+        &self,
+        mode: TransactionMode,
+    ) -> Result<(idb::Transaction, ObjectStore), KvError> {
+        let tx = self.db.transaction(&[STORE], mode).map_err(engine_error)?;
+        let store = tx.object_store(STORE).map_err(engine_error)?;
+        Ok((tx, store))
     }
 
-    fn key_range(range: &KeyRange) -> Result<Option<rexie::KeyRange>, KvError> {
+    fn key_range(range: &KeyRange) -> Result<Option<Query>, KvError> {
         let bound = |bound: &Bound<Bytes>| match bound {
             Bound::Included(key) => Some((js_bytes(key), false)),
             Bound::Excluded(key) => Some((js_bytes(key), true)),
@@ -178,23 +196,26 @@ impl IndexedDbKv {
         };
         let range = match (bound(&range.start), bound(&range.end)) {
             (None, None) => return Ok(None),
-            (Some((lower, open)), None) => rexie::KeyRange::lower_bound(&lower, Some(open)),
-            (None, Some((upper, open))) => rexie::KeyRange::upper_bound(&upper, Some(open)),
+            (Some((lower, open)), None) => idb::KeyRange::lower_bound(&lower, Some(open)),
+            (None, Some((upper, open))) => idb::KeyRange::upper_bound(&upper, Some(open)),
             (Some((lower, lower_open)), Some((upper, upper_open))) => {
-                rexie::KeyRange::bound(&lower, &upper, Some(lower_open), Some(upper_open))
+                idb::KeyRange::bound(&lower, &upper, Some(lower_open), Some(upper_open))
             }
         };
         range
-            .map(Some)
-            .map_err(|error| KvError::engine(ENGINE, format!("invalid key range: {error:?}")))
+            .map(|range| Some(Query::KeyRange(range)))
+            .map_err(|error| KvError::engine(ENGINE, format!("invalid key range: {error}")))
     }
 }
 
 impl OrderedKv for IndexedDbKv {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        let tx = self.transaction(TransactionMode::ReadOnly)?;
-        let store = tx.store(STORE).map_err(engine_error)?;
-        let value = store.get(js_bytes(key)).await.map_err(engine_error)?;
+        let (_tx, store) = self.transaction(TransactionMode::ReadOnly)?;
+        let value = store
+            .get(js_bytes(key))
+            .map_err(engine_error)?
+            .await
+            .map_err(engine_error)?;
         value
             .map(|value| rust_bytes(&value).map(Bytes::from))
             .transpose()
@@ -210,41 +231,54 @@ impl OrderedKv for IndexedDbKv {
         if range.is_empty() || limit == 0 {
             return Ok(page);
         }
-        let key_range = Self::key_range(range)?;
-        let direction = match direction {
-            Direction::Forward => rexie::Direction::Next,
-            Direction::Reverse => rexie::Direction::Prev,
-        };
-        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let tx = self.transaction(TransactionMode::ReadOnly)?;
-        let store = tx.store(STORE).map_err(engine_error)?;
-        if direction == rexie::Direction::Next {
-            // Two requests for the whole page (keys, then values, from one snapshot) instead
-            // of one cursor step, and one trip through the event loop, per entry.
-            let keys = store
-                .get_all_keys(key_range.clone(), Some(limit))
-                .await
-                .map_err(engine_error)?;
-            let values = store
-                .get_all(key_range, Some(limit))
-                .await
-                .map_err(engine_error)?;
-            if keys.len() != values.len() {
-                return Err(KvError::engine(
-                    ENGINE,
-                    "getAllKeys and getAll disagree within one transaction",
-                ));
+        let query = Self::key_range(range)?;
+        let count = u32::try_from(limit).unwrap_or(u32::MAX);
+        let (_tx, store) = self.transaction(TransactionMode::ReadOnly)?;
+        match direction {
+            Direction::Forward => {
+                // Two requests for the whole page (keys, then values, from one snapshot)
+                // instead of one cursor step, and one trip through the event loop, per entry.
+                let keys = store
+                    .get_all_keys(query.clone(), Some(count))
+                    .map_err(engine_error)?
+                    .await
+                    .map_err(engine_error)?;
+                let values = store
+                    .get_all(query, Some(count))
+                    .map_err(engine_error)?
+                    .await
+                    .map_err(engine_error)?;
+                if keys.len() != values.len() {
+                    return Err(KvError::engine(
+                        ENGINE,
+                        "getAllKeys and getAll disagree within one transaction",
+                    ));
+                }
+                for (key, value) in keys.iter().zip(&values) {
+                    page.push(&rust_bytes(key)?, &rust_bytes(value)?);
+                }
             }
-            for (key, value) in keys.iter().zip(&values) {
-                page.push(&rust_bytes(key)?, &rust_bytes(value)?);
-            }
-        } else {
-            let entries = store
-                .scan(key_range, Some(limit), None, Some(direction))
-                .await
-                .map_err(engine_error)?;
-            for (key, value) in &entries {
-                page.push(&rust_bytes(key)?, &rust_bytes(value)?);
+            Direction::Reverse => {
+                let cursor = store
+                    .open_cursor(query, Some(CursorDirection::Prev))
+                    .map_err(engine_error)?
+                    .await
+                    .map_err(engine_error)?;
+                let Some(cursor) = cursor else {
+                    return Ok(page);
+                };
+                let mut cursor = cursor.into_managed();
+                while page.len() < limit {
+                    let entry = (
+                        cursor.key().map_err(engine_error)?,
+                        cursor.value().map_err(engine_error)?,
+                    );
+                    let (Some(key), Some(value)) = entry else {
+                        break;
+                    };
+                    page.push(&rust_bytes(&key)?, &rust_bytes(&value)?);
+                    cursor.next(None).await.map_err(engine_error)?;
+                }
             }
         }
         Ok(page)
@@ -252,31 +286,42 @@ impl OrderedKv for IndexedDbKv {
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
         let (checks, mutations) = batch.into_parts();
-        let tx = self.transaction(TransactionMode::ReadWrite)?;
-        let store = tx.store(STORE).map_err(engine_error)?;
+        let (tx, store) = self.transaction(TransactionMode::ReadWrite)?;
         for (key, check) in &checks {
-            let current = store.get(js_bytes(key)).await.map_err(engine_error)?;
+            let current = store
+                .get(js_bytes(key))
+                .map_err(engine_error)?
+                .await
+                .map_err(engine_error)?;
             let current = current.map(|value| rust_bytes(&value)).transpose()?;
             if !check.holds(current.as_deref()) {
-                tx.abort().await.map_err(engine_error)?;
+                tx.abort()
+                    .map_err(engine_error)?
+                    .await
+                    .map_err(engine_error)?;
                 return Err(KvError::Conflict { key: key.clone() });
             }
         }
         let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
         for key in &deletes {
-            store.delete(js_bytes(key)).await.map_err(engine_error)?;
+            store.delete(js_bytes(key)).map_err(engine_error)?;
         }
-        // Requests run in the order they were made; awaiting the last one awaits them all.
-        let puts = upserts
-            .iter()
-            .map(|(key, value)| (js_bytes(value), Some(js_bytes(key))));
-        store.put_all(puts).await.map_err(engine_error)?;
-        match tx.done().await.map_err(engine_error)? {
+        // Requests run in the order they were made; the transaction completes after all.
+        for (key, value) in &upserts {
+            store
+                .put(&js_bytes(value), Some(&js_bytes(key)))
+                .map_err(engine_error)?;
+        }
+        match tx.await.map_err(engine_error)? {
             TransactionResult::Committed => Ok(()),
-            TransactionResult::Aborted => Err(KvError::engine(
-                ENGINE,
-                "the transaction was aborted; nothing of the batch was applied",
-            )),
+            // The reason (a full quota, found at commit) is on the transaction.
+            TransactionResult::Aborted => Err(match store.transaction().error() {
+                Some(error) => exception_error(error.name(), error.message()),
+                None => KvError::engine(
+                    ENGINE,
+                    "the browser aborted the transaction; nothing of the batch was applied",
+                ),
+            }),
         }
     }
 }

@@ -86,9 +86,9 @@ impl JsEventStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<Appended>")]
     pub fn append(
         &self,
-        aggregate_type: String,
-        aggregate_id: String,
-        expected_version: f64,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+        #[wasm_bindgen(js_name = expectedVersion)] expected_version: f64,
         #[wasm_bindgen(unchecked_param_type = "NewEvent[]")] events: JsValue,
     ) -> Promise {
         let json = stringify("events", &events);
@@ -119,9 +119,9 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = readStream, unchecked_return_type = "Promise<StoredEvent[]>")]
     pub fn read_stream(
         &self,
-        aggregate_type: String,
-        aggregate_id: String,
-        from_version: Option<f64>,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+        #[wasm_bindgen(js_name = fromVersion)] from_version: Option<f64>,
         limit: Option<f64>,
     ) -> Promise {
         self.run(move |stores| async move {
@@ -137,7 +137,11 @@ impl JsEventStore {
 
     /// The version of the aggregate's last event; 0 when it has none.
     #[wasm_bindgen(js_name = currentVersion, unchecked_return_type = "Promise<number>")]
-    pub fn current_version(&self, aggregate_type: String, aggregate_id: String) -> Promise {
+    pub fn current_version(
+        &self,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+    ) -> Promise {
         self.run(move |stores| async move {
             let version = stores
                 .events
@@ -150,7 +154,11 @@ impl JsEventStore {
     /// At most `limit` (default 1000) events of all aggregates from global position
     /// `fromPosition` (default 1), in commit order.
     #[wasm_bindgen(js_name = readAll, unchecked_return_type = "Promise<StoredEvent[]>")]
-    pub fn read_all(&self, from_position: Option<f64>, limit: Option<f64>) -> Promise {
+    pub fn read_all(
+        &self,
+        #[wasm_bindgen(js_name = fromPosition)] from_position: Option<f64>,
+        limit: Option<f64>,
+    ) -> Promise {
         self.run(move |stores| async move {
             let from = whole_number("fromPosition", from_position.unwrap_or(1.0))?;
             let limit = limit_of(limit)?;
@@ -186,7 +194,11 @@ impl JsEventStore {
 
     /// The aggregate's snapshot, or null.
     #[wasm_bindgen(js_name = getSnapshot, unchecked_return_type = "Promise<Snapshot | null>")]
-    pub fn get_snapshot(&self, aggregate_type: String, aggregate_id: String) -> Promise {
+    pub fn get_snapshot(
+        &self,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+    ) -> Promise {
         self.run(move |stores| async move {
             match stores
                 .snapshots
@@ -201,7 +213,11 @@ impl JsEventStore {
 
     /// Deletes the aggregate's snapshot; resolves to whether there was one.
     #[wasm_bindgen(js_name = deleteSnapshot, unchecked_return_type = "Promise<boolean>")]
-    pub fn delete_snapshot(&self, aggregate_type: String, aggregate_id: String) -> Promise {
+    pub fn delete_snapshot(
+        &self,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+    ) -> Promise {
         self.run(move |stores| async move {
             let deleted = stores
                 .snapshots
@@ -216,8 +232,8 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = deleteSnapshots, unchecked_return_type = "Promise<number>")]
     pub fn delete_snapshots(
         &self,
-        aggregate_type: String,
-        schema_version_below: Option<f64>,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = schemaVersionBelow)] schema_version_below: Option<f64>,
     ) -> Promise {
         self.run(move |stores| async move {
             let below = schema_version_below
@@ -237,9 +253,9 @@ impl JsEventStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<Loaded>")]
     pub fn load(
         &self,
-        aggregate_type: String,
-        aggregate_id: String,
-        schema_version: f64,
+        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
+        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+        #[wasm_bindgen(js_name = schemaVersion)] schema_version: f64,
     ) -> Promise {
         self.run(move |stores| async move {
             let schema_version = self::schema_version("schemaVersion", schema_version)?;

@@ -8,6 +8,7 @@ use eventkv::{
     SnapshotStore as _, Timestamp, Uuid,
 };
 use eventkv_wasm::{IndexedDbKv, JsEventStore};
+use idb::DatabaseEvent as _;
 use js_sys::{JSON, Object, Promise, Reflect};
 use serde_json::{Value, json};
 use wasm_bindgen::{JsCast, JsValue};
@@ -446,24 +447,48 @@ async fn a_closed_store_rejects_with_closed() {
     db.delete().await;
 }
 
+/// Opens (creating or upgrading) a database of another application, with a store "notes".
+async fn foreign_database(name: &str, version: u32) -> idb::Database {
+    let factory = idb::Factory::new().expect("IndexedDB");
+    let mut request = factory.open(name, Some(version)).expect("open");
+    request.on_upgrade_needed(|event| {
+        let db = event.database().expect("database");
+        if !db.store_names().iter().any(|store| store == "notes") {
+            db.create_object_store("notes", idb::ObjectStoreParams::new())
+                .expect("create store");
+        }
+    });
+    request.await.expect("open a foreign database")
+}
+
+async fn note(db: &idb::Database, write: Option<&str>) -> Option<String> {
+    let mode = match write {
+        Some(_) => idb::TransactionMode::ReadWrite,
+        None => idb::TransactionMode::ReadOnly,
+    };
+    let tx = db.transaction(&["notes"], mode).expect("transaction");
+    let notes = tx.object_store("notes").expect("store");
+    if let Some(text) = write {
+        notes
+            .put(&text.into(), Some(&"k".into()))
+            .expect("put")
+            .await
+            .expect("put");
+    }
+    let value = notes
+        .get(JsValue::from("k"))
+        .expect("get")
+        .await
+        .expect("get");
+    tx.await.expect("commit");
+    value.and_then(|value| value.as_string())
+}
+
 #[wasm_bindgen_test]
 async fn a_database_of_another_schema_is_refused_untouched() {
     let name = format!("eventkv-foreign-{}", Uuid::new_v4());
-    let foreign = rexie::Rexie::builder(&name)
-        .version(1)
-        .add_object_store(rexie::ObjectStore::new("notes"))
-        .build()
-        .await
-        .expect("create a foreign database");
-    let tx = foreign
-        .transaction(&["notes"], rexie::TransactionMode::ReadWrite)
-        .expect("transaction");
-    let notes = tx.store("notes").expect("store");
-    notes
-        .put(&"keep me".into(), Some(&"k".into()))
-        .await
-        .expect("put");
-    tx.done().await.expect("commit");
+    let foreign = foreign_database(&name, 1).await;
+    note(&foreign, Some("keep me")).await;
     foreign.close();
 
     let error = JsEventStore::open(name.clone())
@@ -476,37 +501,12 @@ async fn a_database_of_another_schema_is_refused_untouched() {
         "{}",
         message_of(&error)
     );
-
-    let reopened = rexie::Rexie::builder(&name)
-        .version(1)
-        .add_object_store(rexie::ObjectStore::new("notes"))
-        .build()
-        .await
-        .expect("reopen");
-    let tx = reopened
-        .transaction(&["notes"], rexie::TransactionMode::ReadOnly)
-        .expect("transaction");
-    let kept = tx
-        .store("notes")
-        .expect("store")
-        .get("k".into())
-        .await
-        .expect("get");
-    assert_eq!(
-        kept.and_then(|value| value.as_string()).as_deref(),
-        Some("keep me")
-    );
-    drop(tx);
+    let reopened = foreign_database(&name, 1).await;
+    assert_eq!(note(&reopened, None).await.as_deref(), Some("keep me"));
     reopened.close();
 
     // A newer IndexedDB version than eventkv's.
-    let newer = rexie::Rexie::builder(&name)
-        .version(2)
-        .add_object_store(rexie::ObjectStore::new("notes"))
-        .build()
-        .await
-        .expect("upgrade the foreign database");
-    newer.close();
+    foreign_database(&name, 2).await.close();
     let error = JsEventStore::open(name.clone())
         .await
         .err()
@@ -517,6 +517,9 @@ async fn a_database_of_another_schema_is_refused_untouched() {
         "{}",
         message_of(&error)
     );
+    let reopened = foreign_database(&name, 2).await;
+    assert_eq!(note(&reopened, None).await.as_deref(), Some("keep me"));
+    reopened.close();
     JsEventStore::delete_database(name).await.expect("delete");
 }
 
