@@ -87,7 +87,8 @@ test("a write over the origin's quota rejects with QuotaExceeded and lands nothi
   const cdp = await context.newCDPSession(page);
   await cdp.send("Storage.overrideQuotaForOrigin", { origin: server.origin, quotaSize: 2 * 1024 * 1024 });
   const result = await page.evaluate(async () => {
-    const { EventStore } = await import("/pkg/eventkv_wasm.js");
+    const { default: init, EventStore } = await import("/pkg/eventkv_wasm.js");
+    await init();
     const store = await EventStore.open("eventkv-quota-test");
     const big = Array.from({ length: 100 }, (_, i) => ({ type: "Blob", data: { i, text: "x".repeat(50_000) } }));
     let error;
