@@ -25,6 +25,7 @@ function apply(state, event) {
 
 const $ = (id) => document.getElementById(id);
 const channel = new BroadcastChannel(DATABASE);
+/** The open store; replaced by `reopen`. */
 let store;
 let ledger = { state: initialState(), version: 0 };
 
@@ -118,21 +119,28 @@ $("bulk").addEventListener("click", () => run(() => record(
   Array.from({ length: 1000 }, (_, i) => ({ type: "Deposited", data: { cents: 1, memo: `bulk ${i + 1}` } })),
 )));
 
+/** (Re)opens the store and loads the ledger: after another tab wrote, or deleted everything. */
+async function reopen() {
+  store?.close();
+  store = await EventStore.open(DATABASE);
+  await load();
+}
+
+// Deleting the database closes the other tabs' connections (they would reject with
+// "Closed"); the message makes them open it again.
 $("reset").addEventListener("click", () => run(async () => {
   store.close();
   await EventStore.deleteDatabase(DATABASE);
-  store = await EventStore.open(DATABASE);
-  await load();
-  channel.postMessage(0);
+  await reopen();
+  channel.postMessage("reset");
 }));
 
-channel.addEventListener("message", () => run(load));
+channel.addEventListener("message", () => run(reopen));
 
 $("every").textContent = SNAPSHOT_EVERY;
 run(async () => {
   await init();
   const persisted = await navigator.storage?.persist?.();
   $("storage").textContent = persisted ? "persistent" : "best effort (the browser may evict it)";
-  store = await EventStore.open(DATABASE);
-  await load();
+  await reopen();
 });

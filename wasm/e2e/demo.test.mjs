@@ -76,6 +76,17 @@ test("the ledger survives a reload and loads from its latest snapshot", async ()
   await record(page, "#withdraw", "coffee", "3.50");
   await other.waitForFunction(() => document.getElementById("version").textContent === "1006");
   assert.equal(await text(other, "balance"), "79.50");
+
+  // Deleting everything in one tab is not blocked by the other, which follows.
+  await page.click("#reset");
+  await settled(page);
+  assert.equal(await text(page, "version"), "0");
+  await other.waitForFunction(() => document.getElementById("version").textContent === "0");
+  await settled(other);
+  assert.equal(await text(other, "source"), "new ledger");
+  await record(other, "#deposit", "fresh start", "5");
+  await page.waitForFunction(() => document.getElementById("version").textContent === "1");
+  assert.equal(await text(page, "balance"), "5.00");
   await context.close();
 });
 

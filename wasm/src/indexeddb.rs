@@ -15,8 +15,11 @@ use idb::{
     TransactionResult,
 };
 use js_sys::Uint8Array;
+use std::cell::Cell;
 use std::ops::Bound;
+use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
+use web_sys::IdbDatabase;
 
 const ENGINE: &str = "indexeddb";
 /// The object store holding every key.
@@ -117,11 +120,15 @@ fn rust_bytes(value: &JsValue) -> Result<Vec<u8>, KvError> {
 }
 
 /// An engine on one IndexedDB database of the current origin. Dropping it closes its
-/// connection (so the database can then be deleted or upgraded).
+/// connection (so the database can then be deleted or upgraded). When another connection,
+/// in this tab or another, deletes or upgrades the database, this one closes itself
+/// instead of blocking it; its later calls fail, and [`IndexedDbKv::is_closed`] says why.
 #[derive(Debug)]
 pub struct IndexedDbKv {
     db: Database,
     name: String,
+    /// Set when a `versionchange` event closed the connection.
+    closed: Rc<Cell<bool>>,
 }
 
 impl Drop for IndexedDbKv {
@@ -146,7 +153,7 @@ impl IndexedDbKv {
                 let _ = db.create_object_store(STORE, idb::ObjectStoreParams::new());
             }
         });
-        let db = request.await.map_err(|error| open_error(name, error))?;
+        let mut db = request.await.map_err(|error| open_error(name, error))?;
         let stores = db.store_names();
         if stores != [STORE] {
             db.close();
@@ -157,9 +164,21 @@ impl IndexedDbKv {
                 ),
             });
         }
+        let closed = Rc::new(Cell::new(false));
+        let flag = Rc::clone(&closed);
+        db.on_version_change(move |event| {
+            flag.set(true);
+            if let Some(connection) = event
+                .target()
+                .and_then(|target| target.dyn_into::<IdbDatabase>().ok())
+            {
+                connection.close();
+            }
+        });
         Ok(IndexedDbKv {
             db,
             name: name.to_owned(),
+            closed,
         })
     }
 
@@ -178,11 +197,26 @@ impl IndexedDbKv {
         &self.name
     }
 
+    /// Whether the connection closed itself so that another could delete or upgrade the
+    /// database: open it again to go on.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// A transaction on the one object store, and that store.
     fn transaction(
         &self,
         mode: TransactionMode,
     ) -> Result<(idb::Transaction, ObjectStore), KvError> {
+        if self.is_closed() {
+            return Err(KvError::engine(
+                ENGINE,
+                format!(
+                    "the connection to {:?} closed itself because another connection deletes or upgrades the database; open it again",
+                    self.name
+                ),
+            ));
+        }
         let tx = self.db.transaction(&[STORE], mode).map_err(engine_error)?;
         let store = tx.object_store(STORE).map_err(engine_error)?;
         Ok((tx, store))

@@ -273,8 +273,17 @@ impl JsEventStore {
         let stores = self.stores.borrow().clone();
         match stores {
             Some(stores) => {
-                let task = task(stores);
-                future_to_promise(async move { task.await.map_err(JsValue::from) })
+                let task = task(Rc::clone(&stores));
+                future_to_promise(async move {
+                    task.await.map_err(|error| {
+                        // Another connection deletes or upgrades the database.
+                        if stores.events.kv().is_closed() || stores.snapshots.kv().is_closed() {
+                            error.with_code(ErrorCode::Closed).into()
+                        } else {
+                            error.into()
+                        }
+                    })
+                })
             }
             None => Promise::reject(
                 &ApiError::new(
@@ -293,15 +302,15 @@ async fn load(
     aggregate_id: &str,
     schema_version: u32,
 ) -> Result<JsValue, ApiError> {
-    let (mut snapshot, mut miss) = match stores
+    let stored = stores
         .snapshots
         .get_snapshot(aggregate_type, aggregate_id)
-        .await
-    {
+        .await;
+    let (mut snapshot, mut miss) = match &stored {
         Ok(None) => (None, None),
         Ok(Some(found)) if found.schema_version != schema_version => (None, Some("SchemaMismatch")),
-        Ok(Some(found)) => match SnapshotJson::new(&found) {
-            Ok(_) => (Some(found), None),
+        Ok(Some(found)) => match SnapshotJson::new(found) {
+            Ok(usable) => (Some(usable), None),
             Err(error) if error.code() == ErrorCode::UnsupportedCodec => {
                 (None, Some("UnknownCodec"))
             }
@@ -312,7 +321,7 @@ async fn load(
         Err(_) => (None, Some("Unreadable")),
     };
     // From the snapshot's own event, which must exist: else the snapshot is ahead.
-    let anchor = snapshot.as_ref().map_or(0, |snapshot| snapshot.version);
+    let anchor = snapshot.as_ref().map_or(0, SnapshotJson::version);
     let mut pages = read_stream_from(stores, aggregate_type, aggregate_id, anchor.max(1)).await?;
     let anchored = pages
         .first()
@@ -323,7 +332,7 @@ async fn load(
         miss = Some("AheadOfStream");
         pages = read_stream_from(stores, aggregate_type, aggregate_id, 1).await?;
     }
-    let start = snapshot.as_ref().map_or(0, |snapshot| snapshot.version);
+    let start = snapshot.as_ref().map_or(0, SnapshotJson::version);
     let mut version = start;
     let mut events = Vec::new();
     for event in pages.iter().flat_map(EventPage::iter) {
@@ -352,7 +361,7 @@ async fn load(
         aggregate_type,
         aggregate_id,
         version,
-        snapshot: snapshot.as_ref().map(SnapshotJson::new).transpose()?,
+        snapshot,
         events,
         snapshot_miss: miss,
     })

@@ -24,7 +24,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The origin's storage quota is full; nothing of the write landed.
     QuotaExceeded,
-    /// The store was closed.
+    /// The store was closed, or closed itself so that another tab could delete or upgrade
+    /// the database: open it again.
     Closed,
     /// Concurrent writers kept winning; nothing was written.
     Contended,
@@ -78,6 +79,11 @@ impl ApiError {
     /// Its code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The same error under another code.
+    pub fn with_code(self, code: ErrorCode) -> Self {
+        ApiError { code, ..self }
     }
 }
 

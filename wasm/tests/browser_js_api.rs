@@ -484,42 +484,53 @@ async fn note(db: &idb::Database, write: Option<&str>) -> Option<String> {
     value.and_then(|value| value.as_string())
 }
 
+/// Opening `name` is refused with a message containing `reason`, and the foreign
+/// database at `version` still holds its note.
+async fn refused_untouched(name: &str, version: u32, reason: &str) {
+    let error = JsEventStore::open(name.to_owned())
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(code_of(&error), "IncompatibleDatabase");
+    let message = message_of(&error);
+    assert!(
+        message.contains(reason),
+        "{message:?} should say {reason:?}"
+    );
+    let reopened = foreign_database(name, version).await;
+    assert_eq!(note(&reopened, None).await.as_deref(), Some("keep me"));
+    reopened.close();
+}
+
+#[wasm_bindgen_test]
+async fn deleting_the_database_elsewhere_closes_an_open_store_instead_of_waiting() {
+    let db = TestDb::new().await;
+    ok(events(&db.store, "a1", 0.0, &[1])).await;
+    // As another tab would: the open store does not block the deletion.
+    JsEventStore::delete_database(db.name.clone())
+        .await
+        .expect("deleted while a store is open");
+    let (code, message, _) = rejected(events(&db.store, "a1", 1.0, &[2])).await;
+    assert_eq!(code, "Closed");
+    assert!(message.contains("open it again"), "{message}");
+    let reopened = JsEventStore::open(db.name.clone()).await.expect("reopen");
+    let version = ok(reopened.current_version("Account".into(), "a1".into())).await;
+    assert_eq!(version, 0, "the database was deleted");
+    reopened.close();
+    db.delete().await;
+}
+
 #[wasm_bindgen_test]
 async fn a_database_of_another_schema_is_refused_untouched() {
     let name = format!("eventkv-foreign-{}", Uuid::new_v4());
     let foreign = foreign_database(&name, 1).await;
     note(&foreign, Some("keep me")).await;
     foreign.close();
-
-    let error = JsEventStore::open(name.clone())
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(code_of(&error), "IncompatibleDatabase");
-    assert!(
-        message_of(&error).contains("[\"notes\"]"),
-        "{}",
-        message_of(&error)
-    );
-    let reopened = foreign_database(&name, 1).await;
-    assert_eq!(note(&reopened, None).await.as_deref(), Some("keep me"));
-    reopened.close();
+    refused_untouched(&name, 1, "[\"notes\"]").await;
 
     // A newer IndexedDB version than eventkv's.
     foreign_database(&name, 2).await.close();
-    let error = JsEventStore::open(name.clone())
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(code_of(&error), "IncompatibleDatabase");
-    assert!(
-        message_of(&error).contains("newer"),
-        "{}",
-        message_of(&error)
-    );
-    let reopened = foreign_database(&name, 2).await;
-    assert_eq!(note(&reopened, None).await.as_deref(), Some("keep me"));
-    reopened.close();
+    refused_untouched(&name, 2, "newer").await;
     JsEventStore::delete_database(name).await.expect("delete");
 }
 
