@@ -1,0 +1,70 @@
+// Compile-only check of the package's TypeScript types (`tsc -p .`, part of `npm test`):
+// every call and shape is typed, and the `@ts-expect-error` lines prove that wrong uses
+// are refused, so the types are not `any`.
+import init, {
+  EventStore,
+  type Appended,
+  type ErrorCode,
+  type EventKvError,
+  type Loaded,
+  type NewEvent,
+  type NewSnapshot,
+  type Snapshot,
+  type SnapshotMiss,
+  type StoredEvent,
+} from "../pkg/eventkv_wasm.js";
+
+type Counter = { total: number };
+
+function isEventKvError(error: unknown): error is EventKvError {
+  return error instanceof Error && error.name === "EventKvError";
+}
+
+export async function everyCall(): Promise<Counter> {
+  await init();
+  const store: EventStore = await EventStore.open("typed");
+  const name: string = store.name;
+  const events: NewEvent[] = [{ type: "Added", data: { n: 1 }, correlationId: null }];
+  let appended: Appended;
+  try {
+    appended = await store.append("Counter", name, 0, events);
+  } catch (error) {
+    if (isEventKvError(error) && error.code === "Conflict") {
+      const behind: number | undefined = error.actual;
+      throw new Error(`conflict at ${behind}`);
+    }
+    throw error;
+  }
+  const stream: StoredEvent[] = await store.readStream("Counter", name, appended.firstVersion, 10);
+  const all: StoredEvent[] = await store.readAll(stream[0]?.position);
+  const version: number = await store.currentVersion("Counter", name);
+  const snapshot: NewSnapshot = {
+    aggregateType: "Counter", aggregateId: name, version, schemaVersion: 1, state: { total: all.length },
+  };
+  const stored: boolean = await store.saveSnapshot(snapshot);
+  const read: Snapshot | null = await store.getSnapshot("Counter", name);
+  const createdAt: number | undefined = read?.createdAt;
+  const loaded: Loaded = await store.load("Counter", name, 1);
+  const miss: SnapshotMiss | null = loaded.snapshotMiss;
+  let state = (loaded.snapshot?.state as Counter | undefined) ?? { total: 0 };
+  for (const event of loaded.events) state = { total: state.total + (event.data as { n: number }).n };
+  const deleted: boolean = await store.deleteSnapshot("Counter", name);
+  const removed: number = await store.deleteSnapshots("Counter", 2);
+  const code: ErrorCode = "QuotaExceeded";
+  store.close();
+  await EventStore.deleteDatabase(name);
+  console.log(stored, createdAt, miss, deleted, removed, code);
+
+  // @ts-expect-error an event needs a type
+  await store.append("Counter", name, 0, [{ data: 1 }]);
+  // @ts-expect-error versions are numbers
+  await store.append("Counter", name, "0", events);
+  // @ts-expect-error load needs the state's schema version
+  await store.load("Counter", name);
+  // @ts-expect-error not an error code
+  const wrong: ErrorCode = "Oops";
+  // @ts-expect-error a snapshot needs its schema version
+  await store.saveSnapshot({ aggregateType: "Counter", aggregateId: name, version: 1, state: {} });
+  console.log(wrong);
+  return state;
+}
