@@ -7,7 +7,8 @@ mod common;
 use std::collections::HashSet;
 
 use eventkv::testkit::aggregates::AccountEvent;
-use eventkv::{Codec, EventStore, EventStoreError, KvEventStore, NewEvent};
+use eventkv::testkit::events::append_retrying;
+use eventkv::{Codec, EventStore, KvEventStore, NewEvent};
 
 const PER_PROCESS: u64 = 500;
 
@@ -102,20 +103,7 @@ fn child() {
                 amount: tag * 10_000 + i,
             };
             let event = NewEvent::encode("Deposited", &event, Codec::Json).expect("encode");
-            loop {
-                let version = store
-                    .current_version("Account", "shared")
-                    .await
-                    .expect("version");
-                match store
-                    .append("Account", "shared", version, std::slice::from_ref(&event))
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(EventStoreError::Conflict { .. }) => conflicts += 1,
-                    Err(error) => panic!("writer {tag}: {error}"),
-                }
-            }
+            conflicts += append_retrying(&store, "Account", "shared", &event).await;
         }
         eprintln!("writer {tag}: {conflicts} conflicts retried");
     });

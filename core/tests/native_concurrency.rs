@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use eventkv::testkit::aggregates::{Account, AccountEvent, deposits};
+use eventkv::testkit::events::append_retrying;
 use eventkv::{
-    Codec, Direction, EventStore, EventStoreError, KeyRange, KvError, KvEventStore, KvPage,
-    KvSnapshotStore, MemoryKv, NewEvent, OrderedKv, Repository, SnapshotMode, SnapshotOutcome,
-    SnapshotStore, WriteBatch,
+    Codec, Direction, EventStore, KeyRange, KvError, KvEventStore, KvPage, KvSnapshotStore,
+    MemoryKv, NewEvent, OrderedKv, Repository, SnapshotMode, SnapshotOutcome, SnapshotStore,
+    WriteBatch,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -28,20 +29,7 @@ async fn eight_threads_append_200_each_without_loss() {
                     Codec::Json,
                 )
                 .expect("encode");
-                loop {
-                    let version = store
-                        .current_version("Account", "shared")
-                        .await
-                        .expect("version");
-                    match store
-                        .append("Account", "shared", version, std::slice::from_ref(&event))
-                        .await
-                    {
-                        Ok(_) => break,
-                        Err(EventStoreError::Conflict { .. }) => tokio::task::yield_now().await,
-                        Err(other) => panic!("append failed: {other}"),
-                    }
-                }
+                append_retrying(&*store, "Account", "shared", &event).await;
             }
         }));
     }

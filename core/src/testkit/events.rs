@@ -24,6 +24,38 @@ fn deposits(from: u64, count: u64) -> Vec<NewEvent> {
     (from..from + count).map(deposit).collect()
 }
 
+/// Appends `event` to the stream at its current version, retrying when another writer
+/// got there first; returns how many conflicts it retried. For concurrency tests.
+pub async fn append_retrying(
+    store: &impl EventStore,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event: &NewEvent,
+) -> u64 {
+    let mut conflicts = 0;
+    loop {
+        let version = store
+            .current_version(aggregate_type, aggregate_id)
+            .await
+            .expect("version");
+        // Lets other writers run between the read and the append.
+        yield_now().await;
+        match store
+            .append(
+                aggregate_type,
+                aggregate_id,
+                version,
+                std::slice::from_ref(event),
+            )
+            .await
+        {
+            Ok(_) => return conflicts,
+            Err(EventStoreError::Conflict { .. }) => conflicts += 1,
+            Err(other) => panic!("append to {aggregate_type} {aggregate_id:?} failed: {other}"),
+        }
+    }
+}
+
 async fn store<F: EngineFactory>(factory: &F) -> KvEventStore<Arc<F::Kv>> {
     KvEventStore::new(fresh(factory).await)
 }
@@ -310,22 +342,8 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
     let task = |store: Arc<KvEventStore<Arc<F::Kv>>>, task: u64| async move {
         let mut conflicts = 0;
         for i in 0..200u64 {
-            let event = deposit(task * 1000 + i);
-            loop {
-                let version = store
-                    .current_version("Account", "shared")
-                    .await
-                    .expect("version");
-                yield_now().await;
-                match store
-                    .append("Account", "shared", version, std::slice::from_ref(&event))
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(EventStoreError::Conflict { .. }) => conflicts += 1,
-                    Err(other) => panic!("append failed: {other}"),
-                }
-            }
+            conflicts +=
+                append_retrying(&*store, "Account", "shared", &deposit(task * 1000 + i)).await;
         }
         conflicts
     };
