@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::collections::HashSet;
-
 use eventkv::testkit::aggregates::AccountEvent;
-use eventkv::testkit::events::append_retrying;
+use eventkv::testkit::events::{append_retrying, deposited_amounts};
 use eventkv::{Codec, EventStore, KvEventStore, NewEvent};
 
 const PER_PROCESS: u64 = 500;
@@ -32,13 +30,7 @@ async fn two_writers(url: &str) {
         (1..=2 * PER_PROCESS).collect::<Vec<_>>(),
         "{url}: versions 1..1000"
     );
-    let amounts: HashSet<u64> = stream
-        .iter()
-        .map(|e| match e.decode::<AccountEvent>().expect("decode") {
-            AccountEvent::Deposited { amount } => amount,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let amounts = deposited_amounts(&stream);
     assert_eq!(
         amounts.len() as u64,
         2 * PER_PROCESS,

@@ -56,6 +56,16 @@ pub async fn append_retrying(
     }
 }
 
+/// The amounts of the `Deposited` events of `page`, each once; panics on another event.
+pub fn deposited_amounts(page: &EventPage) -> HashSet<u64> {
+    page.iter()
+        .map(|e| match e.decode::<AccountEvent>().expect("decode") {
+            AccountEvent::Deposited { amount } => amount,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
 async fn store<F: EngineFactory>(factory: &F) -> KvEventStore<Arc<F::Kv>> {
     KvEventStore::new(fresh(factory).await)
 }
@@ -357,13 +367,7 @@ pub async fn interleaved_appends_lose_nothing<F: EngineFactory>(factory: &F) {
         stream.iter().map(|e| e.version()).collect::<Vec<_>>(),
         (1..=1600).collect::<Vec<_>>()
     );
-    let amounts: HashSet<u64> = stream
-        .iter()
-        .map(|e| match e.decode::<AccountEvent>().expect("decode") {
-            AccountEvent::Deposited { amount } => amount,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let amounts = deposited_amounts(&stream);
     assert_eq!(
         amounts.len(),
         1600,
