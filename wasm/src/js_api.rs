@@ -34,6 +34,14 @@ struct Stores {
     snapshots: KvSnapshotStore<IndexedDbKv>,
 }
 
+impl Stores {
+    /// Whether a connection closed itself so that another could delete or upgrade the
+    /// database.
+    fn closed_itself(&self) -> bool {
+        self.events.kv().is_closed() || self.snapshots.kv().is_closed()
+    }
+}
+
 /// Events and snapshots of one IndexedDB database of this origin.
 #[wasm_bindgen(js_name = EventStore)]
 pub struct JsEventStore {
@@ -270,29 +278,23 @@ impl JsEventStore {
     where
         F: Future<Output = Result<JsValue, ApiError>> + 'static,
     {
-        let stores = self.stores.borrow().clone();
-        match stores {
-            Some(stores) => {
-                let task = task(Rc::clone(&stores));
-                future_to_promise(async move {
-                    task.await.map_err(|error| {
-                        // Another connection deletes or upgrades the database.
-                        if stores.events.kv().is_closed() || stores.snapshots.kv().is_closed() {
-                            error.with_code(ErrorCode::Closed).into()
-                        } else {
-                            error.into()
-                        }
-                    })
-                })
-            }
-            None => Promise::reject(
-                &ApiError::new(
-                    ErrorCode::Closed,
-                    format!("the store {:?} is closed", self.name),
-                )
-                .into(),
-            ),
-        }
+        let Some(stores) = self.stores.borrow().clone() else {
+            let closed = ApiError::new(
+                ErrorCode::Closed,
+                format!("the store {:?} is closed", self.name),
+            );
+            return Promise::reject(&closed.into());
+        };
+        let task = task(Rc::clone(&stores));
+        future_to_promise(async move {
+            task.await.map_err(|error| {
+                if stores.closed_itself() {
+                    error.with_code(ErrorCode::Closed).into()
+                } else {
+                    error.into()
+                }
+            })
+        })
     }
 }
 

@@ -107,12 +107,12 @@ export interface Loaded {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewEventJson<'a> {
     #[serde(rename = "type")]
-    pub event_type: String,
+    event_type: String,
     #[serde(borrow)]
-    pub data: &'a RawValue,
-    pub event_id: Option<Uuid>,
-    pub correlation_id: Option<Uuid>,
-    pub causation_id: Option<Uuid>,
+    data: &'a RawValue,
+    event_id: Option<Uuid>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
 }
 
 impl NewEventJson<'_> {

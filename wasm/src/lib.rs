@@ -22,5 +22,3 @@ mod js_types;
 pub use indexeddb::{IndexedDbKv, OpenError};
 #[cfg(target_arch = "wasm32")]
 pub use js_api::JsEventStore;
-#[cfg(target_arch = "wasm32")]
-pub use js_error::ErrorCode;
