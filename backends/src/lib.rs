@@ -38,7 +38,7 @@ pub use redb::RedbKv;
 pub use sled::SledKv;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteKv;
-pub use url::{ACCEPTED_URLS, EngineUrl, SqliteTarget};
+pub use url::{ACCEPTED_URLS, EngineUrl, SqliteTarget, redact};
 
 use eventkv::{DynKv, MemoryKv};
 

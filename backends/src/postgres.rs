@@ -7,26 +7,47 @@
 //! hold under concurrent writers from any number of processes.
 
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventkv::{Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use eventkv::{
+    Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
+};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
 use crate::sql::{fill_page, first_bytes, scan_statement, sql_limit};
+use crate::url::redact;
 
 const ENGINE: &str = "postgres";
 /// How many times a batch is retried after a serialization failure or a deadlock.
 const MAX_ATTEMPTS: u32 = 64;
 
-fn engine_error(error: impl Display) -> KvError {
-    KvError::engine(ENGINE, error)
+/// sqlx's error as a [`KvError`]: a full disk (53100) is [`KvError::StorageFull`]; a
+/// lost connection, a pool timeout or a serialization failure is retryable.
+fn engine_error(error: sqlx::Error) -> KvError {
+    let code = error.as_database_error().and_then(|e| e.code());
+    match code.as_deref() {
+        Some("53100") => KvError::StorageFull {
+            engine: ENGINE,
+            message: error.to_string(),
+        },
+        Some(code) => {
+            let retryable = code.starts_with("08") || code.starts_with("40") || code == "57P01";
+            KvError::from_source(ENGINE, retryable, error)
+        }
+        None => {
+            let retryable = matches!(
+                error,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            );
+            KvError::from_source(ENGINE, retryable, error)
+        }
+    }
 }
 
 /// Whether PostgreSQL aborted the transaction only because of a concurrent one.
@@ -75,11 +96,11 @@ impl PostgresKv {
         PostgresOptions::validate_identifier(&options.schema)
             .and(PostgresOptions::validate_identifier(&options.table))
             .map_err(|reason| OpenError::Malformed {
-                url: url.to_owned(),
+                url: redact(url),
                 reason,
             })?;
         let connect = PgConnectOptions::from_str(url).map_err(|error| OpenError::Malformed {
-            url: url.to_owned(),
+            url: redact(url),
             reason: error.to_string(),
         })?;
         let (host, port) = (connect.get_host().to_owned(), connect.get_port());
@@ -151,10 +172,9 @@ impl PostgresKv {
             for row in rows {
                 current.insert(row.try_get(0)?, row.try_get(1)?);
             }
-            for (key, check) in checks {
-                if !check.holds(current.get(&key[..]).map(Vec::as_slice)) {
-                    return Err(WriteError::Conflict(key.clone()));
-                }
+            let failed = first_failed_check(checks, |key| Ok::<_, sqlx::Error>(current.get(key)))?;
+            if let Some(key) = failed {
+                return Err(WriteError::Conflict(key.clone()));
             }
         }
         if !mutations.deletes.is_empty() {
@@ -177,7 +197,12 @@ impl PostgresKv {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        // PostgreSQL answers COMMIT with an error only when it did not commit; without an
+        // answer (the connection dropped), the commit may have happened.
+        tx.commit().await.map_err(|error| match error {
+            sqlx::Error::Database(_) => WriteError::Sql(error),
+            other => WriteError::Unconfirmed(other),
+        })?;
         Ok(())
     }
 }
@@ -185,6 +210,8 @@ impl PostgresKv {
 enum WriteError {
     Conflict(Bytes),
     Sql(sqlx::Error),
+    /// COMMIT was sent, but its answer never came.
+    Unconfirmed(sqlx::Error),
 }
 
 impl From<sqlx::Error> for WriteError {
@@ -276,6 +303,13 @@ impl OrderedKv for PostgresKv {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(WriteError::Sql(error)) => return Err(engine_error(error)),
+                Err(WriteError::Unconfirmed(error)) => {
+                    return Err(KvError::Ambiguous {
+                        engine: ENGINE,
+                        what: "the connection failed before COMMIT was acknowledged",
+                        source: Box::new(error),
+                    });
+                }
             }
         }
     }

@@ -1,11 +1,12 @@
 //! [`RedbKv`]: a redb file. A batch is one write transaction; its checks are read inside it.
 
-use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch};
+use eventkv::{
+    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch, first_failed_check,
+};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use crate::blocking;
@@ -15,8 +16,18 @@ use crate::options::RedbDurability;
 const ENGINE: &str = "redb";
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("eventkv");
 
-fn engine_error(error: impl Display) -> KvError {
-    KvError::engine(ENGINE, error)
+/// redb's error as a [`KvError`]: a full disk is [`KvError::StorageFull`].
+fn engine_error(error: impl Into<redb::Error>) -> KvError {
+    let error: redb::Error = error.into();
+    match &error {
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            KvError::StorageFull {
+                engine: ENGINE,
+                message: error.to_string(),
+            }
+        }
+        _ => KvError::from_source(ENGINE, false, error),
+    }
 }
 
 /// An engine on one redb file: embedded, one process at a time, durable commits by default.
@@ -150,12 +161,13 @@ fn write_blocking(
     {
         let mut table = txn.open_table(TABLE).map_err(engine_error)?;
         let (checks, mutations) = batch.into_parts();
-        for (key, check) in &checks {
-            let current = table.get(&key[..]).map_err(engine_error)?;
-            if !check.holds(current.as_ref().map(|guard| guard.value())) {
-                // Dropping the transaction aborts it: nothing of the batch is applied.
-                return Err(KvError::Conflict { key: key.clone() });
-            }
+        let failed = first_failed_check(&checks, |key| {
+            let value = table.get(key).map_err(engine_error)?;
+            Ok::<_, KvError>(value.map(|guard| guard.value().to_vec()))
+        })?;
+        if let Some(key) = failed {
+            // Dropping the transaction aborts it: nothing of the batch is applied.
+            return Err(KvError::Conflict { key: key.clone() });
         }
         for mutation in &mutations {
             match mutation {
@@ -168,7 +180,16 @@ fn write_blocking(
             }
         }
     }
-    txn.commit().map_err(engine_error)
+    txn.commit().map_err(|error| match engine_error(error) {
+        full @ KvError::StorageFull { .. } => full,
+        // A commit that failed while writing may have reached the file.
+        KvError::Engine { source, .. } => KvError::Ambiguous {
+            engine: ENGINE,
+            what: "the commit failed while it was being written",
+            source,
+        },
+        other => other,
+    })
 }
 
 impl OrderedKv for RedbKv {

@@ -1,12 +1,17 @@
 //! [`SledKv`]: a sled database. A batch is one sled transaction, flushed before it returns.
+//!
+//! sled makes a transaction visible before it is durable: when the flush that follows
+//! fails, the batch is applied (and may or may not survive a crash), so the error is
+//! [`KvError::Ambiguous`], never "nothing landed".
 
-use std::fmt::Display;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch};
+use eventkv::{
+    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch, first_failed_check,
+};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::blocking;
@@ -14,8 +19,17 @@ use crate::error::OpenError;
 
 const ENGINE: &str = "sled";
 
-fn engine_error(error: impl Display) -> KvError {
-    KvError::engine(ENGINE, error)
+/// sled's error as a [`KvError`]: a full disk is [`KvError::StorageFull`].
+fn engine_error(error: sled::Error) -> KvError {
+    match &error {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            KvError::StorageFull {
+                engine: ENGINE,
+                message: error.to_string(),
+            }
+        }
+        _ => KvError::from_source(ENGINE, false, error),
+    }
 }
 
 /// An engine on one sled directory: embedded, one process at a time. Every batch is
@@ -108,11 +122,8 @@ fn scan_blocking(
 fn write_blocking(tree: &sled::Tree, batch: &WriteBatch) -> Result<(), KvError> {
     // sled may run the closure again when transactions collide: it only reads and stages.
     let result = tree.transaction(|tx| {
-        for (key, check) in batch.checks() {
-            let current = tx.get(&key[..])?;
-            if !check.holds(current.as_deref()) {
-                return Err(ConflictableTransactionError::Abort(key.clone()));
-            }
+        if let Some(key) = first_failed_check(batch.checks(), |key| tx.get(key))? {
+            return Err(ConflictableTransactionError::Abort(key.clone()));
         }
         for mutation in batch.mutations() {
             match mutation {
@@ -131,7 +142,13 @@ fn write_blocking(tree: &sled::Tree, batch: &WriteBatch) -> Result<(), KvError> 
         Err(TransactionError::Abort(key)) => return Err(KvError::Conflict { key }),
         Err(TransactionError::Storage(error)) => return Err(engine_error(error)),
     }
-    tree.flush().map_err(engine_error)?;
+    // The transaction is applied and visible: a failed flush leaves its durability
+    // unknown, which the caller must not read as "nothing landed".
+    tree.flush().map_err(|error| KvError::Ambiguous {
+        engine: ENGINE,
+        what: "the batch is applied but flushing it to disk failed, so its durability is unknown",
+        source: Box::new(error),
+    })?;
     Ok(())
 }
 

@@ -5,12 +5,13 @@
 //! deletes and upserts run as multi-row statements.
 
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventkv::{Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use eventkv::{
+    Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -25,9 +26,28 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many rows the connection thread may send ahead of the reader: a full scan page.
 const ROW_BUFFER: usize = 4096;
 
-fn engine_error(error: impl Display) -> KvError {
-    KvError::engine(ENGINE, error)
+/// sqlx's error as a [`KvError`]: a full disk (SQLITE_FULL) is [`KvError::StorageFull`];
+/// a busy or locked database is retryable.
+fn engine_error(error: sqlx::Error) -> KvError {
+    // SQLite's primary result code is the low byte of its extended code.
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .map(|code| code & 0xff);
+    match code {
+        Some(SQLITE_FULL) => KvError::StorageFull {
+            engine: ENGINE,
+            message: error.to_string(),
+        },
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => KvError::from_source(ENGINE, true, error),
+        _ => KvError::from_source(ENGINE, false, error),
+    }
 }
+
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_FULL: i32 = 13;
 
 /// An engine on one SQLite database: a single file, many readers, one writer at a time
 /// (across processes too).
@@ -155,10 +175,9 @@ impl OrderedKv for SqliteKv {
                     current.insert(key, row.try_get(1).map_err(engine_error)?);
                 }
             }
-            for (key, check) in &checks {
-                if !check.holds(current.get(&key[..]).map(Vec::as_slice)) {
-                    return Err(KvError::Conflict { key: key.clone() });
-                }
+            let failed = first_failed_check(&checks, |key| Ok::<_, KvError>(current.get(key)))?;
+            if let Some(key) = failed {
+                return Err(KvError::Conflict { key: key.clone() });
             }
         }
         let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
@@ -184,7 +203,18 @@ impl OrderedKv for SqliteKv {
             }
             query.execute(&mut *tx).await.map_err(engine_error)?;
         }
-        tx.commit().await.map_err(engine_error)
+        tx.commit()
+            .await
+            .map_err(|error| match engine_error(error) {
+                // SQLite rolls back a transaction whose commit finds the disk full.
+                full @ KvError::StorageFull { .. } => full,
+                KvError::Engine { source, .. } => KvError::Ambiguous {
+                    engine: ENGINE,
+                    what: "the commit was not confirmed",
+                    source,
+                },
+                other => other,
+            })
     }
 }
 

@@ -1,6 +1,10 @@
 //! Engine URLs: one string names the engine and where its data lives.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use percent_encoding::percent_decode_str;
+use url::Url;
 
 use crate::error::OpenError;
 use crate::options::{PostgresOptions, RedbDurability, SqliteSynchronous};
@@ -19,8 +23,8 @@ pub enum SqliteTarget {
     File(PathBuf),
 }
 
-/// A parsed engine URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A parsed engine URL. Its `Debug` hides a PostgreSQL password.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EngineUrl {
     /// `memory:`
@@ -53,32 +57,71 @@ pub enum EngineUrl {
     },
 }
 
+impl fmt::Debug for EngineUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineUrl::Memory => f.write_str("Memory"),
+            EngineUrl::Sled { path } => f.debug_struct("Sled").field("path", path).finish(),
+            EngineUrl::Redb { path, durability } => f
+                .debug_struct("Redb")
+                .field("path", path)
+                .field("durability", durability)
+                .finish(),
+            EngineUrl::Sqlite {
+                target,
+                synchronous,
+            } => f
+                .debug_struct("Sqlite")
+                .field("target", target)
+                .field("synchronous", synchronous)
+                .finish(),
+            EngineUrl::Postgres { url, options } => f
+                .debug_struct("Postgres")
+                .field("url", &redact(url))
+                .field("options", options)
+                .finish(),
+        }
+    }
+}
+
 impl EngineUrl {
     /// Parses `url`, naming what is wrong and the accepted forms when it is not valid.
+    /// Paths and parameters are percent-decoded (`%3F` for a `?` in a path).
     pub fn parse(url: &str) -> Result<Self, OpenError> {
         let malformed = |reason: String| OpenError::Malformed {
-            url: url.to_owned(),
+            url: redact(url),
             reason,
         };
-        let Some((scheme, rest)) = url.split_once(':') else {
-            return Err(OpenError::UnknownScheme {
-                url: url.to_owned(),
-            });
+        let parsed = match Url::parse(url) {
+            Ok(parsed) => parsed,
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                return Err(OpenError::UnknownScheme { url: redact(url) });
+            }
+            Err(error) => {
+                return match url.split_once(':').map(|(scheme, _)| scheme) {
+                    Some("memory" | "sled" | "redb" | "sqlite" | "postgres" | "postgresql") => {
+                        Err(malformed(error.to_string()))
+                    }
+                    _ => Err(OpenError::UnknownScheme { url: redact(url) }),
+                };
+            }
         };
-        match scheme {
-            "memory" if rest.is_empty() || rest == "//" => Ok(EngineUrl::Memory),
+        let params = Params::of(&parsed);
+        match parsed.scheme() {
+            "memory" if parsed.path().is_empty() && !parsed.has_host() => {
+                params.only(&[]).map_err(malformed)?;
+                Ok(EngineUrl::Memory)
+            }
             "memory" => Err(malformed("memory: takes no path".into())),
             "sled" => {
-                let (path, params) = split_params(rest);
-                reject_params(&params, &[]).map_err(malformed)?;
+                params.only(&[]).map_err(malformed)?;
                 Ok(EngineUrl::Sled {
-                    path: file_path(path).map_err(malformed)?,
+                    path: file_path(&parsed).map_err(malformed)?,
                 })
             }
             "redb" => {
-                let (path, params) = split_params(rest);
-                reject_params(&params, &["durability"]).map_err(malformed)?;
-                let durability = match param(&params, "durability") {
+                params.only(&["durability"]).map_err(malformed)?;
+                let durability = match params.get("durability") {
                     None | Some("immediate") => RedbDurability::Immediate,
                     Some("none") => RedbDurability::None,
                     Some(other) => {
@@ -88,14 +131,13 @@ impl EngineUrl {
                     }
                 };
                 Ok(EngineUrl::Redb {
-                    path: file_path(path).map_err(malformed)?,
+                    path: file_path(&parsed).map_err(malformed)?,
                     durability,
                 })
             }
             "sqlite" => {
-                let (path, params) = split_params(rest);
-                reject_params(&params, &["synchronous"]).map_err(malformed)?;
-                let synchronous = match param(&params, "synchronous") {
+                params.only(&["synchronous"]).map_err(malformed)?;
+                let synchronous = match params.get("synchronous") {
                     None | Some("full") => SqliteSynchronous::Full,
                     Some("normal") => SqliteSynchronous::Normal,
                     Some(other) => {
@@ -104,19 +146,17 @@ impl EngineUrl {
                         )));
                     }
                 };
-                let target = match path {
-                    ":memory:" => SqliteTarget::Memory,
-                    path => SqliteTarget::File(file_path(path).map_err(malformed)?),
+                let target = match parsed.path() {
+                    ":memory:" if !parsed.has_host() => SqliteTarget::Memory,
+                    _ => SqliteTarget::File(file_path(&parsed).map_err(malformed)?),
                 };
                 Ok(EngineUrl::Sqlite {
                     target,
                     synchronous,
                 })
             }
-            "postgres" | "postgresql" => parse_postgres(url).map_err(malformed),
-            _ => Err(OpenError::UnknownScheme {
-                url: url.to_owned(),
-            }),
+            "postgres" | "postgresql" => parse_postgres(parsed, &params).map_err(malformed),
+            _ => Err(OpenError::UnknownScheme { url: redact(url) }),
         }
     }
 
@@ -132,77 +172,135 @@ impl EngineUrl {
     }
 }
 
-fn split_params(rest: &str) -> (&str, Vec<(&str, &str)>) {
-    match rest.split_once('?') {
-        None => (rest, Vec::new()),
-        Some((path, query)) => {
-            let params = query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-                .collect();
-            (path, params)
+/// `url` with its password (in the user info or a `password` parameter) replaced by
+/// `***`: what errors, logs and `Debug` may show.
+pub fn redact(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else {
+        return redact_unparsed(url);
+    };
+    if parsed.password().is_some() {
+        // Only URLs with a host have a password, and those accept a new one.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// For a string the URL parser refuses: hides whatever stands between `user:` and `@`.
+fn redact_unparsed(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The decoded query parameters of a URL.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn of(url: &Url) -> Self {
+        Params(
+            url.query_pairs()
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The last value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Refuses parameters not in `known`.
+    fn only(&self, known: &[&str]) -> Result<(), String> {
+        match self
+            .0
+            .iter()
+            .find(|(key, _)| !known.contains(&key.as_str()))
+        {
+            None => Ok(()),
+            Some((key, _)) if known.is_empty() => Err(format!(
+                "unknown parameter {key:?} (this engine takes none)"
+            )),
+            Some((key, _)) => Err(format!(
+                "unknown parameter {key:?} (known: {})",
+                known.join(", ")
+            )),
         }
     }
 }
 
-fn param<'a>(params: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .rev()
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| *value)
-}
-
-fn reject_params(params: &[(&str, &str)], known: &[&str]) -> Result<(), String> {
-    match params.iter().find(|(key, _)| !known.contains(key)) {
-        None => Ok(()),
-        Some((key, _)) if known.is_empty() => Err(format!(
-            "unknown parameter {key:?} (this engine takes none)"
-        )),
-        Some((key, _)) => Err(format!(
-            "unknown parameter {key:?} (known: {})",
-            known.join(", ")
-        )),
+/// The file path of `sled:PATH`, `redb:PATH` or `sqlite:PATH` (also `sqlite:///PATH`),
+/// percent-decoded.
+fn file_path(url: &Url) -> Result<PathBuf, String> {
+    if url.has_host() && url.host_str() != Some("") {
+        return Err(format!(
+            "a file path has no host: write {0}:/absolute/path or {0}:relative/path",
+            url.scheme()
+        ));
     }
-}
-
-fn file_path(path: &str) -> Result<PathBuf, String> {
-    let path = path.strip_prefix("//").unwrap_or(path);
+    let path = percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| "the path is not UTF-8 once percent-decoded".to_owned())?;
     if path.is_empty() {
         Err("the path is missing".into())
     } else {
-        Ok(PathBuf::from(path))
+        Ok(PathBuf::from(path.as_ref()))
     }
 }
 
-fn parse_postgres(url: &str) -> Result<EngineUrl, String> {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, query),
-        None => (url, ""),
-    };
-    let after_scheme = base.split_once("://").map(|(_, rest)| rest);
-    match after_scheme {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
-        _ => return Err("expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE".into()),
+fn parse_postgres(mut url: Url, params: &Params) -> Result<EngineUrl, String> {
+    if !url.has_host() || url.host_str() == Some("") {
+        return Err("expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE".into());
     }
     let mut options = PostgresOptions::default();
-    let mut passed = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        match pair.split_once('=') {
-            Some(("schema", value)) => options.schema = value.to_owned(),
-            Some(("table", value)) => options.table = value.to_owned(),
-            _ => passed.push(pair),
-        }
+    if let Some(schema) = params.get("schema") {
+        options.schema = schema.to_owned();
+    }
+    if let Some(table) = params.get("table") {
+        options.table = table.to_owned();
     }
     PostgresOptions::validate_identifier(&options.schema)?;
     PostgresOptions::validate_identifier(&options.table)?;
-    let url = if passed.is_empty() {
-        base.to_owned()
+    let passed: Vec<&(String, String)> = params
+        .0
+        .iter()
+        .filter(|(key, _)| key != "schema" && key != "table")
+        .collect();
+    if passed.is_empty() {
+        url.set_query(None);
     } else {
-        format!("{base}?{}", passed.join("&"))
-    };
-    Ok(EngineUrl::Postgres { url, options })
+        url.query_pairs_mut().clear().extend_pairs(passed);
+    }
+    Ok(EngineUrl::Postgres {
+        url: url.to_string(),
+        options,
+    })
 }
 
 #[cfg(test)]
@@ -255,6 +353,66 @@ mod tests {
     }
 
     #[test]
+    fn passwords_never_leave_in_errors_or_debug() {
+        let secret = "pa55:w@rd";
+        let encoded = "pa55%3Aw%40rd";
+        let url = format!("postgres://app:{encoded}@db.internal:5432/events?schema=app");
+        let parsed = EngineUrl::parse(&url).expect("parses");
+        let shown = format!("{parsed:?}");
+        assert!(
+            !shown.contains(encoded) && !shown.contains(secret),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/events"),
+            "{shown}"
+        );
+        let EngineUrl::Postgres { url: connect, .. } = parsed else {
+            panic!("postgres");
+        };
+        assert!(
+            connect.contains(encoded),
+            "the connection keeps its password"
+        );
+        for bad in [
+            format!("postgres://app:{encoded}@db/x?table=bad-name"),
+            format!("postgres://app:{encoded}@db/x?password=other&schema=1x"),
+            format!("postgres://app:{encoded}@[::1/x"),
+        ] {
+            let message = EngineUrl::parse(&bad).expect_err(&bad).to_string();
+            let debug = format!("{:?}", EngineUrl::parse(&bad).expect_err(&bad));
+            for text in [&message, &debug] {
+                assert!(
+                    !text.contains(encoded) && !text.contains("other"),
+                    "{bad}: {text}"
+                );
+                assert!(text.contains("app:***@"), "{bad}: {text}");
+            }
+        }
+        assert_eq!(
+            redact("postgres://u@h/d?password=x&sslmode=disable"),
+            "postgres://u@h/d?password=***&sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn paths_are_percent_decoded() {
+        assert_eq!(
+            EngineUrl::parse("redb:/data/what%3F%20now.redb").ok(),
+            Some(EngineUrl::Redb {
+                path: "/data/what? now.redb".into(),
+                durability: RedbDurability::Immediate
+            })
+        );
+        assert_eq!(
+            EngineUrl::parse("sled:relative/dir").ok(),
+            Some(EngineUrl::Sled {
+                path: "relative/dir".into()
+            })
+        );
+    }
+
+    #[test]
     fn bad_urls_name_the_problem_and_the_accepted_forms() {
         for (url, needle) in [
             ("mongodb://x", "unknown engine URL"),
@@ -267,6 +425,7 @@ mod tests {
             ("sled:x?cache=1", "unknown parameter \"cache\""),
             ("sqlite:x?journal=wal", "unknown parameter \"journal\""),
             ("postgres://", "expected postgres://"),
+            ("sled://host/x", "a file path has no host"),
             (
                 "postgres://h/db?table=bad-name",
                 "not a valid schema or table name",

@@ -345,13 +345,14 @@ async fn hand_written_replay(kv: &DynKv, events: u64) -> anyhow::Result<Account>
     Ok(state)
 }
 
-/// The payload of an event envelope, per docs/format.md.
+/// The payload of an event envelope of format 2, per docs/format.md: between the
+/// metadata ids and the 4-byte checksum (which this limit does not verify).
 fn payload_of(value: &[u8]) -> Option<&[u8]> {
     let type_len = usize::from(u16::from_be_bytes(value.get(34..36)?.try_into().ok()?));
     let flags_at = 36 + type_len;
     let flags = *value.get(flags_at)?;
     let ids = (flags & 1) as usize + ((flags >> 1) & 1) as usize;
-    value.get(flags_at + 1 + 16 * ids..)
+    value.get(flags_at + 1 + 16 * ids..value.len().checked_sub(4)?)
 }
 
 /// Checks that the workload's events are stored as the harness expects (JSON).

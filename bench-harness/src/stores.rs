@@ -54,18 +54,17 @@ impl Stores {
         let url = self.url(engine);
         eventkv_backends::open(&url)
             .await
-            .with_context(|| format!("opening {url}"))
+            .with_context(|| format!("opening {}", eventkv_backends::redact(&url)))
     }
 
     /// Checks that PostgreSQL answers, within a few seconds.
     pub async fn postgres_reachable(&self) -> anyhow::Result<()> {
         let connect = sqlx::PgConnection::connect(&self.postgres);
+        let shown = eventkv_backends::redact(&self.postgres);
         let connection = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
             .await
-            .map_err(|_| {
-                anyhow::anyhow!("PostgreSQL at {} did not answer within 5 s", self.postgres)
-            })?
-            .with_context(|| format!("PostgreSQL at {} is unreachable", self.postgres))?;
+            .map_err(|_| anyhow::anyhow!("PostgreSQL at {shown} did not answer within 5 s"))?
+            .with_context(|| format!("PostgreSQL at {shown} is unreachable"))?;
         connection.close().await.ok();
         Ok(())
     }

@@ -45,7 +45,7 @@ fn an_unreachable_postgres_is_one_clear_line_before_any_work() {
         "--engines",
         "memory,postgres",
         "--postgres",
-        "postgres://postgres@127.0.0.1:1/test",
+        "postgres://postgres:s3cret-pw@127.0.0.1:1/test",
     ]);
     assert!(!output.status.success());
     assert!(output.stdout.is_empty(), "no case ran");
@@ -54,6 +54,10 @@ fn an_unreachable_postgres_is_one_clear_line_before_any_work() {
     assert!(
         message.contains("127.0.0.1:1") && message.contains("unreachable"),
         "{message}"
+    );
+    assert!(
+        !message.contains("s3cret-pw") && message.contains("postgres:***@"),
+        "the password is hidden: {message}"
     );
     assert!(
         elapsed < Duration::from_secs(10),

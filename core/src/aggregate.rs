@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use uuid::Uuid;
+
 use crate::kv::{MaybeSend, MaybeSync};
 use crate::repository::LoadInfo;
 
@@ -35,18 +37,31 @@ pub trait Aggregate:
 pub struct AggregateHandle<A: Aggregate> {
     id: String,
     version: u64,
+    /// The id of the event at `version`, when known.
+    last_event_id: Option<Uuid>,
     state: A,
     pending: Vec<A::Event>,
+    /// The ids of `pending`, fixed when each was recorded, so a retried save writes the
+    /// same events.
+    pending_ids: Vec<Uuid>,
     load_info: LoadInfo,
 }
 
 impl<A: Aggregate> AggregateHandle<A> {
-    pub(crate) fn from_parts(id: String, version: u64, state: A, load_info: LoadInfo) -> Self {
+    pub(crate) fn from_parts(
+        id: String,
+        version: u64,
+        last_event_id: Option<Uuid>,
+        state: A,
+        load_info: LoadInfo,
+    ) -> Self {
         AggregateHandle {
             id,
             version,
+            last_event_id,
             state,
             pending: Vec::new(),
+            pending_ids: Vec::new(),
             load_info,
         }
     }
@@ -71,10 +86,22 @@ impl<A: Aggregate> AggregateHandle<A> {
         &self.pending
     }
 
-    /// Applies `event` to the state and keeps it to be saved.
+    /// The ids the pending events will be stored with, in order: each is fixed when the
+    /// event is recorded, so saving again after an ambiguous error is idempotent.
+    pub fn pending_ids(&self) -> &[Uuid] {
+        &self.pending_ids
+    }
+
+    /// The id of the last committed event, when known (`None` for a new aggregate).
+    pub fn last_event_id(&self) -> Option<Uuid> {
+        self.last_event_id
+    }
+
+    /// Applies `event` to the state and keeps it to be saved, under a new event id.
     pub fn record(&mut self, event: A::Event) {
         self.state.apply(&event);
         self.pending.push(event);
+        self.pending_ids.push(Uuid::new_v4());
     }
 
     /// How the load that made this handle rebuilt the state (empty for a new aggregate).
@@ -84,7 +111,9 @@ impl<A: Aggregate> AggregateHandle<A> {
 
     /// Marks the pending events as committed at `version`.
     pub(crate) fn commit(&mut self, version: u64) {
+        self.last_event_id = self.pending_ids.last().copied().or(self.last_event_id);
         self.pending.clear();
+        self.pending_ids.clear();
         self.version = version;
     }
 }

@@ -1,15 +1,16 @@
 //! The stored values: each starts with a format version byte. See `docs/format.md`.
 //!
 //! ```text
-//! event       u8 format=1 | u8 codec | u64 position | 16B event id | i64 timestamp µs
+//! event       u8 format=2 | u8 codec | u64 position | 16B event id | i64 timestamp µs
 //!             | u16 len + event type | u8 metadata flags | [16B correlation] [16B causation]
-//!             | payload (the rest)
-//! snapshot    u8 format=1 | u8 codec | u64 version | u32 schema version | i64 created µs
-//!             | state (the rest)
+//!             | payload | u32 CRC-32C of key and value before it
+//! snapshot    u8 format=2 | u8 codec | u64 version | u32 schema version | i64 created µs
+//!             | 16B anchor event id | state | u32 CRC-32C of key and value before it
 //! log entry   u8 format=1 | u32 event count | the key of the append's first event
 //! head        u64 last position
 //! ```
-//! Integers are big-endian.
+//! Integers are big-endian. Format 1 events and snapshots (no checksum, no anchor) are
+//! still read.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
@@ -17,8 +18,14 @@ use uuid::Uuid;
 use crate::codec::{Codec, CodecError};
 use crate::timestamp::Timestamp;
 
-/// The format version this eventkv writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this eventkv writes for events and snapshots. It reads this one and
+/// version 1 (written before checksums and snapshot anchors).
+pub const FORMAT_VERSION: u8 = 2;
+/// The format of values without checksums: log entries (still written) and the events and
+/// snapshots of eventkv 0.1.
+const FORMAT_V1: u8 = 1;
+/// The size of the checksum that ends every value of format 2.
+const CHECKSUM_LEN: usize = 4;
 
 const HAS_CORRELATION: u8 = 0b01;
 const HAS_CAUSATION: u8 = 0b10;
@@ -29,7 +36,7 @@ const HAS_CAUSATION: u8 = 0b10;
 pub enum FormatError {
     /// Written by a newer (or unknown) format version.
     #[error(
-        "format version {found} is not supported (this eventkv reads version {FORMAT_VERSION})"
+        "format version {found} is not supported (this eventkv reads versions 1 to {FORMAT_VERSION})"
     )]
     UnsupportedVersion {
         /// The version byte found.
@@ -47,9 +54,70 @@ pub enum FormatError {
         /// The field.
         field: &'static str,
     },
+    /// The checksum does not match the key and value: a byte changed after it was written.
+    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch {
+        /// The checksum stored in the value.
+        stored: u32,
+        /// The checksum of what is stored.
+        computed: u32,
+    },
     /// The codec tag is unknown.
     #[error(transparent)]
     Codec(#[from] CodecError),
+}
+
+/// CRC-32C of `key` followed by `body`: binds a value to the key it was written under.
+fn checksum(key: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(key), body)
+}
+
+/// Appends the checksum of `key` and everything in `out` so far.
+fn seal(key: &[u8], mut out: BytesMut) -> Bytes {
+    let crc = checksum(key, &out);
+    out.put_u32(crc);
+    out.freeze()
+}
+
+/// Recomputes the checksum of a format-2 `value` after a test edited it on purpose.
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) fn reseal(key: &[u8], value: &mut Vec<u8>) {
+    if let Some(body_len) = value.len().checked_sub(CHECKSUM_LEN) {
+        let crc = checksum(key, &value[..body_len]);
+        value.truncate(body_len);
+        value.extend_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// The part of a value its checksum covers, after checking it (format 2), or the whole
+/// value (format 1).
+fn verified_body<'a>(key: &[u8], value: &'a [u8]) -> Result<&'a [u8], FormatError> {
+    match value.first() {
+        None => Err(FormatError::Truncated {
+            field: "format version",
+        }),
+        Some(&FORMAT_V1) => Ok(value),
+        Some(&FORMAT_VERSION) => {
+            let body_len = value
+                .len()
+                .checked_sub(CHECKSUM_LEN)
+                .filter(|&len| len > 0)
+                .ok_or(FormatError::Truncated { field: "checksum" })?;
+            let (body, stored) = value.split_at(body_len);
+            let stored = u32::from_be_bytes(
+                stored
+                    .try_into()
+                    .map_err(|_| FormatError::Truncated { field: "checksum" })?,
+            );
+            let computed = checksum(key, body);
+            if stored == computed {
+                Ok(body)
+            } else {
+                Err(FormatError::ChecksumMismatch { stored, computed })
+            }
+        }
+        Some(&found) => Err(FormatError::UnsupportedVersion { found }),
+    }
 }
 
 /// Correlation and causation ids carried with an event.
@@ -77,8 +145,10 @@ const TIMESTAMP_AT: usize = 26;
 const TYPE_LEN_AT: usize = 34;
 const TYPE_AT: usize = 36;
 
-pub(crate) fn encode_event(header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(TYPE_AT + 33 + header.event_type.len() + payload.len());
+/// The value of the event stored under `key`.
+pub(crate) fn encode_event(key: &[u8], header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
+    let capacity = TYPE_AT + 37 + CHECKSUM_LEN + header.event_type.len() + payload.len();
+    let mut out = BytesMut::with_capacity(capacity);
     out.put_u8(FORMAT_VERSION);
     out.put_u8(header.codec.tag());
     out.put_u64(header.position);
@@ -98,7 +168,7 @@ pub(crate) fn encode_event(header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
         out.put_slice(id.as_bytes());
     }
     out.put_slice(payload);
-    out.freeze()
+    seal(key, out)
 }
 
 /// Where the variable fields of a validated event value are.
@@ -107,6 +177,7 @@ pub(crate) struct EventLayout {
     codec: Codec,
     type_end: usize,
     payload_at: usize,
+    payload_end: usize,
 }
 
 /// A validated event value: its fields are read in place, on demand.
@@ -117,9 +188,11 @@ pub(crate) struct EventValue<'a> {
 }
 
 impl<'a> EventValue<'a> {
-    /// Checks that `value` is a complete event of this format.
-    pub(crate) fn parse(value: &'a [u8]) -> Result<Self, FormatError> {
-        let mut r = Reader::new(value)?;
+    /// Checks that `value`, stored under `key`, is a complete event of a format this
+    /// eventkv reads, with the right checksum.
+    pub(crate) fn parse(key: &[u8], value: &'a [u8]) -> Result<Self, FormatError> {
+        let body = verified_body(key, value)?;
+        let mut r = Reader::new(body);
         let codec = Codec::from_tag(r.u8("codec tag")?)?;
         r.take(TYPE_LEN_AT - r.offset, "event header")?;
         let type_len = usize::from(r.u16("event type length")?);
@@ -139,6 +212,7 @@ impl<'a> EventValue<'a> {
             codec,
             type_end,
             payload_at: r.offset,
+            payload_end: body.len(),
         };
         Ok(EventValue { value, layout })
     }
@@ -203,7 +277,9 @@ impl<'a> EventValue<'a> {
     }
 
     pub(crate) fn payload(&self) -> &'a [u8] {
-        self.value.get(self.layout.payload_at..).unwrap_or_default()
+        self.value
+            .get(self.layout.payload_at..self.layout.payload_end)
+            .unwrap_or_default()
     }
 }
 
@@ -214,46 +290,57 @@ pub(crate) struct SnapshotFields {
     pub version: u64,
     pub schema_version: u32,
     pub created_at: Timestamp,
+    /// The id of the event at `version` (absent in format 1).
+    pub anchor: Option<Uuid>,
     pub state: Bytes,
 }
 
-pub(crate) fn encode_snapshot(fields: &SnapshotFields) -> Bytes {
-    let mut out = BytesMut::with_capacity(22 + fields.state.len());
+/// The value of the snapshot stored under `key`.
+pub(crate) fn encode_snapshot(key: &[u8], fields: &SnapshotFields) -> Bytes {
+    let mut out = BytesMut::with_capacity(38 + CHECKSUM_LEN + fields.state.len());
     out.put_u8(FORMAT_VERSION);
     out.put_u8(fields.codec.tag());
     out.put_u64(fields.version);
     out.put_u32(fields.schema_version);
     out.put_i64(fields.created_at.as_micros());
+    out.put_slice(fields.anchor.unwrap_or(Uuid::nil()).as_bytes());
     out.put_slice(&fields.state);
-    out.freeze()
+    seal(key, out)
 }
 
-/// The version and schema version of a stored snapshot, read without decoding the rest
-/// (or checking its codec).
-pub(crate) fn snapshot_header(value: &[u8]) -> Result<(u64, u32), FormatError> {
-    let mut r = Reader::new(value)?;
+/// The version and schema version of a snapshot stored under `key`, read without
+/// decoding the rest (or checking its codec); the checksum is checked.
+pub(crate) fn snapshot_header(key: &[u8], value: &[u8]) -> Result<(u64, u32), FormatError> {
+    let mut r = Reader::new(verified_body(key, value)?);
     r.u8("codec tag")?;
     Ok((r.u64("version")?, r.u32("schema version")?))
 }
 
-pub(crate) fn decode_snapshot(value: &Bytes) -> Result<SnapshotFields, FormatError> {
-    let mut r = Reader::new(value)?;
+/// The fields of the snapshot stored under `key`.
+pub(crate) fn decode_snapshot(key: &[u8], value: &Bytes) -> Result<SnapshotFields, FormatError> {
+    let body = verified_body(key, value)?;
+    let mut r = Reader::new(body);
     let codec = Codec::from_tag(r.u8("codec tag")?)?;
     let version = r.u64("version")?;
     let schema_version = r.u32("schema version")?;
     let created_at = Timestamp::from_micros(r.i64("created-at time")?);
+    let anchor = match body.first() {
+        Some(&FORMAT_V1) => None,
+        _ => Some(Uuid::from_bytes(r.array("anchor event id")?)).filter(|id| !id.is_nil()),
+    };
     Ok(SnapshotFields {
         codec,
         version,
         schema_version,
         created_at,
-        state: value.slice(r.offset..),
+        anchor,
+        state: value.slice(r.offset..body.len()),
     })
 }
 
 pub(crate) fn encode_log_entry(count: u32, first_event_key: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(5 + first_event_key.len());
-    out.put_u8(FORMAT_VERSION);
+    out.put_u8(FORMAT_V1);
     out.put_u32(count);
     out.put_slice(first_event_key);
     out.freeze()
@@ -261,7 +348,16 @@ pub(crate) fn encode_log_entry(count: u32, first_event_key: &[u8]) -> Bytes {
 
 /// How many events a global log entry covers, and the key of the first.
 pub(crate) fn decode_log_entry(value: &[u8]) -> Result<(u32, &[u8]), FormatError> {
-    let mut r = Reader::new(value)?;
+    match value.first() {
+        Some(&FORMAT_V1) => {}
+        Some(&found) => return Err(FormatError::UnsupportedVersion { found }),
+        None => {
+            return Err(FormatError::Truncated {
+                field: "format version",
+            });
+        }
+    }
+    let mut r = Reader::new(value);
     let count = r.u32("event count")?;
     Ok((count, value.get(r.offset..).unwrap_or_default()))
 }
@@ -277,28 +373,22 @@ pub(crate) fn decode_head(value: &[u8]) -> Result<u64, FormatError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Reads big-endian fields after the format version byte.
+/// Reads big-endian fields after the format version byte, which the caller checked.
 struct Reader<'a> {
     bytes: &'a [u8],
     offset: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        match bytes.first() {
-            None => Err(FormatError::Truncated {
-                field: "format version",
-            }),
-            Some(&FORMAT_VERSION) => Ok(Reader { bytes, offset: 1 }),
-            Some(&found) => Err(FormatError::UnsupportedVersion { found }),
-        }
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, offset: 1 }
     }
 
     fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], FormatError> {
         let end = self.offset.checked_add(len);
         let taken = end.and_then(|end| self.bytes.get(self.offset..end));
         let taken = taken.ok_or(FormatError::Truncated { field })?;
-        self.offset += len;
+        self.offset += taken.len();
         Ok(taken)
     }
 
@@ -334,22 +424,27 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn event_round_trips_with_metadata() {
-        let correlation = Uuid::new_v4();
-        let header = EventHeader {
+    const KEY: &[u8] = b"e\x00\x01A\x00\x01a\x00\x00\x00\x00\x00\x00\x00\x07";
+
+    fn header(event_id: Uuid) -> EventHeader<'static> {
+        EventHeader {
             codec: Codec::Json,
             position: 7,
-            event_id: Uuid::new_v4(),
+            event_id,
             timestamp: Timestamp::from_micros(1_700_000_000_000_000),
             event_type: "Deposited",
             metadata: EventMetadata {
-                correlation_id: Some(correlation),
+                correlation_id: Some(Uuid::new_v4()),
                 causation_id: None,
             },
-        };
-        let value = encode_event(&header, b"{\"amount\":5}");
-        let event = EventValue::parse(&value).expect("parses");
+        }
+    }
+
+    #[test]
+    fn event_round_trips_with_metadata() {
+        let header = header(Uuid::new_v4());
+        let value = encode_event(KEY, &header, b"{\"amount\":5}");
+        let event = EventValue::parse(KEY, &value).expect("parses");
         assert_eq!(event.codec(), Codec::Json);
         assert_eq!(event.position(), 7);
         assert_eq!(event.event_id(), header.event_id);
@@ -357,33 +452,114 @@ mod tests {
         assert_eq!(event.event_type(), "Deposited");
         assert_eq!(event.metadata(), header.metadata);
         assert_eq!(event.payload(), b"{\"amount\":5}");
-        let payload_at = value.len() - 12;
-        for cut in 0..payload_at {
-            assert!(EventValue::parse(&value[..cut]).is_err(), "cut at {cut}");
+        for cut in 0..value.len() {
+            assert!(
+                EventValue::parse(KEY, &value[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
-        assert!(
-            EventValue::parse(&value[..payload_at]).is_ok(),
-            "an empty payload is valid"
+        let empty = encode_event(KEY, &header, b"");
+        let event = EventValue::parse(KEY, &empty).expect("an empty payload is valid");
+        assert_eq!(event.payload(), b"");
+    }
+
+    #[test]
+    fn every_flipped_bit_of_an_event_or_snapshot_is_detected() {
+        let event = encode_event(KEY, &header(Uuid::new_v4()), b"{\"amount\":5}");
+        let snapshot = encode_snapshot(KEY, &snapshot_fields(Some(Uuid::new_v4())));
+        for value in [event, snapshot] {
+            for at in 0..value.len() {
+                for bit in 0..8 {
+                    let mut flipped = value.to_vec();
+                    flipped[at] ^= 1 << bit;
+                    let flipped = Bytes::from(flipped);
+                    assert!(
+                        EventValue::parse(KEY, &flipped).is_err(),
+                        "byte {at} bit {bit}"
+                    );
+                    assert!(
+                        decode_snapshot(KEY, &flipped).is_err(),
+                        "byte {at} bit {bit}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_under_another_key_is_detected() {
+        let value = encode_event(KEY, &header(Uuid::new_v4()), b"{}");
+        let mut other_key = KEY.to_vec();
+        other_key[KEY.len() - 1] = 8;
+        assert!(matches!(
+            EventValue::parse(&other_key, &value),
+            Err(FormatError::ChecksumMismatch { .. })
+        ));
+    }
+
+    fn snapshot_fields(anchor: Option<Uuid>) -> SnapshotFields {
+        SnapshotFields {
+            codec: Codec::Bincode,
+            version: 3,
+            schema_version: 1,
+            created_at: Timestamp::from_micros(-5),
+            anchor,
+            state: Bytes::from_static(b"xyz"),
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trips_with_and_without_anchor() {
+        for anchor in [Some(Uuid::new_v4()), None] {
+            let value = encode_snapshot(KEY, &snapshot_fields(anchor));
+            let fields = decode_snapshot(KEY, &value).expect("decodes");
+            assert_eq!(fields.anchor, anchor);
+            assert_eq!((fields.version, fields.schema_version), (3, 1));
+            assert_eq!(fields.created_at, Timestamp::from_micros(-5));
+            assert_eq!(&fields.state[..], b"xyz");
+            assert_eq!(snapshot_header(KEY, &value), Ok((3, 1)));
+        }
+    }
+
+    #[test]
+    fn format_1_values_are_read() {
+        // Written by eventkv 0.1: no checksum, no anchor.
+        let mut snapshot = vec![1, 2];
+        snapshot.extend_from_slice(&9u64.to_be_bytes());
+        snapshot.extend_from_slice(&4u32.to_be_bytes());
+        snapshot.extend_from_slice(&0i64.to_be_bytes());
+        snapshot.extend_from_slice(b"st");
+        let fields = decode_snapshot(KEY, &Bytes::from(snapshot)).expect("format 1");
+        assert_eq!(
+            (fields.version, fields.schema_version, fields.anchor),
+            (9, 4, None)
         );
+        assert_eq!(&fields.state[..], b"st");
+        let mut event = vec![1, 1];
+        event.extend_from_slice(&7u64.to_be_bytes());
+        event.extend_from_slice(&[0xab; 16]);
+        event.extend_from_slice(&0i64.to_be_bytes());
+        event.extend_from_slice(&1u16.to_be_bytes());
+        event.extend_from_slice(b"T\x00{}");
+        let parsed = EventValue::parse(KEY, &event).expect("format 1");
+        assert_eq!((parsed.position(), parsed.payload()), (7, &b"{}"[..]));
     }
 
     #[test]
     fn unknown_format_version_and_codec_are_named() {
         let value = Bytes::from_static(&[9, 1, 0]);
         assert_eq!(
-            decode_snapshot(&value).expect_err("version 9"),
+            decode_snapshot(KEY, &value).expect_err("version 9"),
             FormatError::UnsupportedVersion { found: 9 }
         );
-        let fields = SnapshotFields {
-            codec: Codec::Bincode,
-            version: 3,
-            schema_version: 1,
-            created_at: Timestamp::from_micros(0),
-            state: Bytes::from_static(b"x"),
-        };
-        let mut value = encode_snapshot(&fields).to_vec();
+        let mut fields = snapshot_fields(None);
+        fields.codec = Codec::Json;
+        let mut value = encode_snapshot(KEY, &fields).to_vec();
         value[1] = 77;
-        let err = decode_snapshot(&Bytes::from(value)).expect_err("codec 77");
+        let body = value.len() - CHECKSUM_LEN;
+        let crc = checksum(KEY, &value[..body]);
+        value[body..].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_snapshot(KEY, &Bytes::from(value)).expect_err("codec 77");
         assert_eq!(
             err,
             FormatError::Codec(CodecError::UnknownCodec { tag: 77 })

@@ -36,14 +36,25 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// Encodes `event` with `codec`, under a fresh UUID v4.
+    /// Encodes `event` with `codec`, under a fresh UUID v4. Keep the result to retry an
+    /// append: its id is what makes the retry idempotent.
     pub fn encode<T: Serialize + ?Sized>(
         event_type: impl Into<String>,
         event: &T,
         codec: Codec,
     ) -> Result<Self, CodecError> {
+        Self::encode_with_id(Uuid::new_v4(), event_type, event, codec)
+    }
+
+    /// Encodes `event` with `codec`, under `event_id`.
+    pub fn encode_with_id<T: Serialize + ?Sized>(
+        event_id: Uuid,
+        event_type: impl Into<String>,
+        event: &T,
+        codec: Codec,
+    ) -> Result<Self, CodecError> {
         Ok(NewEvent {
-            event_id: Uuid::new_v4(),
+            event_id,
             event_type: event_type.into(),
             codec,
             payload: Bytes::from(codec.encode(event)?),
@@ -212,7 +223,7 @@ impl EventPage {
         for (entry, (key, value)) in page.iter().enumerate() {
             let version =
                 keys::event_version(key).ok_or_else(|| corrupt(key, "not an event key"))?;
-            let layout = EventValue::parse(value)
+            let layout = EventValue::parse(key, value)
                 .map_err(|e| corrupt(key, e))?
                 .layout();
             self.slots.push(Slot {
@@ -292,6 +303,15 @@ pub enum EventStoreError {
     Kv(#[from] KvError),
 }
 
+impl EventStoreError {
+    /// Whether the append may have landed although it failed (the engine could not
+    /// confirm its commit). Retrying the same events (same ids) is then safe: if they
+    /// landed, the retry returns where they are and writes nothing.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, EventStoreError::Kv(error) if error.is_ambiguous())
+    }
+}
+
 fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> EventStoreError {
     EventStoreError::Corrupt {
         key: DisplayKey(key).to_string(),
@@ -304,6 +324,11 @@ pub trait EventStore: MaybeSend + MaybeSync {
     /// Appends `events` to one aggregate whose stream must be at `expected_version`
     /// (0 for a new aggregate). All events land, with consecutive versions and global
     /// positions, or none does.
+    ///
+    /// Idempotent: when the stream already holds events with exactly these ids at
+    /// versions `expected_version + 1 ...`, nothing is written and the original
+    /// [`Appended`] is returned. So after an error that may hide a landed append (see
+    /// [`EventStoreError::is_ambiguous`]), retrying the same events is always safe.
     fn append(
         &self,
         aggregate_type: &str,
@@ -387,13 +412,16 @@ impl<K: OrderedKv> KvEventStore<K> {
         let timestamp = Timestamp::now();
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let (head, head_value) = self.head().await?;
+            let head_key = keys::global_head();
+            let last_position = head
+                .checked_add(count)
+                .ok_or_else(|| corrupt(&head_key, "the global head is too large to append"))?;
             let mut batch = WriteBatch::new();
             if expected_version > 0 {
                 batch.check(stream.event(expected_version), Check::Present);
             }
             let first_key = stream.event(expected_version + 1);
             batch.check(first_key.clone(), Check::Absent);
-            let head_key = keys::global_head();
             match head_value {
                 Some(value) => batch.check(head_key.clone(), Check::Equals(value)),
                 None => batch.check(head_key.clone(), Check::Absent),
@@ -409,24 +437,32 @@ impl<K: OrderedKv> KvEventStore<K> {
                     event_type: &event.event_type,
                     metadata: event.metadata,
                 };
-                batch.put(key, envelope::encode_event(&header, &event.payload));
+                let value = envelope::encode_event(&key, &header, &event.payload);
+                batch.put(key, value);
             }
             batch.put(
                 keys::global_log(head + 1),
                 envelope::encode_log_entry(log_count, &first_key),
             );
-            batch.put(head_key.clone(), envelope::encode_head(head + count));
+            batch.put(head_key.clone(), envelope::encode_head(last_position));
             match self.kv.write(batch).await {
                 Ok(()) => {
                     return Ok(Appended {
                         first_version: expected_version + 1,
                         last_version,
                         first_position: head + 1,
-                        last_position: head + count,
+                        last_position,
                     });
                 }
                 Err(KvError::Conflict { key }) if key == head_key => continue,
                 Err(KvError::Conflict { .. }) => {
+                    if let Some(appended) = self
+                        .already_appended(&stream, expected_version, events)
+                        .await?
+                    {
+                        tracing::debug!("these events are already stored: nothing written");
+                        return Ok(appended);
+                    }
                     let actual = self.current_version_impl(&stream).await?;
                     return Err(EventStoreError::Conflict {
                         aggregate_type: aggregate_type.to_owned(),
@@ -443,6 +479,51 @@ impl<K: OrderedKv> KvEventStore<K> {
             aggregate_id: aggregate_id.to_owned(),
             attempts: MAX_APPEND_ATTEMPTS,
         })
+    }
+
+    /// Where the events were stored, if the stream holds exactly these event ids right
+    /// after `expected_version` (an earlier attempt of the same append landed).
+    async fn already_appended(
+        &self,
+        stream: &StreamKeys,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Option<Appended>, EventStoreError> {
+        let count = events.len() as u64;
+        let first_version = expected_version + 1;
+        let range = stream.versions(first_version, expected_version + count);
+        let page = self
+            .kv
+            .scan(&range, Direction::Forward, events.len())
+            .await?;
+        if page.len() != events.len() {
+            return Ok(None);
+        }
+        let mut stored = EventPage::default();
+        let (aggregate_type, aggregate_id) = stream.names().unwrap_or_default();
+        stored.push_stream(aggregate_type, aggregate_id, page)?;
+        let same = stored
+            .iter()
+            .zip(events)
+            .all(|(stored, new)| stored.event_id() == new.event_id);
+        let (Some(first), Some(last)) = (stored.get(0), stored.last()) else {
+            return Ok(None);
+        };
+        if !same {
+            return Ok(None);
+        }
+        if first.position().checked_add(count - 1) != Some(last.position()) {
+            return Err(corrupt(
+                &stream.event(first_version),
+                "an append's events do not have consecutive positions",
+            ));
+        }
+        Ok(Some(Appended {
+            first_version,
+            last_version: last.version(),
+            first_position: first.position(),
+            last_position: last.position(),
+        }))
     }
 
     async fn current_version_impl(&self, stream: &StreamKeys) -> Result<u64, EventStoreError> {
@@ -501,7 +582,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                 .saturating_sub(run.first_position)
                 .min(run.len);
             run.skip(skip);
-            run.len = run.len.min(remaining as u64);
+            run.len = run.len.min(u64::try_from(remaining).unwrap_or(u64::MAX));
             if run.len > 0 {
                 self.read_run(&run, &mut events).await?;
             }
@@ -579,6 +660,14 @@ impl LogRun {
         if len == 0 {
             return Err(corrupt(key, "global log entry of no event"));
         }
+        let extra = u64::from(len) - 1;
+        if first_position.checked_add(extra).is_none() || first_version.checked_add(extra).is_none()
+        {
+            return Err(corrupt(
+                key,
+                "global log entry runs past the largest position",
+            ));
+        }
         Ok(LogRun {
             first_position,
             stream,
@@ -589,8 +678,8 @@ impl LogRun {
 
     /// Drops the first `count` events of the run.
     fn skip(&mut self, count: u64) {
-        self.first_position += count;
-        self.first_version += count;
+        self.first_position = self.first_position.saturating_add(count);
+        self.first_version = self.first_version.saturating_add(count);
         self.len -= count;
     }
 }

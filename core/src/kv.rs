@@ -42,7 +42,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[cfg(target_arch = "wasm32")]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// The error an engine wraps: its own, kept as the [`std::error::Error::source`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// An error of a key-value engine.
+///
+/// After [`KvError::Ambiguous`] the batch may have been applied; after any other error of
+/// [`OrderedKv::write`], nothing of it was.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KvError {
@@ -52,13 +58,32 @@ pub enum KvError {
         /// The key whose check failed (the first failing check in batch order).
         key: Bytes,
     },
-    /// The engine failed (I/O, connection, corruption inside the engine, ...).
-    #[error("{engine}: {message}")]
+    /// The engine failed (I/O, connection, corruption inside the engine, ...); nothing
+    /// of the batch was applied.
+    #[error("{engine}: {source}")]
     Engine {
         /// The engine's name, e.g. `"sled"`.
         engine: &'static str,
-        /// What went wrong, with the engine's own error.
-        message: String,
+        /// Whether the same call may succeed later (a dropped connection, a busy
+        /// database), as opposed to a permanent failure (a corrupt file, a bad request).
+        retryable: bool,
+        /// The engine's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The batch may or may not have been applied: the engine failed after the point
+    /// where it could still promise that nothing landed (a commit whose acknowledgement
+    /// was lost, a flush that failed after the transaction was visible). Read again, or
+    /// retry: appends of the same events are idempotent.
+    #[error("{engine}: {what}; the batch may have been applied: {source}")]
+    Ambiguous {
+        /// The engine's name.
+        engine: &'static str,
+        /// What was not confirmed.
+        what: &'static str,
+        /// The engine's own error.
+        #[source]
+        source: BoxError,
     },
     /// The request itself is invalid (e.g. a key the engine cannot store).
     #[error("invalid request: {0}")]
@@ -75,13 +100,57 @@ pub enum KvError {
 }
 
 impl KvError {
-    /// Wraps an engine's own error.
+    /// A permanent engine failure described by `error`.
     pub fn engine(engine: &'static str, error: impl fmt::Display) -> Self {
         KvError::Engine {
             engine,
-            message: error.to_string(),
+            retryable: false,
+            source: error.to_string().into(),
         }
     }
+
+    /// An engine failure that keeps `source`; `retryable` says whether trying again may
+    /// succeed.
+    pub fn from_source(engine: &'static str, retryable: bool, source: impl Into<BoxError>) -> Self {
+        KvError::Engine {
+            engine,
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the batch may have been applied although the write failed.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, KvError::Ambiguous { .. })
+    }
+
+    /// Whether the same call may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            KvError::Engine {
+                retryable: true,
+                ..
+            } | KvError::Ambiguous { .. }
+                | KvError::Conflict { .. }
+        )
+    }
+}
+
+/// The key of the first of `checks` (in order) that fails, if one does. `current` reads
+/// a key's value as the engine holds it inside the batch's transaction. Every engine's
+/// `write` evaluates its checks through this, then answers [`KvError::Conflict`].
+pub fn first_failed_check<V: AsRef<[u8]>, E>(
+    checks: &[(Bytes, Check)],
+    mut current: impl FnMut(&[u8]) -> Result<Option<V>, E>,
+) -> Result<Option<&Bytes>, E> {
+    for (key, check) in checks {
+        let value = current(key)?;
+        if !check.holds(value.as_ref().map(AsRef::as_ref)) {
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
 }
 
 /// Shows a key as text where it is printable ASCII, with other bytes as `\xNN`.
@@ -89,15 +158,7 @@ pub struct DisplayKey<'a>(pub &'a [u8]);
 
 impl fmt::Display for DisplayKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        for &byte in self.0 {
-            if byte.is_ascii_graphic() && byte != b'\\' && byte != b'"' {
-                write!(f, "{}", byte as char)?;
-            } else {
-                write!(f, "\\x{byte:02x}")?;
-            }
-        }
-        f.write_str("\"")
+        write!(f, "\"{}\"", self.0.escape_ascii())
     }
 }
 

@@ -26,13 +26,14 @@ pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
 };
 pub use kv::{
-    BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations, KeyRange, KvError,
-    KvPage, MaybeSend, MaybeSync, Mutation, OrderedKv, WriteBatch, prefix_successor,
+    BoxError, BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations, KeyRange,
+    KvError, KvPage, MaybeSend, MaybeSync, Mutation, OrderedKv, WriteBatch, first_failed_check,
+    prefix_successor,
 };
 pub use memory::MemoryKv;
 pub use repository::{
     DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome,
-    SnapshotMiss, SnapshotMode, SnapshotOutcome,
+    SnapshotMiss, SnapshotMode, SnapshotOutcome, SnapshotReadFailure,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 pub use timestamp::Timestamp;

@@ -6,7 +6,10 @@ use std::sync::{PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::kv::{Direction, KeyRange, KvError, KvPage, MaybeSend, Mutation, OrderedKv, WriteBatch};
+use crate::kv::{
+    Direction, KeyRange, KvError, KvPage, MaybeSend, Mutation, OrderedKv, WriteBatch,
+    first_failed_check,
+};
 
 /// An in-memory engine: fast, exact, and gone when dropped.
 ///
@@ -57,10 +60,9 @@ impl MemoryKv {
     fn write_now(&self, batch: WriteBatch) -> Result<(), KvError> {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         let (checks, mutations) = batch.into_parts();
-        for (key, check) in &checks {
-            if !check.holds(map.get(&key[..]).map(|value| &value[..])) {
-                return Err(KvError::Conflict { key: key.clone() });
-            }
+        let failed = first_failed_check(&checks, |key| Ok::<_, KvError>(map.get(key)))?;
+        if let Some(key) = failed {
+            return Err(KvError::Conflict { key: key.clone() });
         }
         let size = mutations.iter().map(|mutation| match mutation {
             Mutation::Put { key, value } => key.len() + value.len(),

@@ -12,10 +12,12 @@ use tracing::{Instrument, field};
 use crate::aggregate::{Aggregate, AggregateHandle, DomainEvent};
 use crate::background::{PendingTasks, spawn};
 use crate::codec::{Codec, CodecError};
-use crate::envelope::EventMetadata;
+use crate::envelope::{EventMetadata, FormatError};
 use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
+use crate::keys::StreamKeys;
 use crate::snapshot::{Snapshot, SnapshotStore, SnapshotStoreError};
 use crate::timestamp::Timestamp;
+use uuid::Uuid;
 
 /// When the repository writes snapshots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -40,10 +42,29 @@ pub enum SnapshotMiss {
     UnknownCodec,
     /// The snapshot's envelope or state does not decode.
     Undecodable,
-    /// The snapshot's version is past the last event of the stream.
+    /// The snapshot's version is past the last event of the stream. It is deleted.
     AheadOfStream,
-    /// The snapshot store failed to read it.
+    /// The stream's event at the snapshot's version is not the one the snapshot was taken
+    /// at: the snapshot belongs to another history (a restored backup, another store). It
+    /// is deleted.
+    ForeignHistory,
+    /// The snapshot's checksum does not match: a byte changed after it was written.
+    ChecksumMismatch,
+    /// The snapshot store failed to read it (I/O, connection). Counted apart from bad
+    /// data; [`SnapshotReadFailure::FailLoad`] fails the load instead.
     Unreadable,
+}
+
+/// What a load does when the snapshot store cannot be read (I/O or connection errors).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SnapshotReadFailure {
+    /// Replay every event, log a warning and count [`SnapshotMiss::Unreadable`]. The
+    /// default: the snapshot store is a cache.
+    #[default]
+    Replay,
+    /// Fail the load with [`RepositoryError::SnapshotUnavailable`]: for deployments where
+    /// a full replay would overload the event store.
+    FailLoad,
 }
 
 /// Counters of one repository (and its clones), since it was created.
@@ -62,6 +83,10 @@ pub struct RepositoryMetrics {
     pub miss_undecodable: u64,
     /// Snapshots ignored because they were ahead of the stream.
     pub miss_ahead_of_stream: u64,
+    /// Snapshots ignored because they were taken from another history.
+    pub miss_foreign_history: u64,
+    /// Snapshots ignored because their checksum did not match.
+    pub miss_checksum_mismatch: u64,
     /// Snapshots ignored because the store failed to read them.
     pub miss_unreadable: u64,
     /// Snapshots stored.
@@ -80,6 +105,8 @@ impl RepositoryMetrics {
             SnapshotMiss::UnknownCodec => self.miss_unknown_codec,
             SnapshotMiss::Undecodable => self.miss_undecodable,
             SnapshotMiss::AheadOfStream => self.miss_ahead_of_stream,
+            SnapshotMiss::ForeignHistory => self.miss_foreign_history,
+            SnapshotMiss::ChecksumMismatch => self.miss_checksum_mismatch,
             SnapshotMiss::Unreadable => self.miss_unreadable,
         }
     }
@@ -130,6 +157,17 @@ pub enum RepositoryError {
         aggregate_type: &'static str,
         /// The aggregate id.
         aggregate_id: String,
+    },
+    /// The snapshot store could not be read and the repository is configured with
+    /// [`SnapshotReadFailure::FailLoad`].
+    #[error("cannot read the snapshot of {aggregate_type} {aggregate_id:?}: {source}")]
+    SnapshotUnavailable {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The store's error.
+        source: SnapshotStoreError,
     },
     /// Another writer saved the aggregate first; reload and retry. Nothing was written.
     #[error(
@@ -236,6 +274,15 @@ pub enum RepositoryError {
     EventStore(#[from] EventStoreError),
 }
 
+impl RepositoryError {
+    /// Whether the save may have landed although it failed (the engine could not
+    /// confirm its commit). Saving the same handle again is then safe: its events keep
+    /// their ids, and an append of events already stored writes nothing.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, RepositoryError::EventStore(error) if error.is_ambiguous())
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     loads_from_snapshot: AtomicU64,
@@ -244,6 +291,8 @@ struct Counters {
     miss_unknown_codec: AtomicU64,
     miss_undecodable: AtomicU64,
     miss_ahead_of_stream: AtomicU64,
+    miss_foreign_history: AtomicU64,
+    miss_checksum_mismatch: AtomicU64,
     miss_unreadable: AtomicU64,
     snapshots_written: AtomicU64,
     snapshots_superseded: AtomicU64,
@@ -282,6 +331,8 @@ impl<E, S: SnapshotStore> Inner<E, S> {
             SnapshotMiss::UnknownCodec => &c.miss_unknown_codec,
             SnapshotMiss::Undecodable => &c.miss_undecodable,
             SnapshotMiss::AheadOfStream => &c.miss_ahead_of_stream,
+            SnapshotMiss::ForeignHistory => &c.miss_foreign_history,
+            SnapshotMiss::ChecksumMismatch => &c.miss_checksum_mismatch,
             SnapshotMiss::Unreadable => &c.miss_unreadable,
         });
     }
@@ -299,6 +350,7 @@ pub struct Repository<A, E, S> {
     event_codec: Codec,
     snapshot_codec: Codec,
     replay_page: usize,
+    read_failure: SnapshotReadFailure,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -311,6 +363,7 @@ impl<A, E, S> Clone for Repository<A, E, S> {
             event_codec: self.event_codec,
             snapshot_codec: self.snapshot_codec,
             replay_page: self.replay_page,
+            read_failure: self.read_failure,
             aggregate: PhantomData,
         }
     }
@@ -320,7 +373,17 @@ impl<A, E, S> Clone for Repository<A, E, S> {
 struct Rebuilt<A> {
     state: A,
     version: u64,
+    /// The id of the event at `version`.
+    last_event_id: Option<Uuid>,
     info: LoadInfo,
+}
+
+/// Why a replay from a snapshot could not start.
+enum Unanchored {
+    /// The stream has no event at the snapshot's version.
+    Ahead,
+    /// The event at the snapshot's version is another one.
+    Foreign(Uuid),
 }
 
 impl<A, E, S> Repository<A, E, S>
@@ -345,6 +408,7 @@ where
             event_codec: Codec::Json,
             snapshot_codec: Codec::Bincode,
             replay_page: DEFAULT_REPLAY_PAGE,
+            read_failure: SnapshotReadFailure::Replay,
             aggregate: PhantomData,
         }
     }
@@ -381,6 +445,12 @@ where
         self
     }
 
+    /// What a load does when the snapshot store cannot be read (default: replay).
+    pub fn with_snapshot_read_failure(mut self, on_failure: SnapshotReadFailure) -> Self {
+        self.read_failure = on_failure;
+        self
+    }
+
     /// The snapshot threshold, if automatic snapshots are on.
     pub fn snapshot_threshold(&self) -> Option<u64> {
         self.threshold.map(NonZeroU64::get)
@@ -412,6 +482,8 @@ where
             miss_unknown_codec: get(&c.miss_unknown_codec),
             miss_undecodable: get(&c.miss_undecodable),
             miss_ahead_of_stream: get(&c.miss_ahead_of_stream),
+            miss_foreign_history: get(&c.miss_foreign_history),
+            miss_checksum_mismatch: get(&c.miss_checksum_mismatch),
             miss_unreadable: get(&c.miss_unreadable),
             snapshots_written: get(&c.snapshots_written),
             snapshots_superseded: get(&c.snapshots_superseded),
@@ -422,7 +494,7 @@ where
     /// A new aggregate at version 0. Nothing is read or written until `save`, which
     /// fails with a conflict if the id already has events.
     pub fn create_new(&self, id: impl Into<String>) -> AggregateHandle<A> {
-        AggregateHandle::from_parts(id.into(), 0, A::default(), LoadInfo::default())
+        AggregateHandle::from_parts(id.into(), 0, None, A::default(), LoadInfo::default())
     }
 
     /// Loads the aggregate: its snapshot, if usable, then the events after it. A snapshot
@@ -456,6 +528,7 @@ where
             Ok(AggregateHandle::from_parts(
                 id.to_owned(),
                 rebuilt.version,
+                rebuilt.last_event_id,
                 rebuilt.state,
                 rebuilt.info,
             ))
@@ -465,24 +538,53 @@ where
     }
 
     async fn rebuild(&self, id: &str) -> Result<Rebuilt<A>, RepositoryError> {
-        if let Some((state, version)) = self.usable_snapshot(id).await {
-            match self.replay(id, state, version, true).await? {
-                Some(rebuilt) => return Ok(rebuilt),
-                None => self.ignore_snapshot(
-                    id,
-                    version,
-                    SnapshotMiss::AheadOfStream,
-                    &"it is ahead of the stream",
-                ),
+        // A name that cannot be stored is the caller's error, not a snapshot miss.
+        StreamKeys::new(A::TYPE, id).map_err(EventStoreError::from)?;
+        if let Some((snapshot, state)) = self.usable_snapshot(id).await? {
+            let anchor = (snapshot.version, snapshot.anchor_event_id);
+            match self.replay(id, state, Some(anchor)).await? {
+                Ok(rebuilt) => return Ok(rebuilt),
+                Err(unanchored) => {
+                    let (reason, why) = match unanchored {
+                        Unanchored::Ahead => (
+                            SnapshotMiss::AheadOfStream,
+                            "it is ahead of the stream".to_owned(),
+                        ),
+                        Unanchored::Foreign(found) => (
+                            SnapshotMiss::ForeignHistory,
+                            format!(
+                                "it was taken at event {}, the stream holds event {found} at its version",
+                                snapshot.anchor_event_id.unwrap_or_default()
+                            ),
+                        ),
+                    };
+                    self.ignore_snapshot(id, snapshot.version, reason, &why);
+                    self.discard(&snapshot).await;
+                }
             }
         }
-        let rebuilt = self.replay(id, A::default(), 0, false).await?;
-        // Without an anchor to verify, replay always yields a state.
-        Ok(rebuilt.unwrap_or(Rebuilt {
-            state: A::default(),
-            version: 0,
-            info: LoadInfo::default(),
-        }))
+        match self.replay(id, A::default(), None).await? {
+            Ok(rebuilt) => Ok(rebuilt),
+            // Without an anchor to verify, a replay always starts.
+            Err(_) => Ok(Rebuilt {
+                state: A::default(),
+                version: 0,
+                last_event_id: None,
+                info: LoadInfo::default(),
+            }),
+        }
+    }
+
+    /// Deletes a snapshot found unusable for its stream, unless it was replaced meanwhile,
+    /// so that it neither blocks later snapshots nor is applied once the stream reaches it.
+    async fn discard(&self, snapshot: &Snapshot) {
+        if let Err(error) = self.inner.snapshots.discard_snapshot(snapshot).await {
+            tracing::warn!(
+                aggregate_type = A::TYPE,
+                aggregate_id = %snapshot.aggregate_id,
+                "could not delete an unusable snapshot: {error}"
+            );
+        }
     }
 
     fn ignore_snapshot(
@@ -502,19 +604,30 @@ where
         self.inner.miss(reason);
     }
 
-    /// The snapshot's state and version, when it exists and can be used.
-    async fn usable_snapshot(&self, id: &str) -> Option<(A, u64)> {
+    /// The snapshot and its state, when it exists and can be used.
+    async fn usable_snapshot(&self, id: &str) -> Result<Option<(Snapshot, A)>, RepositoryError> {
         let snapshot = match self.inner.snapshots.get_snapshot(A::TYPE, id).await {
             Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return None,
+            Ok(None) => return Ok(None),
             Err(error) => {
-                let reason = match error {
+                let reason = match &error {
                     SnapshotStoreError::UnknownCodec { .. } => SnapshotMiss::UnknownCodec,
+                    SnapshotStoreError::Corrupt {
+                        source: FormatError::ChecksumMismatch { .. },
+                        ..
+                    } => SnapshotMiss::ChecksumMismatch,
                     SnapshotStoreError::Corrupt { .. } => SnapshotMiss::Undecodable,
+                    _ if self.read_failure == SnapshotReadFailure::FailLoad => {
+                        return Err(RepositoryError::SnapshotUnavailable {
+                            aggregate_type: A::TYPE,
+                            aggregate_id: id.to_owned(),
+                            source: error,
+                        });
+                    }
                     _ => SnapshotMiss::Unreadable,
                 };
                 self.ignore_snapshot(id, 0, reason, &error);
-                return None;
+                return Ok(None);
             }
         };
         if snapshot.schema_version != A::SCHEMA_VERSION {
@@ -524,30 +637,32 @@ where
                 A::SCHEMA_VERSION
             );
             self.ignore_snapshot(id, snapshot.version, SnapshotMiss::SchemaMismatch, &why);
-            return None;
+            return Ok(None);
         }
         match snapshot.codec.decode::<A>(&snapshot.state) {
-            Ok(state) => Some((state, snapshot.version)),
+            Ok(state) => Ok(Some((snapshot, state))),
             Err(error) => {
                 self.ignore_snapshot(id, snapshot.version, SnapshotMiss::Undecodable, &error);
-                None
+                Ok(None)
             }
         }
     }
 
-    /// Applies the events after `version` to `state`. With `anchored`, the event at
-    /// `version` must exist (the snapshot is not ahead of the stream), else `None`.
+    /// Applies the events after the anchor's version (or every event, without one) to
+    /// `state`. With an anchor (a snapshot's version and event id), the stream's event at
+    /// that version must exist and, when the id is known, be that event.
     async fn replay(
         &self,
         id: &str,
         mut state: A,
-        mut version: u64,
-        anchored: bool,
-    ) -> Result<Option<Rebuilt<A>>, RepositoryError> {
-        let snapshot_version = anchored.then_some(version);
-        let mut next = if anchored { version } else { version + 1 };
+        anchor: Option<(u64, Option<Uuid>)>,
+    ) -> Result<Result<Rebuilt<A>, Unanchored>, RepositoryError> {
+        let snapshot_version = anchor.map(|(version, _)| version);
+        let mut version = snapshot_version.unwrap_or(0);
+        let mut next = snapshot_version.unwrap_or(1);
+        let mut last_event_id = None;
         let mut replayed = 0;
-        let mut anchor_pending = anchored;
+        let mut anchor_pending = anchor;
         loop {
             let page = self
                 .inner
@@ -555,15 +670,19 @@ where
                 .read_stream(A::TYPE, id, next, u64::MAX, self.replay_page)
                 .await?;
             let mut events = page.iter();
-            if anchor_pending {
-                anchor_pending = false;
+            if let Some((anchor_version, anchor_id)) = anchor_pending.take() {
                 match events.next() {
-                    Some(anchor) if anchor.version() == version => {}
-                    _ => return Ok(None),
+                    Some(found) if found.version() == anchor_version => {
+                        if anchor_id.is_some_and(|anchor_id| anchor_id != found.event_id()) {
+                            return Ok(Err(Unanchored::Foreign(found.event_id())));
+                        }
+                        last_event_id = Some(found.event_id());
+                    }
+                    _ => return Ok(Err(Unanchored::Ahead)),
                 }
             }
             for stored in events {
-                if stored.version() != version + 1 {
+                if Some(stored.version()) != version.checked_add(1) {
                     return Err(RepositoryError::StreamGap {
                         aggregate_type: A::TYPE,
                         aggregate_id: id.to_owned(),
@@ -573,16 +692,20 @@ where
                 }
                 state.apply(&decode_event::<A>(id, &stored)?);
                 version = stored.version();
+                last_event_id = Some(stored.event_id());
                 replayed += 1;
             }
             match page.last() {
-                Some(last) if page.len() == self.replay_page => next = last.version() + 1,
+                Some(last) if page.len() == self.replay_page => {
+                    next = last.version().saturating_add(1)
+                }
                 _ => break,
             }
         }
-        Ok(Some(Rebuilt {
+        Ok(Ok(Rebuilt {
             state,
             version,
+            last_event_id,
             info: LoadInfo {
                 snapshot_version,
                 events_replayed: replayed,
@@ -663,8 +786,9 @@ where
         handle
             .pending()
             .iter()
-            .map(|event| {
-                NewEvent::encode(event.event_type(), event, self.event_codec)
+            .zip(handle.pending_ids())
+            .map(|(event, &event_id)| {
+                NewEvent::encode_with_id(event_id, event.event_type(), event, self.event_codec)
                     .map(|new| new.with_metadata(metadata))
                     .map_err(|source| RepositoryError::EventEncode {
                         aggregate_type: A::TYPE,
@@ -689,6 +813,7 @@ where
     async fn auto_snapshot(&self, handle: &AggregateHandle<A>) -> SnapshotOutcome {
         let id = handle.id().to_owned();
         let version = handle.version();
+        let anchor = handle.last_event_id();
         if self.mode == SnapshotMode::Background {
             let state = handle.state().clone();
             let repository = self.clone();
@@ -696,7 +821,10 @@ where
             let task_id = id.clone();
             let task = async move {
                 let id = task_id;
-                if let Err(error) = repository.write_snapshot(&id, version, &state).await {
+                if let Err(error) = repository
+                    .write_snapshot(&id, version, anchor, &state)
+                    .await
+                {
                     tracing::error!(aggregate_type = A::TYPE, aggregate_id = %id, version, "background snapshot failed: {error}");
                 }
                 drop(guard);
@@ -706,7 +834,10 @@ where
             }
             tracing::debug!("no async runtime to spawn a background snapshot on: writing it now");
         }
-        match self.write_snapshot(&id, version, handle.state()).await {
+        match self
+            .write_snapshot(&id, version, anchor, handle.state())
+            .await
+        {
             Ok(true) => SnapshotOutcome::Stored,
             Ok(false) => SnapshotOutcome::Superseded,
             Err(error) => {
@@ -736,14 +867,20 @@ where
                 aggregate_id: handle.id().to_owned(),
             });
         }
-        self.write_snapshot(handle.id(), handle.version(), handle.state())
-            .await
+        self.write_snapshot(
+            handle.id(),
+            handle.version(),
+            handle.last_event_id(),
+            handle.state(),
+        )
+        .await
     }
 
     async fn write_snapshot(
         &self,
         id: &str,
         version: u64,
+        anchor: Option<Uuid>,
         state: &A,
     ) -> Result<bool, RepositoryError> {
         let span = tracing::debug_span!(
@@ -768,6 +905,7 @@ where
                 aggregate_id: id.to_owned(),
                 aggregate_type: A::TYPE.to_owned(),
                 version,
+                anchor_event_id: anchor,
                 schema_version: A::SCHEMA_VERSION,
                 codec,
                 state: Bytes::from(bytes),

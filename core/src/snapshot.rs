@@ -12,6 +12,7 @@ use crate::kv::{
     Check, Direction, DisplayKey, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
 };
 use crate::timestamp::Timestamp;
+use uuid::Uuid;
 
 /// How many snapshots one scan page of a bulk operation reads.
 const PAGE: usize = 256;
@@ -27,6 +28,10 @@ pub struct Snapshot {
     pub aggregate_type: String,
     /// The version of the last event folded into `state`.
     pub version: u64,
+    /// The id of the event at `version`: the snapshot applies only to a stream whose
+    /// event at `version` has this id. `None` for snapshots of format 1, which are
+    /// checked by version alone.
+    pub anchor_event_id: Option<Uuid>,
     /// The aggregate's `SCHEMA_VERSION` when the state was encoded.
     pub schema_version: u32,
     /// How `state` is encoded.
@@ -105,6 +110,14 @@ pub trait SnapshotStore: MaybeSend + MaybeSync {
         aggregate_id: &str,
     ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend;
 
+    /// Deletes the aggregate's snapshot if it is still `snapshot` (same version, anchor
+    /// and creation time): a snapshot found unusable is dropped without racing a newer
+    /// one. Returns whether it was deleted.
+    fn discard_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend;
+
     /// Deletes the aggregate's snapshot; returns whether there was one.
     fn delete_snapshot(
         &self,
@@ -147,7 +160,8 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
 
     /// Deletes every snapshot of every type; returns how many.
     pub async fn clear(&self) -> Result<u64, SnapshotStoreError> {
-        self.delete_where(keys::all_snapshots(), |_| Ok(true)).await
+        self.delete_where(keys::all_snapshots(), |_, _| Ok(true))
+            .await
     }
 
     /// How many snapshots are stored, of every type.
@@ -174,18 +188,22 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                 aggregate_id: snapshot.aggregate_id.clone(),
             });
         }
-        let value = envelope::encode_snapshot(&SnapshotFields {
-            codec: snapshot.codec,
-            version: snapshot.version,
-            schema_version: snapshot.schema_version,
-            created_at: snapshot.created_at,
-            state: snapshot.state.clone(),
-        });
+        let value = envelope::encode_snapshot(
+            &key,
+            &SnapshotFields {
+                codec: snapshot.codec,
+                version: snapshot.version,
+                schema_version: snapshot.schema_version,
+                created_at: snapshot.created_at,
+                anchor: snapshot.anchor_event_id,
+                state: snapshot.state.clone(),
+            },
+        );
         for _ in 0..MAX_ATTEMPTS {
             let mut batch = WriteBatch::new();
             match self.kv.get(&key).await? {
                 // A value we cannot read is replaced: a snapshot is only a cache.
-                Some(current) => match envelope::snapshot_header(&current) {
+                Some(current) => match envelope::snapshot_header(&key, &current) {
                     Ok((stored, _)) if stored > snapshot.version => return Ok(false),
                     _ => batch.check(key.clone(), Check::Equals(current)),
                 },
@@ -213,16 +231,39 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         let Some(value) = self.kv.get(&key).await? else {
             return Ok(None);
         };
-        let fields = envelope::decode_snapshot(&value).map_err(|e| format_error(&key, e))?;
+        let fields = envelope::decode_snapshot(&key, &value).map_err(|e| format_error(&key, e))?;
         Ok(Some(Snapshot {
             aggregate_id: aggregate_id.to_owned(),
             aggregate_type: aggregate_type.to_owned(),
             version: fields.version,
+            anchor_event_id: fields.anchor,
             schema_version: fields.schema_version,
             codec: fields.codec,
             state: fields.state,
             created_at: fields.created_at,
         }))
+    }
+
+    async fn discard_impl(&self, snapshot: &Snapshot) -> Result<bool, SnapshotStoreError> {
+        let key = keys::snapshot(&snapshot.aggregate_type, &snapshot.aggregate_id)?;
+        let Some(current) = self.kv.get(&key).await? else {
+            return Ok(false);
+        };
+        let same = envelope::decode_snapshot(&key, &current).is_ok_and(|stored| {
+            stored.version == snapshot.version
+                && stored.anchor == snapshot.anchor_event_id
+                && stored.created_at == snapshot.created_at
+        });
+        if !same {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::new();
+        batch.check(key.clone(), Check::Equals(current)).delete(key);
+        match self.kv.write(batch).await {
+            Ok(()) => Ok(true),
+            Err(KvError::Conflict { .. }) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
     }
 
     async fn delete_impl(
@@ -245,7 +286,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
     async fn delete_where(
         &self,
         range: KeyRange,
-        doomed: impl Fn(&[u8]) -> Result<bool, FormatError>,
+        doomed: impl Fn(&[u8], &[u8]) -> Result<bool, FormatError>,
     ) -> Result<u64, SnapshotStoreError> {
         let mut range = range;
         let mut deleted = 0;
@@ -256,7 +297,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             let mut doomed_count = 0;
             for (key, value) in page.iter() {
                 // An unreadable snapshot has no schema version below anything: keep it.
-                if doomed(value).unwrap_or(false) {
+                if doomed(key, value).unwrap_or(false) {
                     let key = Bytes::copy_from_slice(key);
                     batch.check(key.clone(), Check::Equals(Bytes::copy_from_slice(value)));
                     batch.delete(key);
@@ -306,6 +347,13 @@ impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
         self.get_impl(aggregate_type, aggregate_id)
     }
 
+    fn discard_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<bool, SnapshotStoreError>> + MaybeSend {
+        self.discard_impl(snapshot)
+    }
+
     fn delete_snapshot(
         &self,
         aggregate_type: &str,
@@ -335,9 +383,9 @@ impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
         );
         async move {
             let range = keys::snapshots_of_type(aggregate_type)?;
-            self.delete_where(range, |value| match schema_version_below {
+            self.delete_where(range, |key, value| match schema_version_below {
                 None => Ok(true),
-                Some(below) => Ok(envelope::snapshot_header(value)?.1 < below),
+                Some(below) => Ok(envelope::snapshot_header(key, value)?.1 < below),
             })
             .await
         }

@@ -26,13 +26,34 @@ impl Timestamp {
         self.0
     }
 
-    /// The same instant as a [`SystemTime`].
-    pub fn to_system_time(self) -> SystemTime {
+    /// The same instant as a [`SystemTime`], when the platform can hold it: browsers
+    /// (wasm32) hold no instant before the Unix epoch, and no platform holds every `i64`.
+    pub fn to_system_time(self) -> Option<SystemTime> {
         let magnitude = Duration::from_micros(self.0.unsigned_abs());
         if self.0 >= 0 {
-            UNIX_EPOCH + magnitude
+            UNIX_EPOCH.checked_add(magnitude)
         } else {
-            UNIX_EPOCH - magnitude
+            UNIX_EPOCH.checked_sub(magnitude)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_stored_timestamp_converts_without_panicking() {
+        for micros in [i64::MIN, -1, 0, 1, i64::MAX] {
+            let time = Timestamp::from_micros(micros).to_system_time();
+            if micros >= 0 {
+                assert!(time.is_some(), "{micros}");
+            }
+        }
+        let before = Timestamp::from_micros(-1_000_000).to_system_time();
+        #[cfg(not(target_arch = "wasm32"))]
+        assert_eq!(before, UNIX_EPOCH.checked_sub(Duration::from_secs(1)));
+        #[cfg(target_arch = "wasm32")]
+        assert_eq!(before, None);
     }
 }

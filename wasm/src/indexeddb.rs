@@ -9,13 +9,17 @@
 //! aborts the transaction, so nothing of the batch lands.
 
 use bytes::Bytes;
-use eventkv::{Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use eventkv::{
+    Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
+};
 use idb::{
     CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
     TransactionResult,
 };
 use js_sys::Uint8Array;
 use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::ops::Bound;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
@@ -321,20 +325,30 @@ impl OrderedKv for IndexedDbKv {
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
         let (checks, mutations) = batch.into_parts();
         let (tx, store) = self.transaction(TransactionMode::ReadWrite)?;
-        for (key, check) in &checks {
-            let current = store
-                .get(js_bytes(key))
+        // Every read is requested (and its handlers attached, by `into_future`) before the
+        // first is awaited: they run in order, in this transaction, without a round trip
+        // each.
+        let reads = checks
+            .iter()
+            .map(|(key, _)| {
+                let read = store.get(js_bytes(key)).map_err(engine_error)?;
+                Ok(IntoFuture::into_future(read))
+            })
+            .collect::<Result<Vec<_>, KvError>>()?;
+        let mut current = HashMap::with_capacity(checks.len());
+        for ((key, _), read) in checks.iter().zip(reads) {
+            let value = read.await.map_err(engine_error)?;
+            current.insert(key.clone(), value.map(|value| rust_bytes(&value)).transpose()?);
+        }
+        let failed = first_failed_check(&checks, |key| {
+            Ok::<_, KvError>(current.get(key).and_then(Option::as_ref))
+        })?;
+        if let Some(key) = failed {
+            tx.abort()
                 .map_err(engine_error)?
                 .await
                 .map_err(engine_error)?;
-            let current = current.map(|value| rust_bytes(&value)).transpose()?;
-            if !check.holds(current.as_deref()) {
-                tx.abort()
-                    .map_err(engine_error)?
-                    .await
-                    .map_err(engine_error)?;
-                return Err(KvError::Conflict { key: key.clone() });
-            }
+            return Err(KvError::Conflict { key: key.clone() });
         }
         let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
         for key in &deletes {

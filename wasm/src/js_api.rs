@@ -7,8 +7,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use eventkv::{
-    Codec, EventPage, EventStore as _, KvEventStore, KvSnapshotStore, Snapshot, SnapshotStore as _,
-    SnapshotStoreError, Timestamp,
+    Codec, EventPage, EventStore as _, FormatError, KvEventStore, KvSnapshotStore, Snapshot,
+    SnapshotStore as _, SnapshotStoreError, Timestamp,
 };
 use js_sys::{JSON, Promise};
 use serde::Serialize;
@@ -186,10 +186,28 @@ impl JsEventStore {
             let json = json?;
             let parsed: NewSnapshotJson = serde_json::from_str(&json)
                 .map_err(|error| ApiError::invalid(format!("snapshot: {error}")))?;
+            // The snapshot is bound to the event it was taken at, which must exist.
+            let at = stores
+                .events
+                .read_stream(
+                    &parsed.aggregate_type,
+                    &parsed.aggregate_id,
+                    parsed.version,
+                    parsed.version,
+                    1,
+                )
+                .await?;
+            let Some(anchor) = at.get(0).map(|event| event.event_id()) else {
+                return Err(ApiError::invalid(format!(
+                    "snapshot: {} {:?} has no event at version {}: a snapshot is taken at a stored event",
+                    parsed.aggregate_type, parsed.aggregate_id, parsed.version
+                )));
+            };
             let snapshot = Snapshot {
                 aggregate_id: parsed.aggregate_id,
                 aggregate_type: parsed.aggregate_type,
                 version: parsed.version,
+                anchor_event_id: Some(anchor),
                 schema_version: parsed.schema_version,
                 codec: Codec::Json,
                 state: bytes::Bytes::copy_from_slice(parsed.state.get().as_bytes()),
@@ -319,20 +337,36 @@ async fn load(
             Err(_) => (None, Some("Undecodable")),
         },
         Err(SnapshotStoreError::UnknownCodec { .. }) => (None, Some("UnknownCodec")),
+        Err(SnapshotStoreError::Corrupt {
+            source: FormatError::ChecksumMismatch { .. },
+            ..
+        }) => (None, Some("ChecksumMismatch")),
         Err(SnapshotStoreError::Corrupt { .. }) => (None, Some("Undecodable")),
         Err(_) => (None, Some("Unreadable")),
     };
     // From the snapshot's own event, which must exist: else the snapshot is ahead.
     let anchor = snapshot.as_ref().map_or(0, SnapshotJson::version);
     let mut pages = read_stream_from(stores, aggregate_type, aggregate_id, anchor.max(1)).await?;
-    let anchored = pages
+    let found = pages
         .first()
         .and_then(|page| page.get(0))
-        .is_some_and(|first| first.version() == anchor);
-    if snapshot.is_some() && !anchored {
-        snapshot = None;
-        miss = Some("AheadOfStream");
-        pages = read_stream_from(stores, aggregate_type, aggregate_id, 1).await?;
+        .filter(|first| first.version() == anchor)
+        .map(|first| first.event_id());
+    if let (Some(_), Ok(Some(stored))) = (&snapshot, &stored) {
+        let unusable = match found {
+            None => Some("AheadOfStream"),
+            Some(id) if stored.anchor_event_id.is_some_and(|anchor| anchor != id) => {
+                Some("ForeignHistory")
+            }
+            Some(_) => None,
+        };
+        if unusable.is_some() {
+            // Deleted, so that it neither blocks later snapshots nor is ever applied.
+            stores.snapshots.discard_snapshot(stored).await?;
+            snapshot = None;
+            miss = unusable;
+            pages = read_stream_from(stores, aggregate_type, aggregate_id, 1).await?;
+        }
     }
     let start = snapshot.as_ref().map_or(0, SnapshotJson::version);
     let mut version = start;

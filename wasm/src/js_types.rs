@@ -84,7 +84,8 @@ export interface Snapshot extends NewSnapshot {
 
 /** Why `load` did not start from the stored snapshot. */
 export type SnapshotMiss =
-  | "SchemaMismatch" | "UnknownCodec" | "Undecodable" | "AheadOfStream" | "Unreadable";
+  | "SchemaMismatch" | "UnknownCodec" | "Undecodable" | "ChecksumMismatch"
+  | "AheadOfStream" | "ForeignHistory" | "Unreadable";
 
 /** What a JS reducer needs to rebuild an aggregate: fold `events` into `snapshot.state`
  * (or into the initial state when `snapshot` is null). */

@@ -240,6 +240,13 @@ async fn snapshots_are_saved_read_and_deleted() {
         ok(store.get_snapshot("Account".into(), "a1".into())).await,
         Value::Null
     );
+    // A snapshot is taken at a stored event: none above the stream's head.
+    let (code, message, _) = rejected(store.save_snapshot(snapshot("a1", 5, 1, 50))).await;
+    assert_eq!(code, "InvalidInput");
+    assert!(message.contains("no event at version 5"), "{message}");
+    for id in ["a1", "a2", "a3", "a4"] {
+        ok(events(store, id, 0.0, &[10, 10, 10, 10, 10])).await;
+    }
     assert_eq!(
         ok(store.save_snapshot(snapshot("a1", 5, 1, 50))).await,
         true
@@ -307,21 +314,36 @@ async fn load_starts_from_a_usable_snapshot_and_says_why_not_otherwise() {
     assert_eq!(other_schema["snapshotMiss"], "SchemaMismatch");
     assert_eq!(other_schema["events"].as_array().map(Vec::len), Some(5));
 
-    ok(store.save_snapshot(snapshot("a1", 9, 1, 99))).await;
-    let ahead = ok(store.load("Account".into(), "a1".into(), 1.0)).await;
-    assert_eq!(ahead["snapshotMiss"], "AheadOfStream");
-    assert_eq!(ahead["version"], 5);
-    assert_eq!(ahead["events"].as_array().map(Vec::len), Some(5));
-
-    // An older snapshot never replaces a newer one: the one ahead must be deleted first.
-    assert_eq!(
-        ok(store.save_snapshot(snapshot("a1", 5, 1, 15))).await,
-        false
-    );
-    assert_eq!(
-        ok(store.delete_snapshot("Account".into(), "a1".into())).await,
-        true
-    );
+    // Written by another writer (the JS API refuses it): a snapshot ahead of the stream,
+    // then one of another history at a version the stream has.
+    let (_, snapshots) = core_stores(&db.name).await;
+    for (version, anchor_event_id, miss) in [
+        (9, None, "AheadOfStream"),
+        (4, Some(Uuid::new_v4()), "ForeignHistory"),
+    ] {
+        let unusable = Snapshot {
+            aggregate_id: "a1".into(),
+            aggregate_type: "Account".into(),
+            version,
+            anchor_event_id,
+            schema_version: 1,
+            codec: Codec::Json,
+            state: Bytes::from_static(b"{\"balance\":99}"),
+            created_at: Timestamp::now(),
+        };
+        snapshots.save_snapshot(&unusable).await.expect("save");
+        let loaded = ok(store.load("Account".into(), "a1".into(), 1.0)).await;
+        assert_eq!(loaded["snapshotMiss"], miss);
+        assert_eq!(loaded["snapshot"], Value::Null);
+        assert_eq!(loaded["version"], 5);
+        assert_eq!(loaded["events"].as_array().map(Vec::len), Some(5));
+        assert_eq!(
+            ok(store.get_snapshot("Account".into(), "a1".into())).await,
+            Value::Null,
+            "{miss}: deleted, so it never blocks a later snapshot"
+        );
+    }
+    drop(snapshots);
     assert_eq!(
         ok(store.save_snapshot(snapshot("a1", 5, 1, 15))).await,
         true
@@ -403,6 +425,7 @@ async fn stored_values_javascript_cannot_read_are_named() {
         aggregate_id: "good".into(),
         aggregate_type: "Account".into(),
         version: 1,
+        anchor_event_id: None,
         schema_version: 1,
         codec: Codec::Json,
         state: Bytes::from_static(b"{not json"),

@@ -35,6 +35,7 @@ pub fn unique_schema(prefix: &str) -> String {
 /// is skipped. Under CI an unreachable server fails the test instead.
 pub async fn require_postgres(test: &str) -> Result<(), ()> {
     let url = postgres_url();
+    let shown = eventkv_backends::redact(&url);
     let reachable = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         use sqlx::Connection;
         sqlx::PgConnection::connect(&url).await?.close().await
@@ -48,13 +49,13 @@ pub async fn require_postgres(test: &str) -> Result<(), ()> {
                 _ => "timed out after 5 s".to_owned(),
             };
             if under_ci() {
-                panic!("{test}: PostgreSQL at {url} is required under CI=true: {why}");
+                panic!("{test}: PostgreSQL at {shown} is required under CI=true: {why}");
             }
             // Written to the process's stderr directly, past the test harness's capture.
             use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
-                "\n!!!!!!!! SKIPPED {test}: PostgreSQL is not reachable at {url} ({why}).\n\
+                "\n!!!!!!!! SKIPPED {test}: PostgreSQL is not reachable at {shown} ({why}).\n\
                  !!!!!!!! Start it or set {POSTGRES_URL_VAR}; under CI=true this test fails instead.\n"
             );
             Err(())

@@ -456,3 +456,140 @@ pub async fn streams_are_isolated<F: EngineFactory>(factory: &F) {
     assert_eq!(unicode.get(0).expect("event").aggregate_id(), "ключ/🦀");
     assert_eq!(whole_log(&store).await.len(), 15);
 }
+
+pub async fn retried_append_is_idempotent<F: EngineFactory>(factory: &F) {
+    let store = store(factory).await;
+    let first = deposits(1, 3);
+    let appended = store
+        .append("Account", "a", 0, &first)
+        .await
+        .expect("append");
+    store
+        .append("Account", "other", 0, &deposits(10, 2))
+        .await
+        .expect("append elsewhere");
+    let again = store
+        .append("Account", "a", 0, &first)
+        .await
+        .expect("the same events again: success, nothing written");
+    assert_eq!(again, appended, "the original positions come back");
+    assert_eq!(whole_stream(&store, "Account", "a").await.len(), 3);
+    assert_eq!(
+        whole_log(&store).await.len(),
+        5,
+        "nothing was written twice"
+    );
+
+    // A prefix of the same append is also already there.
+    let prefix = store
+        .append("Account", "a", 0, &first[..2])
+        .await
+        .expect("prefix");
+    assert_eq!((prefix.last_version, prefix.last_position), (2, 2));
+    // Still idempotent after later appends to the stream.
+    store
+        .append("Account", "a", 3, &deposits(4, 1))
+        .await
+        .expect("append");
+    assert_eq!(
+        store
+            .append("Account", "a", 0, &first)
+            .await
+            .expect("retry"),
+        appended
+    );
+
+    // Other events at those versions stay a conflict, also when only one differs.
+    let mut mixed = first.clone();
+    mixed[2] = deposit(3);
+    for events in [deposits(1, 3), mixed] {
+        match store.append("Account", "a", 0, &events).await {
+            Err(EventStoreError::Conflict {
+                expected: 0,
+                actual: 4,
+                ..
+            }) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(whole_log(&store).await.len(), 6);
+}
+
+/// Flips each byte of a stored event in turn: every flip is a `Corrupt` read, never a
+/// different event.
+pub async fn flipped_event_bytes_are_corrupt<F: EngineFactory>(factory: &F) {
+    use crate::kv::{OrderedKv, WriteBatch};
+    let kv = fresh(factory).await;
+    let store = KvEventStore::new(kv.clone());
+    let event = deposit(5).with_metadata(EventMetadata {
+        correlation_id: Some(Uuid::new_v4()),
+        causation_id: None,
+    });
+    store
+        .append("Account", "a", 0, &[event])
+        .await
+        .expect("append");
+    let key = crate::keys::StreamKeys::new("Account", "a")
+        .expect("names")
+        .event(1);
+    let original = kv.get(&key).await.expect("get").expect("stored");
+    for at in 0..original.len() {
+        let mut flipped = original.to_vec();
+        flipped[at] ^= 0x10;
+        let mut batch = WriteBatch::new();
+        batch.put(key.clone(), flipped);
+        kv.write(batch).await.expect("overwrite");
+        match store.read_stream("Account", "a", 1, 1, 10).await {
+            Err(EventStoreError::Corrupt { key: shown, reason }) => {
+                assert!(shown.contains("Account"), "the key is named: {shown}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("flip at byte {at}: expected Corrupt, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                store.read_all(1, 10).await,
+                Err(EventStoreError::Corrupt { .. })
+            ),
+            "flip at byte {at}: read_all"
+        );
+    }
+}
+
+/// A head, log entry or version read from storage that would overflow is `Corrupt`, not
+/// a panic or a wrapped number.
+pub async fn impossible_stored_numbers_are_corrupt<F: EngineFactory>(factory: &F) {
+    use crate::kv::{OrderedKv, WriteBatch};
+    let kv = fresh(factory).await;
+    let store = KvEventStore::new(kv.clone());
+    let mut batch = WriteBatch::new();
+    batch.put(crate::keys::global_head(), u64::MAX.to_be_bytes().to_vec());
+    kv.write(batch).await.expect("write head");
+    match store.append("Account", "a", 0, &deposits(1, 1)).await {
+        Err(EventStoreError::Corrupt { key, reason }) => {
+            assert!(
+                key.contains('h') && reason.contains("global head"),
+                "{key}: {reason}"
+            )
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // A log entry whose run would pass u64::MAX.
+    let kv = fresh(factory).await;
+    let store = KvEventStore::new(kv.clone());
+    let stream = crate::keys::StreamKeys::new("Account", "a").expect("names");
+    let mut batch = WriteBatch::new();
+    batch.put(
+        crate::keys::global_log(u64::MAX - 1),
+        crate::envelope::encode_log_entry(5, &stream.event(1)),
+    );
+    kv.write(batch).await.expect("write log");
+    assert!(matches!(
+        store.read_all(u64::MAX, 10).await,
+        Err(EventStoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.read_all(1, 10).await,
+        Err(EventStoreError::Corrupt { .. })
+    ));
+}

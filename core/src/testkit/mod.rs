@@ -16,6 +16,7 @@ use crate::kv::OrderedKv;
 
 pub mod aggregates;
 pub mod events;
+pub mod faults;
 pub mod kv;
 pub mod repository;
 pub mod snapshots;
@@ -70,15 +71,21 @@ macro_rules! conformance_tests {
             events::append_and_read, events::expected_version_conflict, events::read_ranges_and_pages,
             events::read_all_in_commit_order, events::interleaved_appends_lose_nothing,
             events::invalid_appends_write_nothing, events::streams_are_isolated,
+            events::retried_append_is_idempotent, events::flipped_event_bytes_are_corrupt,
+            events::impossible_stored_numbers_are_corrupt,
             snapshots::save_get_delete, snapshots::monotonic, snapshots::delete_by_type,
             snapshots::clear_and_count, snapshots::invalid_snapshots,
+            snapshots::discard_only_the_same_snapshot,
             repository::not_found, repository::save_and_load, repository::threshold_by_crossing,
             repository::sync_mode, repository::background_mode_snapshots_committed_state,
             repository::manual_mode, repository::schema_mismatch, repository::corrupt_snapshot,
             repository::unknown_codec, repository::snapshot_ahead_of_stream,
             repository::json_fallback, repository::conflicting_saves,
             repository::stores_on_different_engines, repository::bincode_events,
-            repository::paged_replay
+            repository::paged_replay, repository::foreign_snapshot_is_not_applied,
+            repository::flipped_snapshot_bytes_are_never_applied,
+            repository::retried_save_is_idempotent, repository::unreadable_snapshot_store,
+            repository::invalid_id_counts_no_miss
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -8,9 +8,17 @@ use super::aggregates::{Account, AccountEvent, AccountV2, Document, DocumentEven
 use super::{EngineFactory, fresh};
 use crate::aggregate::Aggregate;
 use crate::codec::Codec;
-use crate::event_store::{EventStore, KvEventStore};
+use std::sync::atomic::Ordering;
+
+use uuid::Uuid;
+
+use super::faults::Faulty;
+use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::kv::{OrderedKv, WriteBatch};
-use crate::repository::{Repository, RepositoryError, SnapshotMiss, SnapshotMode, SnapshotOutcome};
+use crate::repository::{
+    Repository, RepositoryError, RepositoryMetrics, SnapshotMiss, SnapshotMode, SnapshotOutcome,
+    SnapshotReadFailure,
+};
 use crate::snapshot::{KvSnapshotStore, Snapshot, SnapshotStore};
 use crate::timestamp::Timestamp;
 
@@ -70,7 +78,24 @@ async fn snapshot_version<K: OrderedKv + 'static>(
     snapshot.map(|s| s.version)
 }
 
+/// Edits the stored snapshot's bytes, then recomputes its checksum, as if the snapshot
+/// had been written so.
 async fn overwrite_snapshot<K: OrderedKv>(
+    kv: &K,
+    aggregate_type: &str,
+    id: &str,
+    edit: impl FnOnce(&mut Vec<u8>),
+) {
+    overwrite_snapshot_raw(kv, aggregate_type, id, |value| {
+        edit(value);
+        let key = crate::keys::snapshot(aggregate_type, id).expect("key");
+        crate::envelope::reseal(&key, value);
+    })
+    .await;
+}
+
+/// Edits the stored snapshot's bytes, checksum included.
+async fn overwrite_snapshot_raw<K: OrderedKv>(
     kv: &K,
     aggregate_type: &str,
     id: &str,
@@ -302,9 +327,10 @@ pub async fn corrupt_snapshot<F: EngineFactory>(factory: &F) {
     let repo = repo.with_snapshot_threshold(10);
     account_with(&repo, "acc", 14, 100).await;
     overwrite_snapshot(&*kv, "Account", "acc", |value| {
-        let state_at = value.len() - 4;
+        let state_at = value.len() - 8;
         value.truncate(state_at);
         value.extend_from_slice(&[0xff; 9]);
+        value.extend_from_slice(&[0; 4]);
     })
     .await;
     let handle = repo
@@ -314,7 +340,7 @@ pub async fn corrupt_snapshot<F: EngineFactory>(factory: &F) {
     assert_eq!(handle.state(), &expected_account("acc", 14));
     assert_eq!(handle.load_info().snapshot_version, None);
     assert_eq!(repo.metrics().misses(SnapshotMiss::Undecodable), 1);
-    overwrite_snapshot(&*kv, "Account", "acc", |value| value.truncate(5)).await;
+    overwrite_snapshot(&*kv, "Account", "acc", |value| value.truncate(9)).await;
     let handle = repo
         .load("acc")
         .await
@@ -339,31 +365,206 @@ pub async fn unknown_codec<F: EngineFactory>(factory: &F) {
 
 pub async fn snapshot_ahead_of_stream<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
+    let repo = repo.with_snapshot_threshold(25);
     account_with(&repo, "acc", 9, 100).await;
-    let ahead = Snapshot {
-        aggregate_id: "acc".into(),
-        aggregate_type: "Account".into(),
-        version: 50,
-        schema_version: Account::SCHEMA_VERSION,
-        codec: Codec::Bincode,
-        state: Bytes::from(
-            Codec::Bincode
-                .encode(&expected_account("acc", 49))
-                .expect("encode"),
-        ),
-        created_at: Timestamp::now(),
+    let bogus = Account {
+        owner: "Mallory".into(),
+        balance: 1_000_000,
+        transactions: 49,
     };
-    repo.snapshot_store()
-        .save_snapshot(&ahead)
+    for anchor_event_id in [None, Some(Uuid::new_v4())] {
+        let ahead = Snapshot {
+            aggregate_id: "acc".into(),
+            aggregate_type: "Account".into(),
+            version: 50,
+            anchor_event_id,
+            schema_version: Account::SCHEMA_VERSION,
+            codec: Codec::Bincode,
+            state: Bytes::from(Codec::Bincode.encode(&bogus).expect("encode")),
+            created_at: Timestamp::now(),
+        };
+        repo.snapshot_store()
+            .save_snapshot(&ahead)
+            .await
+            .expect("save");
+        let handle = repo
+            .load("acc")
+            .await
+            .expect("a snapshot ahead of the stream falls back to replay");
+        assert_eq!(handle.version(), 10);
+        assert_eq!(handle.state(), &expected_account("acc", 9));
+        assert_eq!(
+            snapshot_version(&repo, "acc").await,
+            None,
+            "the snapshot ahead is deleted"
+        );
+    }
+    assert_eq!(repo.metrics().misses(SnapshotMiss::AheadOfStream), 2);
+    // It neither blocks the next snapshot nor is applied once the stream passes it.
+    let mut handle = repo.load("acc").await.expect("load");
+    for amount in 10..=60 {
+        handle.record(AccountEvent::Deposited { amount });
+    }
+    let outcome = repo.save(&mut handle).await.expect("save");
+    assert_eq!(outcome.snapshot, SnapshotOutcome::Stored);
+    let loaded = repo.load("acc").await.expect("load");
+    assert_eq!(loaded.state(), &expected_account("acc", 60));
+    assert_eq!(loaded.load_info().snapshot_version, Some(61));
+}
+
+/// A snapshot of another history (another store's aggregate of the same id, a restored
+/// backup) is never applied, and is replaced.
+pub async fn foreign_snapshot_is_not_applied<F: EngineFactory>(factory: &F) {
+    let (repo, kv) = setup(factory).await;
+    let repo = repo.with_snapshot_threshold(10);
+    account_with(&repo, "acc", 14, 100).await;
+    let (other_repo, other_kv) = setup(factory).await;
+    let other_repo = other_repo.with_snapshot_threshold(10);
+    let mut other = other_repo.create_new("acc");
+    other.record(AccountEvent::Opened {
+        owner: "acc".into(),
+    });
+    for _ in 1..=14 {
+        other.record(AccountEvent::Deposited { amount: 1000 });
+    }
+    other_repo.save(&mut other).await.expect("save");
+    assert_eq!(snapshot_version(&other_repo, "acc").await, Some(15));
+    // The other store's snapshot, byte for byte, lands in this one.
+    let key = crate::keys::snapshot("Account", "acc").expect("key");
+    let foreign = other_kv.get(&key).await.expect("get").expect("stored");
+    let mut batch = WriteBatch::new();
+    batch.put(key, foreign);
+    kv.write(batch).await.expect("copy");
+
+    let handle = repo.load("acc").await.expect("load");
+    assert_eq!(handle.state(), &expected_account("acc", 14));
+    assert_eq!(handle.load_info().snapshot_version, None);
+    assert_eq!(repo.metrics().misses(SnapshotMiss::ForeignHistory), 1);
+    assert_eq!(snapshot_version(&repo, "acc").await, None, "deleted");
+    assert!(repo.create_snapshot(&handle).await.expect("snapshot"));
+    let handle = repo.load("acc").await.expect("load");
+    assert_eq!(handle.load_info().snapshot_version, Some(15));
+    assert_eq!(handle.state(), &expected_account("acc", 14));
+}
+
+/// Flips each byte of a stored snapshot in turn: the load always returns the true state
+/// and counts a miss.
+pub async fn flipped_snapshot_bytes_are_never_applied<F: EngineFactory>(factory: &F) {
+    let (repo, kv) = setup(factory).await;
+    let repo = repo.with_snapshot_threshold(10);
+    account_with(&repo, "acc", 260, 100).await;
+    let key = crate::keys::snapshot("Account", "acc").expect("key");
+    let original = kv.get(&key).await.expect("get").expect("stored");
+    let expected = expected_account("acc", 260);
+    for at in 0..original.len() {
+        let mut flipped = original.to_vec();
+        flipped[at] ^= 0x01;
+        let mut batch = WriteBatch::new();
+        batch.put(key.clone(), flipped);
+        kv.write(batch).await.expect("overwrite");
+        let handle = repo.load("acc").await.expect("load");
+        assert_eq!(handle.state(), &expected, "flip at byte {at}");
+        assert_eq!(
+            handle.load_info().snapshot_version,
+            None,
+            "flip at byte {at}"
+        );
+    }
+    let metrics = repo.metrics();
+    assert_eq!(metrics.full_replays, original.len() as u64);
+    assert_eq!(
+        metrics.misses(SnapshotMiss::ChecksumMismatch) + metrics.misses(SnapshotMiss::Undecodable),
+        original.len() as u64
+    );
+    // The next snapshot replaces the damaged one.
+    let handle = repo.load("acc").await.expect("load");
+    assert!(repo.create_snapshot(&handle).await.expect("snapshot"));
+    let handle = repo.load("acc").await.expect("load");
+    assert_eq!(handle.load_info().snapshot_version, Some(261));
+}
+
+/// A save whose commit acknowledgement is lost reports an ambiguous error; saving the
+/// same handle again succeeds without writing its events twice.
+pub async fn retried_save_is_idempotent<F: EngineFactory>(factory: &F) {
+    let kv = Arc::new(Faulty::new(factory.create().await));
+    let repo: Repo<Account, Faulty<F::Kv>> = repo_on(&kv);
+    let mut handle = repo.create_new("acc");
+    handle.record(AccountEvent::Opened {
+        owner: "acc".into(),
+    });
+    repo.save(&mut handle).await.expect("save");
+    handle.record(AccountEvent::Deposited { amount: 5 });
+    handle.record(AccountEvent::Deposited { amount: 6 });
+    let ids = handle.pending_ids().to_vec();
+    kv.lose_next_ack.store(true, Ordering::SeqCst);
+    let error = repo
+        .save(&mut handle)
         .await
-        .expect("save");
-    let handle = repo
-        .load("acc")
+        .expect_err("lost acknowledgement");
+    assert!(error.is_ambiguous(), "{error}");
+    assert_eq!(handle.pending_ids(), ids, "the events keep their ids");
+    let outcome = repo.save(&mut handle).await.expect("retry succeeds");
+    assert_eq!(outcome.version, 3);
+    assert_eq!(handle.version(), 3);
+    let stream = repo
+        .event_store()
+        .read_stream("Account", "acc", 1, u64::MAX, 100)
         .await
-        .expect("a snapshot ahead of the stream falls back to replay");
-    assert_eq!(handle.version(), 10);
-    assert_eq!(handle.state(), &expected_account("acc", 9));
-    assert_eq!(repo.metrics().misses(SnapshotMiss::AheadOfStream), 1);
+        .expect("read");
+    assert_eq!(stream.len(), 3, "nothing written twice");
+    let log = repo.event_store().read_all(1, 100).await.expect("read all");
+    assert_eq!(log.len(), 3);
+    let loaded = repo.load("acc").await.expect("load");
+    assert_eq!(loaded.state().balance, 11);
+    assert_eq!(loaded.last_event_id(), ids.last().copied());
+}
+
+/// A snapshot store that cannot be read is counted apart from bad data, and can be made
+/// to fail the load.
+pub async fn unreadable_snapshot_store<F: EngineFactory>(factory: &F) {
+    let events = fresh(factory).await;
+    let snapshots = Arc::new(Faulty::new(factory.create().await));
+    let repo = Repository::<Account, _, _>::new(
+        KvEventStore::new(events),
+        KvSnapshotStore::new(snapshots.clone()),
+    )
+    .with_snapshot_threshold(5);
+    account_with(&repo, "acc", 7, 100).await;
+    snapshots.fail_reads.store(true, Ordering::SeqCst);
+    let handle = repo.load("acc").await.expect("replays by default");
+    assert_eq!(handle.state(), &expected_account("acc", 7));
+    let metrics = repo.metrics();
+    assert_eq!(metrics.misses(SnapshotMiss::Unreadable), 1);
+    assert_eq!(metrics.misses(SnapshotMiss::Undecodable), 0);
+    let strict = repo
+        .clone()
+        .with_snapshot_read_failure(SnapshotReadFailure::FailLoad);
+    match strict.load("acc").await {
+        Err(RepositoryError::SnapshotUnavailable {
+            aggregate_id,
+            source,
+            ..
+        }) => {
+            assert_eq!(aggregate_id, "acc");
+            assert!(source.to_string().contains("injected"), "{source}");
+        }
+        other => panic!("expected SnapshotUnavailable, got {other:?}"),
+    }
+    snapshots.fail_reads.store(false, Ordering::SeqCst);
+    let handle = strict.load("acc").await.expect("load");
+    assert_eq!(handle.load_info().snapshot_version, Some(8));
+}
+
+/// An id that cannot be stored is the caller's error, and counts no snapshot miss.
+pub async fn invalid_id_counts_no_miss<F: EngineFactory>(factory: &F) {
+    let (repo, _) = setup(factory).await;
+    for id in [String::new(), "x".repeat(crate::keys::MAX_NAME_LEN + 1)] {
+        match repo.load(&id).await {
+            Err(RepositoryError::EventStore(EventStoreError::InvalidName(_))) => {}
+            other => panic!("expected InvalidName, got {other:?}"),
+        }
+    }
+    assert_eq!(repo.metrics(), RepositoryMetrics::default());
 }
 
 pub async fn json_fallback<F: EngineFactory>(factory: &F) {

@@ -8,6 +8,7 @@ use super::{EngineFactory, fresh};
 use crate::codec::Codec;
 use crate::snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 use crate::timestamp::Timestamp;
+use uuid::Uuid;
 
 pub(crate) fn snapshot(
     aggregate_type: &str,
@@ -19,6 +20,7 @@ pub(crate) fn snapshot(
         aggregate_id: id.into(),
         aggregate_type: aggregate_type.into(),
         version,
+        anchor_event_id: Some(Uuid::from_u128(u128::from(version) + 1)),
         schema_version,
         codec: Codec::Bincode,
         state: Bytes::from(format!("state at {version}")),
@@ -232,4 +234,30 @@ pub async fn invalid_snapshots<F: EngineFactory>(factory: &F) {
     ));
     assert!(store.get_snapshot("Account", "").await.is_err());
     assert_eq!(store.count().await.expect("count"), 0, "nothing written");
+}
+
+pub async fn discard_only_the_same_snapshot<F: EngineFactory>(factory: &F) {
+    let store = store(factory).await;
+    let saved = snapshot("Account", "a", 7, 1);
+    assert!(store.save_snapshot(&saved).await.expect("save"));
+    for other in [
+        snapshot("Account", "a", 8, 1),
+        Snapshot {
+            anchor_event_id: Some(Uuid::new_v4()),
+            ..saved.clone()
+        },
+        Snapshot {
+            created_at: Timestamp::from_micros(1),
+            ..saved.clone()
+        },
+    ] {
+        assert!(
+            !store.discard_snapshot(&other).await.expect("discard"),
+            "another snapshot is not discarded: {other:?}"
+        );
+    }
+    assert!(store.snapshot_exists("Account", "a").await.expect("exists"));
+    assert!(store.discard_snapshot(&saved).await.expect("discard"));
+    assert!(!store.snapshot_exists("Account", "a").await.expect("exists"));
+    assert!(!store.discard_snapshot(&saved).await.expect("discard"));
 }

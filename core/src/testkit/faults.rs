@@ -1,0 +1,71 @@
+//! [`Faulty`]: any engine with failures switched on at will, the way real engines fail
+//! (a read that errors, a write whose acknowledgement is lost after it was applied).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+use crate::kv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+
+/// Wraps an engine; every fault is off until switched on.
+#[derive(Debug, Default)]
+pub struct Faulty<K> {
+    inner: K,
+    /// Reads (get, scan) fail with a retryable engine error.
+    pub fail_reads: AtomicBool,
+    /// The next write is applied, then reported as [`KvError::Ambiguous`] (its
+    /// acknowledgement was lost). Switches itself off.
+    pub lose_next_ack: AtomicBool,
+}
+
+impl<K> Faulty<K> {
+    /// `inner`, without faults.
+    pub fn new(inner: K) -> Self {
+        Faulty {
+            inner,
+            fail_reads: AtomicBool::new(false),
+            lose_next_ack: AtomicBool::new(false),
+        }
+    }
+
+    fn read_fault(&self) -> Result<(), KvError> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            Err(KvError::from_source(
+                "faulty",
+                true,
+                "connection refused (injected)",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<K: OrderedKv> OrderedKv for Faulty<K> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.read_fault()?;
+        self.inner.get(key).await
+    }
+
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
+        self.read_fault()?;
+        self.inner.scan(range, direction, limit).await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        self.inner.write(batch).await?;
+        if self.lose_next_ack.swap(false, Ordering::SeqCst) {
+            return Err(KvError::Ambiguous {
+                engine: "faulty",
+                what: "the commit acknowledgement was lost",
+                source: "connection reset (injected)".into(),
+            });
+        }
+        Ok(())
+    }
+}
