@@ -26,6 +26,11 @@ fn engine_error(error: impl Into<redb::Error>) -> KvError {
                 message: error.to_string(),
             }
         }
+        redb::Error::PreviousIo => KvError::from_source(
+            ENGINE,
+            false,
+            "an earlier I/O error (such as a full disk) left the database unusable until it is opened again: drop every handle of it and open it again",
+        ),
         _ => KvError::from_source(ENGINE, false, error),
     }
 }

@@ -1,8 +1,8 @@
 //! [`SledKv`]: a sled database. A batch is one sled transaction, flushed before it returns.
 //!
-//! sled makes a transaction visible before it is durable: when the flush that follows
-//! fails, the batch is applied (and may or may not survive a crash), so the error is
-//! [`KvError::Ambiguous`], never "nothing landed".
+//! sled makes a transaction visible before it is durable: when its log write or the flush
+//! that follows fails (a full disk, an I/O error), the batch may be applied (and may or may
+//! not survive a crash), so the error is [`KvError::Ambiguous`], never "nothing landed".
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,8 @@ use crate::error::OpenError;
 
 const ENGINE: &str = "sled";
 
-/// sled's error as a [`KvError`]: a full disk is [`KvError::StorageFull`].
+/// sled's error as a [`KvError`]: a full disk is [`KvError::StorageFull`]. After an I/O
+/// error sled refuses every later call of the process with it, so none is retryable.
 fn engine_error(error: sled::Error) -> KvError {
     match &error {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
@@ -140,7 +141,15 @@ fn write_blocking(tree: &sled::Tree, batch: &WriteBatch) -> Result<(), KvError> 
     match result {
         Ok(()) => {}
         Err(TransactionError::Abort(key)) => return Err(KvError::Conflict { key }),
-        Err(TransactionError::Storage(error)) => return Err(engine_error(error)),
+        // sled applies a transaction to its in-memory tree before its log write can
+        // fail: after a storage error the batch may be visible (seen on a full disk).
+        Err(TransactionError::Storage(error)) => {
+            return Err(KvError::Ambiguous {
+                engine: ENGINE,
+                what: "sled failed while committing the transaction",
+                source: Box::new(error),
+            });
+        }
     }
     // The transaction is applied and visible: a failed flush leaves its durability
     // unknown, which the caller must not read as "nothing landed".

@@ -13,7 +13,7 @@ use eventkv::{
     Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
 
 use crate::error::OpenError;
 use crate::options::SqliteSynchronous;
@@ -151,71 +151,84 @@ impl OrderedKv for SqliteKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        let (checks, mutations) = batch.into_parts();
-        // Dropping the transaction without commit rolls it back: nothing is half-applied.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(engine_error)?;
-        if !checks.is_empty() {
-            let keys: Vec<&Bytes> = checks.iter().map(|(key, _)| key).collect();
-            let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-            for chunk in chunks(&keys) {
-                let sql = format!(
-                    "SELECT key, value FROM eventkv WHERE key IN ({})",
-                    placeholders(chunk.len())
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for key in chunk {
-                    query = query.bind(&key[..]);
-                }
-                for row in query.fetch_all(&mut *tx).await.map_err(engine_error)? {
-                    let key: Vec<u8> = row.try_get(0).map_err(engine_error)?;
-                    current.insert(key, row.try_get(1).map_err(engine_error)?);
-                }
-            }
-            let failed = first_failed_check(&checks, |key| Ok::<_, KvError>(current.get(key)))?;
-            if let Some(key) = failed {
-                return Err(KvError::Conflict { key: key.clone() });
-            }
+        let mut connection = self.pool.acquire().await.map_err(engine_error)?;
+        let result = write_on(&mut connection, batch).await;
+        if matches!(&result, Err(error) if !matches!(error, KvError::Conflict { .. })) {
+            // SQLite may have rolled the transaction back by itself (a full disk, an I/O
+            // error), and sqlx then fails its own rollback and keeps counting the
+            // connection as inside a transaction, refusing every later BEGIN on it: close
+            // it instead of returning it to the pool (closing also rolls back).
+            connection.close_on_drop();
         }
-        let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
-        for chunk in chunks(&deletes) {
+        result
+    }
+}
+
+/// Applies `batch` in one `BEGIN IMMEDIATE` transaction on `connection`.
+async fn write_on(connection: &mut SqliteConnection, batch: WriteBatch) -> Result<(), KvError> {
+    let (checks, mutations) = batch.into_parts();
+    // Dropping the transaction without commit rolls it back: nothing is half-applied.
+    let mut tx = connection
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(engine_error)?;
+    if !checks.is_empty() {
+        let keys: Vec<&Bytes> = checks.iter().map(|(key, _)| key).collect();
+        let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for chunk in chunks(&keys) {
             let sql = format!(
-                "DELETE FROM eventkv WHERE key IN ({})",
+                "SELECT key, value FROM eventkv WHERE key IN ({})",
                 placeholders(chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for key in chunk {
                 query = query.bind(&key[..]);
             }
-            query.execute(&mut *tx).await.map_err(engine_error)?;
-        }
-        for chunk in chunks(&upserts) {
-            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO eventkv (key, value) VALUES {rows} ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (key, value) in chunk {
-                query = query.bind(&key[..]).bind(&value[..]);
+            for row in query.fetch_all(&mut *tx).await.map_err(engine_error)? {
+                let key: Vec<u8> = row.try_get(0).map_err(engine_error)?;
+                current.insert(key, row.try_get(1).map_err(engine_error)?);
             }
-            query.execute(&mut *tx).await.map_err(engine_error)?;
         }
-        tx.commit()
-            .await
-            .map_err(|error| match engine_error(error) {
-                // SQLite rolls back a transaction whose commit finds the disk full.
-                full @ KvError::StorageFull { .. } => full,
-                KvError::Engine { source, .. } => KvError::Ambiguous {
-                    engine: ENGINE,
-                    what: "the commit was not confirmed",
-                    source,
-                },
-                other => other,
-            })
+        let failed = first_failed_check(&checks, |key| Ok::<_, KvError>(current.get(key)))?;
+        if let Some(key) = failed {
+            return Err(KvError::Conflict { key: key.clone() });
+        }
     }
+    let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
+    for chunk in chunks(&deletes) {
+        let sql = format!(
+            "DELETE FROM eventkv WHERE key IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(&key[..]);
+        }
+        query.execute(&mut *tx).await.map_err(engine_error)?;
+    }
+    for chunk in chunks(&upserts) {
+        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO eventkv (key, value) VALUES {rows} ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (key, value) in chunk {
+            query = query.bind(&key[..]).bind(&value[..]);
+        }
+        query.execute(&mut *tx).await.map_err(engine_error)?;
+    }
+    tx.commit()
+        .await
+        .map_err(|error| match engine_error(error) {
+            // A commit that finds the disk full writes no commit record: nothing landed.
+            full @ KvError::StorageFull { .. } => full,
+            KvError::Engine { source, .. } => KvError::Ambiguous {
+                engine: ENGINE,
+                what: "the commit was not confirmed",
+                source,
+            },
+            other => other,
+        })
 }
 
 /// The most rows one multi-row statement carries.

@@ -88,9 +88,9 @@ pub enum KvError {
     /// The request itself is invalid (e.g. a key the engine cannot store).
     #[error("invalid request: {0}")]
     InvalidInput(String),
-    /// The engine's storage is full (a full disk, a browser's quota); nothing of the batch
-    /// was applied.
-    #[error("{engine}: storage full, nothing of the batch was applied: {message}")]
+    /// The engine's storage is full (a full disk, a browser's quota). A write that fails
+    /// with it applied nothing of its batch.
+    #[error("{engine}: storage full: {message}")]
     StorageFull {
         /// The engine's name, e.g. `"indexeddb"`.
         engine: &'static str,

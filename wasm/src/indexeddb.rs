@@ -338,7 +338,10 @@ impl OrderedKv for IndexedDbKv {
         let mut current = HashMap::with_capacity(checks.len());
         for ((key, _), read) in checks.iter().zip(reads) {
             let value = read.await.map_err(engine_error)?;
-            current.insert(key.clone(), value.map(|value| rust_bytes(&value)).transpose()?);
+            current.insert(
+                key.clone(),
+                value.map(|value| rust_bytes(&value)).transpose()?,
+            );
         }
         let failed = first_failed_check(&checks, |key| {
             Ok::<_, KvError>(current.get(key).and_then(Option::as_ref))
