@@ -42,6 +42,18 @@ pub enum OpenError {
         /// The engine's own message.
         message: String,
     },
+    /// This process already has the database open: open it once and share the handle
+    /// (its clones share the database).
+    #[error(
+        "{engine} database {} is already open in this process: open it once and share the handle (clones of it share the database)",
+        path.display()
+    )]
+    OpenInThisProcess {
+        /// The engine.
+        engine: &'static str,
+        /// The database's path.
+        path: PathBuf,
+    },
     /// The path exists but is not a database of this engine (or is damaged).
     #[error("{} is not a {engine} database (or it is damaged): {message}", path.display())]
     NotADatabase {

@@ -15,6 +15,8 @@
 #[cfg(any(feature = "sled", feature = "redb"))]
 mod blocking;
 mod error;
+#[cfg(any(feature = "sled", feature = "redb"))]
+mod held;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;

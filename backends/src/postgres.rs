@@ -24,6 +24,8 @@ use crate::sql::{fill_page, first_bytes, scan_statement, sql_limit};
 use crate::url::redact;
 
 const ENGINE: &str = "postgres";
+/// How long opening waits for the server's first answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times a batch is retried after a serialization failure or a deadlock.
 const MAX_ATTEMPTS: u32 = 64;
 
@@ -120,13 +122,18 @@ impl PostgresKv {
         };
         // One direct connection first: an unreachable server fails at once, not after the
         // pool's acquire timeout.
-        let probe = tokio::time::timeout(
-            Duration::from_secs(10),
-            PgConnection::connect_with(&connect),
-        )
-        .await
-        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
-        .map_err(connect_error)?;
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&connect))
+            .await
+            .map_err(|_| OpenError::Unreachable {
+                engine: ENGINE,
+                host: host.clone(),
+                port,
+                message: format!(
+                    "no answer within {} s (is it a PostgreSQL server, and is it overloaded?)",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            })?
+            .map_err(connect_error)?;
         probe.close().await.map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -220,11 +227,25 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
+/// Creates the schema and table when they are missing. A table that exists is used as it
+/// is, so a role with only the rights to read and write it (no CREATE) can open it.
 async fn create_table(
     pool: &PgPool,
     options: &PostgresOptions,
     table: &str,
 ) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(pool)
+        .await?;
+    if exists {
+        return Ok(());
+    }
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&options.schema)
+            .fetch_one(pool)
+            .await?;
     let schema = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", options.schema);
     let create =
         format!("CREATE TABLE IF NOT EXISTS {table} (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)");
@@ -232,9 +253,11 @@ async fn create_table(
     let mut attempts = 0;
     loop {
         let result = async {
-            sqlx::query(AssertSqlSafe(schema.as_str()))
-                .execute(pool)
-                .await?;
+            if !schema_exists {
+                sqlx::query(AssertSqlSafe(schema.as_str()))
+                    .execute(pool)
+                    .await?;
+            }
             sqlx::query(AssertSqlSafe(create.as_str()))
                 .execute(pool)
                 .await

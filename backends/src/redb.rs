@@ -11,6 +11,7 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefini
 
 use crate::blocking;
 use crate::error::OpenError;
+use crate::held::{Held, held_here};
 use crate::options::RedbDurability;
 
 const ENGINE: &str = "redb";
@@ -41,6 +42,7 @@ pub struct RedbKv {
     db: Arc<Database>,
     durability: RedbDurability,
     path: Arc<PathBuf>,
+    _held: Arc<Held>,
 }
 
 impl std::fmt::Debug for RedbKv {
@@ -65,6 +67,7 @@ impl RedbKv {
             db: Arc::new(db),
             durability,
             path: Arc::new(path.to_path_buf()),
+            _held: Arc::new(Held::new(path)),
         })
     }
 
@@ -76,6 +79,10 @@ impl RedbKv {
 
 fn open_blocking(path: &Path) -> Result<Database, OpenError> {
     let db = Database::create(path).map_err(|error| match error {
+        DatabaseError::DatabaseAlreadyOpen if held_here(path) => OpenError::OpenInThisProcess {
+            engine: ENGINE,
+            path: path.to_path_buf(),
+        },
         DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
             engine: ENGINE,
             path: path.to_path_buf(),

@@ -16,6 +16,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::blocking;
 use crate::error::OpenError;
+use crate::held::{Held, held_here};
 
 const ENGINE: &str = "sled";
 
@@ -39,6 +40,7 @@ fn engine_error(error: sled::Error) -> KvError {
 pub struct SledKv {
     tree: sled::Tree,
     path: Arc<PathBuf>,
+    _held: Arc<Held>,
 }
 
 impl std::fmt::Debug for SledKv {
@@ -65,6 +67,7 @@ impl SledKv {
         Ok(SledKv {
             tree,
             path: Arc::new(path.to_path_buf()),
+            _held: Arc::new(Held::new(path)),
         })
     }
 
@@ -77,6 +80,12 @@ impl SledKv {
 fn open_error(path: &Path, error: sled::Error) -> OpenError {
     let message = error.to_string();
     match error {
+        sled::Error::Io(_) if message.contains("could not acquire lock") && held_here(path) => {
+            OpenError::OpenInThisProcess {
+                engine: ENGINE,
+                path: path.to_path_buf(),
+            }
+        }
         sled::Error::Io(_) if message.contains("could not acquire lock") => OpenError::Locked {
             engine: ENGINE,
             path: path.to_path_buf(),

@@ -144,6 +144,37 @@ async fn a_database_held_by_another_process_is_named() {
     }
 }
 
+#[cfg(any(feature = "sled", feature = "redb"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_this_process_holds_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engines: &[&str] = &[
+        #[cfg(feature = "redb")]
+        "redb",
+        #[cfg(feature = "sled")]
+        "sled",
+    ];
+    for engine in engines {
+        let path = dir.path().join(format!("twice.{engine}"));
+        let url = format!("{engine}:{}", path.display());
+        let first = open(&url).await.expect("first open");
+        let error = open(&url).await.expect_err("already open here");
+        assert!(
+            matches!(error, OpenError::OpenInThisProcess { .. }),
+            "{engine}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("already open in this process")
+                && !message.contains("another process")
+                && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        drop(first);
+        round_trip(&url).await;
+    }
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn an_unreachable_server_is_named_by_host_and_port() {
@@ -155,6 +186,36 @@ async fn an_unreachable_server_is_named_by_host_and_port() {
         "{error:?}"
     );
     assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_server_that_never_answers_is_named_by_host_and_port() {
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let error = open(&format!("postgres://app:s3cret@127.0.0.1:{port}/test"))
+        .await
+        .expect_err("no answer");
+    silent.abort();
+    let message = error.to_string();
+    assert!(
+        matches!(error, OpenError::Unreachable { .. })
+            && message.contains(&format!("127.0.0.1:{port}"))
+            && message.contains("no answer within 10 s")
+            && !message.contains("s3cret"),
+        "{message}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
 /// Run by CI with `--no-default-features`: every engine is then compiled out.

@@ -110,3 +110,71 @@ async fn a_connection_killed_mid_batch_applies_nothing() {
         .expect("the engine keeps working after a lost connection");
     common::drop_schema(&schema);
 }
+
+/// A role that may only read and write an existing table (no CREATE on the database or
+/// the schema) opens it and appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_create_opens_an_existing_table() {
+    if common::require_postgres("a_role_without_create_opens_an_existing_table")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let url = common::postgres_url();
+    let schema = common::unique_schema("eventkv_least");
+    let role = format!("{schema}_app");
+    let mut admin = PgConnection::connect(&url).await.expect("connect");
+    for statement in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("CREATE SCHEMA \"{schema}\""),
+        format!("CREATE TABLE \"{schema}\".events (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)"),
+        format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON \"{schema}\".events TO \"{role}\""),
+    ] {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .expect("setup");
+    }
+    let mut as_role = url::Url::parse(&url).expect("url");
+    as_role.set_username(&role).expect("user");
+    let _ = as_role.set_password(None);
+    let options = PostgresOptions {
+        schema: schema.clone(),
+        table: "events".into(),
+    };
+    let opened = PostgresKv::connect(as_role.as_str(), options.clone()).await;
+    let missing = PostgresOptions {
+        schema: schema.clone(),
+        table: "missing".into(),
+    };
+    let refused = PostgresKv::connect(as_role.as_str(), missing).await;
+    let result = async {
+        let kv = opened.map_err(|error| format!("open: {error}"))?;
+        let store = eventkv::KvEventStore::new(kv);
+        let event = eventkv::NewEvent::encode("Opened", &1, eventkv::Codec::Json)
+            .map_err(|error| error.to_string())?;
+        eventkv::EventStore::append(&store, "T", "x", 0, &[event])
+            .await
+            .map_err(|error| format!("append: {error}"))?;
+        Ok::<_, String>(())
+    }
+    .await;
+    common::drop_schema(&schema);
+    for statement in [
+        format!("DROP OWNED BY \"{role}\""),
+        format!("DROP ROLE \"{role}\""),
+    ] {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .expect("cleanup");
+    }
+    result.expect("a least-privileged role opens and appends");
+    let error = refused.expect_err("no right to create a missing table");
+    assert!(
+        error.to_string().contains("permission denied"),
+        "the missing right is named: {error}"
+    );
+}
