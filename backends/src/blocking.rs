@@ -1,26 +1,72 @@
 //! Runs an engine's blocking call without blocking the async runtime's worker threads.
 
 use eventkv::KvError;
+use std::time::{Duration, Instant};
+
 use tokio::runtime::{Handle, RuntimeFlavor};
+
+use crate::error::OpenError;
+
+/// A blocking call at least this long is followed by a yield to the scheduler.
+const YIELD_AFTER: Duration = Duration::from_micros(200);
+
+/// A blocking task that panicked or was cancelled.
+pub(crate) struct BlockingFailed {
+    engine: &'static str,
+    message: String,
+}
+
+impl From<BlockingFailed> for KvError {
+    fn from(failed: BlockingFailed) -> Self {
+        KvError::engine(
+            failed.engine,
+            format!("blocking task failed: {}", failed.message),
+        )
+    }
+}
+
+impl From<BlockingFailed> for OpenError {
+    fn from(failed: BlockingFailed) -> Self {
+        OpenError::Engine {
+            engine: failed.engine,
+            message: format!("blocking task failed: {}", failed.message),
+        }
+    }
+}
 
 /// Runs `work` so that no async worker thread is blocked by it:
 /// - on a multi-threaded tokio runtime, in place (`block_in_place`: the worker hands its
-///   other tasks to another thread first), which saves two thread hops per call;
+///   other tasks to another thread first), which saves two thread hops per call; then it
+///   yields, so sibling futures of the caller's task are not frozen by a run of calls;
 /// - on a current-thread runtime, on tokio's blocking pool;
-/// - without a runtime, inline (no async worker exists to block).
-pub(crate) async fn run<T, F>(engine: &'static str, work: F) -> Result<T, KvError>
+/// - without a tokio runtime (another executor, or none), inline: no tokio worker exists
+///   to block.
+pub(crate) async fn run<T, E, F>(engine: &'static str, work: F) -> Result<T, E>
 where
-    F: FnOnce() -> Result<T, KvError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
     T: Send + 'static,
+    E: From<BlockingFailed> + Send + 'static,
 {
     match Handle::try_current() {
         Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
+            let started = Instant::now();
+            let result = tokio::task::block_in_place(work);
+            // The call completed without the task ever waiting: give sibling futures of
+            // the same task (a `join!`ed timer) and the scheduler a turn, at once after a
+            // long call, else once the task's cooperative budget is spent.
+            if started.elapsed() >= YIELD_AFTER {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::task::consume_budget().await;
+            }
+            result
         }
-        Ok(runtime) => runtime
-            .spawn_blocking(work)
-            .await
-            .map_err(|error| KvError::engine(engine, format!("blocking task failed: {error}")))?,
+        Ok(runtime) => runtime.spawn_blocking(work).await.map_err(|error| {
+            E::from(BlockingFailed {
+                engine,
+                message: error.to_string(),
+            })
+        })?,
         Err(_) => work(),
     }
 }

@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
-use crate::sql::{fill_page, first_bytes, scan_statement, sql_limit};
+use crate::sql::{fill_page, first_bytes, require_tokio, scan_statement, sql_limit};
 use crate::url::redact;
 
 const ENGINE: &str = "postgres";
@@ -95,6 +95,10 @@ impl PostgresKv {
     /// Connects to `url` (`postgres://USER@HOST:PORT/DB`) and creates the schema and table
     /// of `options` when they are missing.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, OpenError> {
+        require_tokio(ENGINE).map_err(|message| OpenError::Engine {
+            engine: ENGINE,
+            message,
+        })?;
         PostgresOptions::validate_identifier(&options.schema)
             .and(PostgresOptions::validate_identifier(&options.table))
             .map_err(|reason| OpenError::Malformed {
@@ -280,6 +284,7 @@ async fn create_table(
 
 impl OrderedKv for PostgresKv {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         let row = sqlx::query(AssertSqlSafe(self.sql.get.as_str()))
             .bind(key)
             .fetch_optional(&self.pool)
@@ -293,6 +298,7 @@ impl OrderedKv for PostgresKv {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
+        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         if range.is_empty() || limit == 0 {
             return Ok(KvPage::default());
         }
@@ -310,6 +316,7 @@ impl OrderedKv for PostgresKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         let (checks, mutations) = batch.into_parts();
         let mutations = FinalMutations::new(mutations);
         let mut attempt = 0;

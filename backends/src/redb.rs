@@ -58,11 +58,7 @@ impl RedbKv {
     /// Opens (or creates) the database file at `path`.
     pub async fn open(path: &Path, durability: RedbDurability) -> Result<Self, OpenError> {
         let owned = path.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || open_blocking(&owned)).await;
-        let db = opened.map_err(|error| OpenError::Engine {
-            engine: ENGINE,
-            message: error.to_string(),
-        })??;
+        let db = blocking::run(ENGINE, move || open_blocking(&owned)).await?;
         Ok(RedbKv {
             db: Arc::new(db),
             durability,

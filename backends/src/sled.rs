@@ -53,14 +53,13 @@ impl SledKv {
     /// Opens (or creates) the sled database in directory `path`.
     pub async fn open(path: &Path) -> Result<Self, OpenError> {
         let owned = path.to_path_buf();
-        let opened =
-            tokio::task::spawn_blocking(move || sled::Config::new().path(&owned).open()).await;
-        let db = opened
-            .map_err(|error| OpenError::Engine {
-                engine: ENGINE,
-                message: error.to_string(),
-            })?
-            .map_err(|error| open_error(path, error))?;
+        let db = blocking::run(ENGINE, move || {
+            sled::Config::new()
+                .path(&owned)
+                .open()
+                .map_err(|error| open_error(&owned, error))
+        })
+        .await?;
         let tree = db
             .open_tree("eventkv")
             .map_err(|error| open_error(path, error))?;

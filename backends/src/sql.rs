@@ -8,6 +8,16 @@ use eventkv::{Direction, KeyRange, KvPage};
 use futures_util::{Stream, TryStreamExt};
 use sqlx::Row;
 
+/// sqlx runs on tokio: outside a tokio runtime it would panic, so calls refuse first.
+pub(crate) fn require_tokio(engine: &'static str) -> Result<(), String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "the {engine} engine runs on sqlx, which needs a tokio runtime: open and use it inside one (e.g. under #[tokio::main])"
+        )),
+    }
+}
+
 /// The statement of a paged scan of `table`, with the values to bind in order (the limit
 /// is bound last, after these). `placeholder` writes the engine's next placeholder.
 pub(crate) fn scan_statement(

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
 
 use crate::error::OpenError;
 use crate::options::SqliteSynchronous;
-use crate::sql::{fill_page, first_bytes, scan_statement, sql_limit};
+use crate::sql::{fill_page, first_bytes, require_tokio, scan_statement, sql_limit};
 use crate::url::SqliteTarget;
 
 const ENGINE: &str = "sqlite";
@@ -62,6 +62,10 @@ impl SqliteKv {
         target: &SqliteTarget,
         synchronous: SqliteSynchronous,
     ) -> Result<Self, OpenError> {
+        require_tokio(ENGINE).map_err(|message| OpenError::Engine {
+            engine: ENGINE,
+            message,
+        })?;
         let synchronous = match synchronous {
             SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
             SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
@@ -125,6 +129,7 @@ impl SqliteKv {
 
 impl OrderedKv for SqliteKv {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         let row = sqlx::query("SELECT value FROM eventkv WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
@@ -138,6 +143,7 @@ impl OrderedKv for SqliteKv {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
+        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         if range.is_empty() || limit == 0 {
             return Ok(KvPage::default());
         }
@@ -151,6 +157,7 @@ impl OrderedKv for SqliteKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         let mut connection = self.pool.acquire().await.map_err(engine_error)?;
         let result = write_on(&mut connection, batch).await;
         if matches!(&result, Err(error) if !matches!(error, KvError::Conflict { .. })) {

@@ -3,6 +3,12 @@
 //! file system (a tmpfs of a few MiB that the test mounts). Mounting needs root: outside
 //! CI the test says loudly that it skipped; under `CI=true` it fails instead.
 
+// With some engines compiled out, some helpers have no user.
+#![cfg_attr(
+    not(all(feature = "sled", feature = "redb", feature = "sqlite")),
+    allow(dead_code, unused_imports)
+)]
+
 mod common;
 
 use std::path::Path;

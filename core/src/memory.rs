@@ -1,20 +1,22 @@
 //! [`MemoryKv`]: the reference engine, a `BTreeMap` behind a lock.
 
 use std::collections::BTreeMap;
-use std::future::{Future, ready};
 use std::sync::{PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
 use crate::kv::{
-    Direction, KeyRange, KvError, KvPage, MaybeSend, Mutation, OrderedKv, WriteBatch,
+    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
     first_failed_check,
 };
 
 /// An in-memory engine: fast, exact, and gone when dropped.
 ///
-/// Every operation completes without waiting; a batch holds the write lock while its
-/// checks are evaluated and its mutations applied, so it is atomic and isolated.
+/// Every operation completes without waiting for I/O; a batch holds the write lock while
+/// its checks are evaluated and its mutations applied, so it is atomic and isolated.
+/// Operations run when their future is polled (a write that is never awaited writes
+/// nothing), and they spend the tokio task's cooperative budget, so a loop of them yields
+/// to the scheduler like a loop of I/O would.
 /// A batch's keys and values are stored in one allocation, which lives as long as any of
 /// them, so a stream written in batches is scanned from contiguous memory.
 #[derive(Debug, Default)]
@@ -92,22 +94,32 @@ impl MemoryKv {
     }
 }
 
+/// Spends one unit of the tokio task's cooperative budget: once a task has done enough
+/// work without waiting, it yields to the scheduler, so that timers and other tasks run.
+async fn cooperate() {
+    #[cfg(not(target_arch = "wasm32"))]
+    tokio::task::consume_budget().await;
+}
+
 impl OrderedKv for MemoryKv {
-    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        cooperate().await;
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(map.get(key).cloned()))
+        Ok(map.get(key).cloned())
     }
 
-    fn scan(
+    async fn scan(
         &self,
         range: &KeyRange,
         direction: Direction,
         limit: usize,
-    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend {
-        ready(Ok(self.scan_now(range, direction, limit)))
+    ) -> Result<KvPage, KvError> {
+        cooperate().await;
+        Ok(self.scan_now(range, direction, limit))
     }
 
-    fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
-        ready(self.write_now(batch))
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        cooperate().await;
+        self.write_now(batch)
     }
 }
