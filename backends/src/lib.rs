@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | `memory:` | [`eventkv::MemoryKv`] |
 //! | `sled:PATH` | [`SledKv`] (feature `sled`) |
-//! | `redb:PATH[?durability=immediate\|none]` | [`RedbKv`] (feature `redb`) |
+//! | `redb:PATH[?durability=immediate\|none&cache_mib=N]` | [`RedbKv`] (feature `redb`) |
 //! | `sqlite:PATH[?synchronous=full\|normal]`, `sqlite::memory:` | [`SqliteKv`] (feature `sqlite`) |
 //! | `postgres://…[?schema=S&table=T]`, `postgresql://…` | [`PostgresKv`] (feature `postgres`) |
 
@@ -31,7 +31,7 @@ mod sqlite;
 mod url;
 
 pub use error::OpenError;
-pub use options::{PostgresOptions, RedbDurability, SqliteSynchronous};
+pub use options::{PostgresOptions, RedbDurability, RedbOptions, SqliteSynchronous};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresKv;
 #[cfg(feature = "redb")]
@@ -63,9 +63,7 @@ pub async fn open(url: &str) -> Result<DynKv, OpenError> {
         #[cfg(feature = "sled")]
         EngineUrl::Sled { path } => Ok(DynKv::new(SledKv::open(&path).await?)),
         #[cfg(feature = "redb")]
-        EngineUrl::Redb { path, durability } => {
-            Ok(DynKv::new(RedbKv::open(&path, durability).await?))
-        }
+        EngineUrl::Redb { path, options } => Ok(DynKv::new(RedbKv::open(&path, options).await?)),
         #[cfg(feature = "sqlite")]
         EngineUrl::Sqlite {
             target,

@@ -12,6 +12,30 @@ pub enum RedbDurability {
     None,
 }
 
+/// How a redb database is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedbOptions {
+    /// When commits are durable.
+    pub durability: RedbDurability,
+    /// redb's page cache, in MiB (`?cache_mib=`). redb's own default is 1 GiB, which a
+    /// paged load of a large file fills; eventkv's default is [`Self::DEFAULT_CACHE_MIB`].
+    pub cache_mib: usize,
+}
+
+impl RedbOptions {
+    /// The default cache: enough for the working set of appends and snapshot loads.
+    pub const DEFAULT_CACHE_MIB: usize = 64;
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            durability: RedbDurability::default(),
+            cache_mib: Self::DEFAULT_CACHE_MIB,
+        }
+    }
+}
+
 /// SQLite's `synchronous` pragma, in WAL mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SqliteSynchronous {

@@ -12,7 +12,7 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefini
 use crate::blocking;
 use crate::error::OpenError;
 use crate::held::{Held, held_here};
-use crate::options::RedbDurability;
+use crate::options::{RedbDurability, RedbOptions};
 
 const ENGINE: &str = "redb";
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("eventkv");
@@ -56,9 +56,11 @@ impl std::fmt::Debug for RedbKv {
 
 impl RedbKv {
     /// Opens (or creates) the database file at `path`.
-    pub async fn open(path: &Path, durability: RedbDurability) -> Result<Self, OpenError> {
+    pub async fn open(path: &Path, options: RedbOptions) -> Result<Self, OpenError> {
         let owned = path.to_path_buf();
-        let db = blocking::run(ENGINE, move || open_blocking(&owned)).await?;
+        let cache_bytes = options.cache_mib.saturating_mul(1024 * 1024);
+        let db = blocking::run(ENGINE, move || open_blocking(&owned, cache_bytes)).await?;
+        let durability = options.durability;
         Ok(RedbKv {
             db: Arc::new(db),
             durability,
@@ -73,34 +75,37 @@ impl RedbKv {
     }
 }
 
-fn open_blocking(path: &Path) -> Result<Database, OpenError> {
-    let db = Database::create(path).map_err(|error| match error {
-        DatabaseError::DatabaseAlreadyOpen if held_here(path) => OpenError::OpenInThisProcess {
-            engine: ENGINE,
-            path: path.to_path_buf(),
-        },
-        DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
-            engine: ENGINE,
-            path: path.to_path_buf(),
-            message: error.to_string(),
-        },
-        DatabaseError::Storage(redb::StorageError::Io(ref io))
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
-            ) =>
-        {
-            OpenError::Engine {
+fn open_blocking(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|error| match error {
+            DatabaseError::DatabaseAlreadyOpen if held_here(path) => OpenError::OpenInThisProcess {
                 engine: ENGINE,
-                message: format!("{}: {error}", path.display()),
+                path: path.to_path_buf(),
+            },
+            DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+                engine: ENGINE,
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            },
+            DatabaseError::Storage(redb::StorageError::Io(ref io))
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                OpenError::Engine {
+                    engine: ENGINE,
+                    message: format!("{}: {error}", path.display()),
+                }
             }
-        }
-        other => OpenError::NotADatabase {
-            engine: ENGINE,
-            path: path.to_path_buf(),
-            message: other.to_string(),
-        },
-    })?;
+            other => OpenError::NotADatabase {
+                engine: ENGINE,
+                path: path.to_path_buf(),
+                message: other.to_string(),
+            },
+        })?;
     let create_table = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         txn.open_table(TABLE)?;
@@ -146,11 +151,24 @@ fn scan_blocking(
     let mut push = |entry: RangeEntry<'_>| {
         let (key, value) = entry.map_err(engine_error)?;
         page.push(key.value(), value.value());
-        Ok::<(), KvError>(())
+        // Stops at `limit` entries or once the page is full, whichever comes first.
+        Ok::<bool, KvError>(page.len() < limit && !page.is_full())
     };
     match direction {
-        Direction::Forward => entries.take(limit).try_for_each(&mut push)?,
-        Direction::Reverse => entries.rev().take(limit).try_for_each(&mut push)?,
+        Direction::Forward => {
+            for entry in entries {
+                if !push(entry)? {
+                    break;
+                }
+            }
+        }
+        Direction::Reverse => {
+            for entry in entries.rev() {
+                if !push(entry)? {
+                    break;
+                }
+            }
+        }
     }
     Ok(page)
 }

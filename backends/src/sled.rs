@@ -119,11 +119,24 @@ fn scan_blocking(
     let mut push = |entry: sled::Result<(sled::IVec, sled::IVec)>| {
         let (key, value) = entry.map_err(engine_error)?;
         page.push(&key, &value);
-        Ok::<(), KvError>(())
+        // Stops at `limit` entries or once the page is full, whichever comes first.
+        Ok::<bool, KvError>(page.len() < limit && !page.is_full())
     };
     match direction {
-        Direction::Forward => entries.take(limit).try_for_each(&mut push)?,
-        Direction::Reverse => entries.rev().take(limit).try_for_each(&mut push)?,
+        Direction::Forward => {
+            for entry in entries {
+                if !push(entry)? {
+                    break;
+                }
+            }
+        }
+        Direction::Reverse => {
+            for entry in entries.rev() {
+                if !push(entry)? {
+                    break;
+                }
+            }
+        }
     }
     Ok(page)
 }

@@ -4,7 +4,7 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvPage};
+use eventkv::{Direction, KeyRange, KvPage, MAX_SCAN_ENTRIES};
 use futures_util::{Stream, TryStreamExt};
 use sqlx::Row;
 
@@ -55,12 +55,13 @@ pub(crate) fn scan_statement(
     (sql, binds)
 }
 
-/// A scan limit as SQL's signed 64-bit integer.
+/// A scan limit as SQL's signed 64-bit integer, never above a full page.
 pub(crate) fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
+    i64::try_from(limit.min(MAX_SCAN_ENTRIES)).unwrap_or(i64::MAX)
 }
 
-/// Copies rows of (key, value) into a page as they arrive.
+/// Copies rows of (key, value) into a page as they arrive, until the page is full (the
+/// rest of the result is not fetched).
 pub(crate) async fn fill_page<R, S>(mut rows: S) -> Result<KvPage, sqlx::Error>
 where
     R: Row,
@@ -71,6 +72,9 @@ where
     let mut page = KvPage::default();
     while let Some(row) = rows.try_next().await? {
         page.push(row.try_get(0)?, row.try_get(1)?);
+        if page.is_full() {
+            break;
+        }
     }
     Ok(page)
 }

@@ -7,10 +7,10 @@ use percent_encoding::percent_decode_str;
 use url::Url;
 
 use crate::error::OpenError;
-use crate::options::{PostgresOptions, RedbDurability, SqliteSynchronous};
+use crate::options::{PostgresOptions, RedbDurability, RedbOptions, SqliteSynchronous};
 
 /// The URL forms [`crate::open`] accepts.
-pub const ACCEPTED_URLS: &str = "memory:, sled:PATH, redb:PATH[?durability=immediate|none], \
+pub const ACCEPTED_URLS: &str = "memory:, sled:PATH, redb:PATH[?durability=immediate|none&cache_mib=N], \
      sqlite:PATH[?synchronous=full|normal], sqlite::memory:, \
      postgres://USER@HOST:PORT/DB[?schema=NAME&table=NAME] (or postgresql://)";
 
@@ -38,8 +38,8 @@ pub enum EngineUrl {
     Redb {
         /// The database file.
         path: PathBuf,
-        /// When commits are durable.
-        durability: RedbDurability,
+        /// Durability and cache size.
+        options: RedbOptions,
     },
     /// `sqlite:PATH` or `sqlite::memory:`
     Sqlite {
@@ -62,10 +62,10 @@ impl fmt::Debug for EngineUrl {
         match self {
             EngineUrl::Memory => f.write_str("Memory"),
             EngineUrl::Sled { path } => f.debug_struct("Sled").field("path", path).finish(),
-            EngineUrl::Redb { path, durability } => f
+            EngineUrl::Redb { path, options } => f
                 .debug_struct("Redb")
                 .field("path", path)
-                .field("durability", durability)
+                .field("options", options)
                 .finish(),
             EngineUrl::Sqlite {
                 target,
@@ -120,7 +120,9 @@ impl EngineUrl {
                 })
             }
             "redb" => {
-                params.only(&["durability"]).map_err(malformed)?;
+                params
+                    .only(&["durability", "cache_mib"])
+                    .map_err(malformed)?;
                 let durability = match params.get("durability") {
                     None | Some("immediate") => RedbDurability::Immediate,
                     Some("none") => RedbDurability::None,
@@ -130,9 +132,20 @@ impl EngineUrl {
                         )));
                     }
                 };
+                let cache_mib = match params.get("cache_mib") {
+                    None => RedbOptions::DEFAULT_CACHE_MIB,
+                    Some(mib) => mib.parse().ok().filter(|&mib| mib > 0).ok_or_else(|| {
+                        malformed(format!(
+                            "cache_mib must be a whole number of MiB above 0, not {mib:?}"
+                        ))
+                    })?,
+                };
                 Ok(EngineUrl::Redb {
                     path: file_path(&parsed).map_err(malformed)?,
-                    durability,
+                    options: RedbOptions {
+                        durability,
+                        cache_mib,
+                    },
                 })
             }
             "sqlite" => {
@@ -320,7 +333,10 @@ mod tests {
             EngineUrl::parse("redb:data.redb?durability=none").ok(),
             Some(EngineUrl::Redb {
                 path: "data.redb".into(),
-                durability: RedbDurability::None
+                options: RedbOptions {
+                    durability: RedbDurability::None,
+                    cache_mib: RedbOptions::DEFAULT_CACHE_MIB
+                }
             })
         );
         assert_eq!(
@@ -401,7 +417,7 @@ mod tests {
             EngineUrl::parse("redb:/data/what%3F%20now.redb").ok(),
             Some(EngineUrl::Redb {
                 path: "/data/what? now.redb".into(),
-                durability: RedbDurability::Immediate
+                options: RedbOptions::default()
             })
         );
         assert_eq!(
@@ -426,6 +442,7 @@ mod tests {
             ("sqlite:x?journal=wal", "unknown parameter \"journal\""),
             ("postgres://", "expected postgres://"),
             ("sled://host/x", "a file path has no host"),
+            ("redb:x?cache_mib=0", "cache_mib must be a whole number"),
             (
                 "postgres://h/db?table=bad-name",
                 "not a valid schema or table name",

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use eventkv::testkit::EngineFactory;
-use eventkv_backends::{RedbDurability, RedbKv};
+use eventkv_backends::{RedbKv, RedbOptions};
 
 struct RedbFactory {
     dir: tempfile::TempDir,
@@ -19,7 +19,7 @@ impl EngineFactory for RedbFactory {
             "{}.redb",
             self.next.fetch_add(1, Ordering::Relaxed)
         ));
-        RedbKv::open(&path, RedbDurability::Immediate)
+        RedbKv::open(&path, RedbOptions::default())
             .await
             .expect("open redb")
     }

@@ -337,7 +337,9 @@ async fn hand_written_replay(kv: &DynKv, events: u64) -> anyhow::Result<Account>
             seen += 1;
         }
         match page.last_key() {
-            Some(last) if page.len() == PAGE => range = range.after_page(last, Direction::Forward),
+            Some(last) if page.may_have_more(PAGE) => {
+                range = range.after_page(last, Direction::Forward)
+            }
             _ => break,
         }
     }

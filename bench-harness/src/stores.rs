@@ -94,7 +94,9 @@ pub async fn stored_bytes(kv: &DynKv) -> anyhow::Result<u64> {
             .map(|(key, value)| (key.len() + value.len()) as u64)
             .sum::<u64>();
         match page.last_key() {
-            Some(last) if page.len() == 4096 => range = range.after_page(last, Direction::Forward),
+            Some(last) if page.may_have_more(4096) => {
+                range = range.after_page(last, Direction::Forward)
+            }
             _ => return Ok(bytes),
         }
     }

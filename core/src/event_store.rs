@@ -12,8 +12,8 @@ use crate::codec::{Codec, CodecError};
 use crate::envelope::{self, EventHeader, EventLayout, EventMetadata, EventValue};
 use crate::keys::{self, InvalidName, StreamKeys};
 use crate::kv::{
-    Check, Direction, DisplayKey, KeyRange, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv,
-    WriteBatch,
+    Check, Direction, DisplayKey, KeyRange, KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES,
+    MaybeSend, MaybeSync, OrderedKv, WriteBatch,
 };
 use crate::timestamp::Timestamp;
 
@@ -160,6 +160,8 @@ pub struct EventPage {
     pages: Vec<KvPage>,
     streams: Vec<(Box<str>, Box<str>)>,
     slots: Vec<Slot>,
+    bytes: usize,
+    more: bool,
 }
 
 /// Where one event of an [`EventPage`] is.
@@ -181,6 +183,14 @@ impl EventPage {
     /// Whether the page holds no event.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Whether the read stopped at its limit or at the bounds of a page
+    /// ([`MAX_SCAN_ENTRIES`] events, about [`MAX_SCAN_BYTES`] bytes), so that reading on
+    /// after its last event may find more. A read never returns more than those bounds,
+    /// whatever limit it is given.
+    pub fn may_have_more(&self) -> bool {
+        self.more
     }
 
     /// Event `index`, in read order.
@@ -236,6 +246,7 @@ impl EventPage {
         }
         self.streams
             .push((aggregate_type.into(), aggregate_id.into()));
+        self.bytes += page.bytes();
         self.pages.push(page);
         Ok(())
     }
@@ -547,6 +558,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         if from_version <= to_version && limit > 0 {
             let range = stream.versions(from_version, to_version);
             let page = self.kv.scan(&range, Direction::Forward, limit).await?;
+            events.more = page.may_have_more(limit);
             events.push_stream(aggregate_type, aggregate_id, page)?;
         }
         Ok(events)
@@ -558,6 +570,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         limit: usize,
     ) -> Result<EventPage, EventStoreError> {
         let from_position = from_position.max(1);
+        let limit = limit.min(MAX_SCAN_ENTRIES);
         let mut events = EventPage::default();
         if limit == 0 {
             return Ok(events);
@@ -574,7 +587,8 @@ impl<K: OrderedKv> KvEventStore<K> {
         let log = self.kv.scan(&range, Direction::Forward, limit).await?;
         for (key, value) in log.iter() {
             let remaining = limit - events.len();
-            if remaining == 0 {
+            if remaining == 0 || events.bytes >= MAX_SCAN_BYTES {
+                events.more = true;
                 break;
             }
             let mut run = LogRun::decode(key, value)?;
@@ -587,38 +601,41 @@ impl<K: OrderedKv> KvEventStore<K> {
                 self.read_run(&run, &mut events).await?;
             }
         }
+        events.more |= events.len() >= limit || log.may_have_more(limit);
         Ok(events)
     }
 
-    /// Reads the events of one append's log entry with one stream scan, checking that log
-    /// and stream agree.
+    /// Reads the events of one append's log entry (one stream scan, more when the run is
+    /// longer than a page), checking that log and stream agree.
     async fn read_run(&self, run: &LogRun, out: &mut EventPage) -> Result<(), EventStoreError> {
         let log_key = keys::global_log(run.first_position);
         let (aggregate_type, aggregate_id) = run
             .stream
             .names()
             .ok_or_else(|| corrupt(&log_key, "unreadable aggregate names"))?;
-        let range = run
-            .stream
-            .versions(run.first_version, run.first_version + (run.len - 1));
-        let page = self
-            .kv
-            .scan(&range, Direction::Forward, run.len as usize)
-            .await?;
-        let found = page.len() as u64;
-        let first = out.len();
-        out.push_stream(aggregate_type, aggregate_id, page)?;
-        for (offset, index) in (0..).zip(first..out.len()) {
-            let agrees = out.get(index).is_some_and(|event| {
-                event.version() == run.first_version + offset
-                    && event.position() == run.first_position + offset
-            });
-            if !agrees {
-                return Err(corrupt(&log_key, "global log and stream disagree"));
+        let last_version = run.first_version + (run.len - 1);
+        let mut range = run.stream.versions(run.first_version, last_version);
+        let mut read = 0u64;
+        while read < run.len {
+            let wanted = usize::try_from(run.len - read).unwrap_or(usize::MAX);
+            let page = self.kv.scan(&range, Direction::Forward, wanted).await?;
+            let Some(last_key) = page.last_key().map(Bytes::copy_from_slice) else {
+                return Err(corrupt(&log_key, "global log points at a missing event"));
+            };
+            let first = out.len();
+            out.push_stream(aggregate_type, aggregate_id, page)?;
+            for index in first..out.len() {
+                let offset = read;
+                let agrees = out.get(index).is_some_and(|event| {
+                    event.version() == run.first_version + offset
+                        && event.position() == run.first_position + offset
+                });
+                if !agrees {
+                    return Err(corrupt(&log_key, "global log and stream disagree"));
+                }
+                read += 1;
             }
-        }
-        if found != run.len {
-            return Err(corrupt(&log_key, "global log points at a missing event"));
+            range = range.after_page(&last_key, Direction::Forward);
         }
         Ok(())
     }

@@ -280,6 +280,12 @@ pub enum Direction {
     Reverse,
 }
 
+/// The most entries one scan returns, whatever limit the caller passes.
+pub const MAX_SCAN_ENTRIES: usize = 4096;
+/// The most key and value bytes one scan returns: a page ends with the entry that
+/// reaches this (so a page always holds at least one entry when the range has one).
+pub const MAX_SCAN_BYTES: usize = 4 * 1024 * 1024;
+
 /// The entries of one scan, in scan order, copied into one buffer: one allocation per
 /// page, and borrowed slices per entry.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -309,6 +315,24 @@ impl KvPage {
     /// How many entries the page holds.
     pub fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// How many key and value bytes the page holds.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the page reached a bound every engine enforces ([`MAX_SCAN_ENTRIES`],
+    /// [`MAX_SCAN_BYTES`]): an engine filling a page stops pushing entries once it is.
+    pub fn is_full(&self) -> bool {
+        self.len() >= MAX_SCAN_ENTRIES || self.bytes() >= MAX_SCAN_BYTES
+    }
+
+    /// Whether a scan asked for `limit` entries may have left entries of its range
+    /// unread: it returned `limit` entries or a full page. Continue with
+    /// [`KeyRange::after_page`] while this holds.
+    pub fn may_have_more(&self, limit: usize) -> bool {
+        !self.is_empty() && (self.len() >= limit || self.is_full())
     }
 
     /// Whether the page holds no entry.
@@ -499,7 +523,10 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend;
 
     /// At most `limit` entries of `range`, in byte order of their keys (descending for
-    /// [`Direction::Reverse`]). Callers page with [`KeyRange::after_page`].
+    /// [`Direction::Reverse`]), and never more than a full page ([`KvPage::is_full`]:
+    /// [`MAX_SCAN_ENTRIES`] entries, or the entry that reaches [`MAX_SCAN_BYTES`]),
+    /// whatever `limit` is. Callers page with [`KeyRange::after_page`] while
+    /// [`KvPage::may_have_more`].
     fn scan(
         &self,
         range: &KeyRange,

@@ -10,6 +10,9 @@ mod background;
 mod codec;
 mod envelope;
 mod event_store;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 mod kv;
 mod memory;
@@ -27,8 +30,8 @@ pub use event_store::{
 };
 pub use kv::{
     BoxError, BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations, KeyRange,
-    KvError, KvPage, MaybeSend, MaybeSync, Mutation, OrderedKv, WriteBatch, first_failed_check,
-    prefix_successor,
+    KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation, OrderedKv,
+    WriteBatch, first_failed_check, prefix_successor,
 };
 pub use memory::MemoryKv;
 pub use repository::{

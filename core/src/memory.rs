@@ -6,8 +6,7 @@ use std::sync::{PoisonError, RwLock};
 use bytes::{Bytes, BytesMut};
 
 use crate::kv::{
-    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
-    first_failed_check,
+    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch, first_failed_check,
 };
 
 /// An in-memory engine: fast, exact, and gone when dropped.
@@ -48,13 +47,20 @@ impl MemoryKv {
             return KvPage::default();
         }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let entries = map.range::<[u8], _>(range.as_slices());
+        let mut entries = map.range::<[u8], _>(range.as_slices());
         let entries_hint = limit.min(1024);
         let mut page = KvPage::with_capacity(entries_hint, entries_hint * 128);
-        let mut push = |(key, value): (&Bytes, &Bytes)| page.push(key, value);
+        let mut fill = |entries: &mut dyn Iterator<Item = (&Bytes, &Bytes)>| {
+            for (key, value) in entries.take(limit) {
+                page.push(key, value);
+                if page.is_full() {
+                    break;
+                }
+            }
+        };
         match direction {
-            Direction::Forward => entries.take(limit).for_each(&mut push),
-            Direction::Reverse => entries.rev().take(limit).for_each(&mut push),
+            Direction::Forward => fill(&mut entries),
+            Direction::Reverse => fill(&mut entries.rev()),
         }
         page
     }

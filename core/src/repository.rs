@@ -696,9 +696,7 @@ where
                 replayed += 1;
             }
             match page.last() {
-                Some(last) if page.len() == self.replay_page => {
-                    next = last.version().saturating_add(1)
-                }
+                Some(last) if page.may_have_more() => next = last.version().saturating_add(1),
                 _ => break,
             }
         }

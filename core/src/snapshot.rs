@@ -172,7 +172,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
             count += page.len() as u64;
             match page.last_key() {
-                Some(last) if page.len() == PAGE => {
+                Some(last) if page.may_have_more(PAGE) => {
                     range = range.after_page(last, Direction::Forward)
                 }
                 _ => return Ok(count),
@@ -316,7 +316,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                 }
             }
             match page.last_key() {
-                Some(last) if page.len() == PAGE => {
+                Some(last) if page.may_have_more(PAGE) => {
                     range = range.after_page(last, Direction::Forward)
                 }
                 _ => return Ok(deleted),

@@ -10,7 +10,8 @@
 
 use bytes::Bytes;
 use eventkv::{
-    Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
+    Direction, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_ENTRIES, OrderedKv, WriteBatch,
+    first_failed_check,
 };
 use idb::{
     CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
@@ -270,7 +271,8 @@ impl OrderedKv for IndexedDbKv {
             return Ok(page);
         }
         let query = Self::key_range(range)?;
-        let count = u32::try_from(limit).unwrap_or(u32::MAX);
+        // Never more entries than a full page; the byte bound is applied as they are copied.
+        let count = u32::try_from(limit.min(MAX_SCAN_ENTRIES)).unwrap_or(u32::MAX);
         let (_tx, store) = self.transaction(TransactionMode::ReadOnly)?;
         match direction {
             Direction::Forward => {
@@ -294,6 +296,9 @@ impl OrderedKv for IndexedDbKv {
                 }
                 for (key, value) in keys.iter().zip(&values) {
                     page.push(&rust_bytes(key)?, &rust_bytes(value)?);
+                    if page.is_full() {
+                        break;
+                    }
                 }
             }
             Direction::Reverse => {
@@ -306,7 +311,7 @@ impl OrderedKv for IndexedDbKv {
                     return Ok(page);
                 };
                 let mut cursor = cursor.into_managed();
-                while page.len() < limit {
+                while page.len() < limit && !page.is_full() {
                     let entry = (
                         cursor.key().map_err(engine_error)?,
                         cursor.value().map_err(engine_error)?,

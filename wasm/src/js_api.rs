@@ -418,7 +418,7 @@ async fn read_stream_from(
             .read_stream(aggregate_type, aggregate_id, next, u64::MAX, LOAD_PAGE)
             .await?;
         let last = page.last().map(|event| event.version());
-        let full = page.len() == LOAD_PAGE;
+        let full = page.may_have_more();
         pages.push(page);
         match last {
             Some(last) if full => next = last + 1,

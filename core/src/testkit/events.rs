@@ -593,3 +593,54 @@ pub async fn impossible_stored_numbers_are_corrupt<F: EngineFactory>(factory: &F
         Err(EventStoreError::Corrupt { .. })
     ));
 }
+
+/// Reads are bounded whatever the limit, and an append longer than a page is read whole
+/// by paging (not reported as a missing event).
+pub async fn reads_are_bounded<F: EngineFactory>(factory: &F) {
+    use crate::kv::MAX_SCAN_ENTRIES;
+    let store = store(factory).await;
+    let count = MAX_SCAN_ENTRIES as u64 + 100;
+    let appended = store
+        .append("Account", "big", 0, &deposits(1, count))
+        .await
+        .expect("one append longer than a page");
+    assert_eq!(appended.last_position, count);
+    let first = store
+        .read_stream("Account", "big", 1, u64::MAX, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(first.len(), MAX_SCAN_ENTRIES);
+    assert!(first.may_have_more());
+    let rest = store
+        .read_stream(
+            "Account",
+            "big",
+            first.len() as u64 + 1,
+            u64::MAX,
+            usize::MAX,
+        )
+        .await
+        .expect("read");
+    assert_eq!(rest.len(), 100);
+    assert!(!rest.may_have_more());
+
+    let mut position = 1;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .read_all(position, usize::MAX)
+            .await
+            .expect("read all");
+        assert!(page.len() <= MAX_SCAN_ENTRIES);
+        for event in page.iter() {
+            assert_eq!(event.position(), position, "in order, none skipped");
+            assert_eq!(event.version(), position);
+            position += 1;
+        }
+        pages += 1;
+        if !page.may_have_more() {
+            break;
+        }
+    }
+    assert_eq!((position - 1, pages), (count, 2));
+}

@@ -375,3 +375,59 @@ pub async fn interleaved_compare_and_set<F: EngineFactory>(factory: &F) {
     );
     assert!(conflicts > 0, "interleaved tasks must have conflicted");
 }
+
+/// A scan never returns more than a full page, whatever limit it is given: at most
+/// `MAX_SCAN_ENTRIES` entries, and it stops with the entry that reaches `MAX_SCAN_BYTES`.
+pub async fn scans_are_bounded<F: EngineFactory>(factory: &F) {
+    use crate::kv::{MAX_SCAN_BYTES, MAX_SCAN_ENTRIES};
+    let kv = fresh(factory).await;
+    let count = MAX_SCAN_ENTRIES + 5;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+        let mut batch = WriteBatch::new();
+        for &i in chunk {
+            batch.put(format!("n{i:06}").into_bytes(), b"v".to_vec());
+        }
+        kv.write(batch).await.expect("write");
+    }
+    for direction in [Direction::Forward, Direction::Reverse] {
+        let range = KeyRange::prefix(&b"n"[..]);
+        let page = kv.scan(&range, direction, usize::MAX).await.expect("scan");
+        assert_eq!(page.len(), MAX_SCAN_ENTRIES, "{direction:?}");
+        assert!(page.is_full() && page.may_have_more(usize::MAX));
+        let last = page.last_key().expect("entries").to_vec();
+        let rest = kv
+            .scan(&range.after_page(&last, direction), direction, usize::MAX)
+            .await
+            .expect("scan");
+        assert_eq!(rest.len(), 5, "{direction:?}");
+        assert!(!rest.may_have_more(usize::MAX));
+    }
+
+    // Values of a bit more than a third of the byte bound: the page ends with the third.
+    let big = vec![7u8; MAX_SCAN_BYTES / 3 + 1];
+    for i in 0..4u8 {
+        put(&*kv, &[b'v', i], &big).await;
+    }
+    let range = KeyRange::prefix(&b"v"[..]);
+    let page = kv
+        .scan(&range, Direction::Forward, 100)
+        .await
+        .expect("scan");
+    assert_eq!(
+        page.len(),
+        3,
+        "stops with the entry that reaches the byte bound"
+    );
+    assert!(page.may_have_more(100));
+    let last = page.last_key().expect("entries").to_vec();
+    let rest = kv
+        .scan(
+            &range.after_page(&last, Direction::Forward),
+            Direction::Forward,
+            100,
+        )
+        .await
+        .expect("scan");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest.get(0).map(|(_, value)| value.len()), Some(big.len()));
+}
