@@ -54,8 +54,11 @@ impl SledKv {
     pub async fn open(path: &Path) -> Result<Self, OpenError> {
         let owned = path.to_path_buf();
         let db = blocking::run(ENGINE, move || {
+            // Every batch is flushed before it returns: no periodic flusher thread, which
+            // would also keep the directory locked for a while after the last handle.
             sled::Config::new()
                 .path(&owned)
+                .flush_every_ms(None)
                 .open()
                 .map_err(|error| open_error(&owned, error))
         })

@@ -178,3 +178,153 @@ async fn a_role_without_create_opens_an_existing_table() {
         "the missing right is named: {error}"
     );
 }
+
+/// A proxy to the PostgreSQL server that, once armed, forwards the next `COMMIT`, lets
+/// the server run it, then cuts the connection before the answer reaches the client: an
+/// acknowledgement lost after the commit.
+async fn commit_cutting_proxy(
+    server: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = upstream.into_split();
+            // Set when the COMMIT to cut goes to the server: its answer is swallowed, and
+            // only then is the client's connection closed, so the commit has happened.
+            let cutting = std::sync::Arc::new(AtomicBool::new(false));
+            let swallow = cutting.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let read = match server_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => read,
+                    };
+                    if swallow.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let armed = armed.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let read = match client_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => read,
+                    };
+                    let chunk = &buffer[..read];
+                    if chunk.windows(6).any(|window| window == b"COMMIT")
+                        && armed.swap(false, Ordering::SeqCst)
+                    {
+                        cutting.store(true, Ordering::SeqCst);
+                    }
+                    if server_write.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+/// PostgreSQL commits an append, and the connection drops before the client hears it:
+/// the error says the append may have landed, and retrying the same events returns the
+/// original positions without writing them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_acknowledgement_is_ambiguous_and_the_retry_is_idempotent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if common::require_postgres("a_lost_commit_acknowledgement")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let url = url::Url::parse(&common::postgres_url()).expect("url");
+    let server = tokio::net::lookup_host((
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432),
+    ))
+    .await
+    .expect("resolve")
+    .next()
+    .expect("an address");
+    let armed = Arc::new(AtomicBool::new(false));
+    let proxy = commit_cutting_proxy(server, armed.clone()).await;
+    let mut through_proxy = url.clone();
+    through_proxy.set_host(Some("127.0.0.1")).expect("host");
+    through_proxy.set_port(Some(proxy.port())).expect("port");
+    let schema = common::unique_schema("eventkv_ack");
+    let options = PostgresOptions {
+        schema: schema.clone(),
+        table: "kv".into(),
+    };
+    let result = async {
+        let flaky = eventkv::KvEventStore::new(
+            PostgresKv::connect(through_proxy.as_str(), options.clone())
+                .await
+                .map_err(|error| error.to_string())?,
+        );
+        let direct = eventkv::KvEventStore::new(
+            PostgresKv::connect(url.as_str(), options.clone())
+                .await
+                .map_err(|error| error.to_string())?,
+        );
+        let events: Vec<eventkv::NewEvent> = (0..3)
+            .map(|n| eventkv::NewEvent::encode("Deposited", &n, eventkv::Codec::Json))
+            .collect::<Result<_, _>>()
+            .map_err(|error| error.to_string())?;
+        use eventkv::EventStore;
+        direct
+            .append("Account", "other", 0, &events[..1])
+            .await
+            .map_err(|error| error.to_string())?;
+        armed.store(true, Ordering::SeqCst);
+        let lost = flaky.append("Account", "acc", 0, &events).await;
+        let error = lost.expect_err("the acknowledgement was cut");
+        assert!(error.is_ambiguous(), "{error}");
+        assert!(
+            error.to_string().contains("may have been applied"),
+            "{error}"
+        );
+        let landed = direct
+            .current_version("Account", "acc")
+            .await
+            .map_err(|error| error.to_string())?;
+        assert_eq!(landed, 3, "the commit happened");
+        let retried = direct
+            .append("Account", "acc", 0, &events)
+            .await
+            .map_err(|error| format!("retry: {error}"))?;
+        assert_eq!(
+            (retried.first_version, retried.last_version),
+            (1, 3),
+            "the original append"
+        );
+        assert_eq!((retried.first_position, retried.last_position), (2, 4));
+        let log = direct
+            .read_all(1, 100)
+            .await
+            .map_err(|error| error.to_string())?;
+        assert_eq!(log.len(), 4, "nothing written twice");
+        Ok::<_, String>(())
+    }
+    .await;
+    common::drop_schema(&schema);
+    result.expect("the test ran");
+}

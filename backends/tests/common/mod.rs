@@ -66,9 +66,16 @@ pub async fn require_postgres(test: &str) -> Result<(), ()> {
 #[cfg(feature = "postgres")]
 /// Drops `schema` and everything in it, from any context (also from `Drop`).
 pub fn drop_schema(schema: &str) {
+    run_admin_sql(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+}
+
+#[cfg(feature = "postgres")]
+/// Runs one statement on the test server, from any context (also from `Drop`); a failure
+/// is printed, not raised. Returns whether it ran.
+pub fn run_admin_sql(statement: String) -> bool {
     let url = postgres_url();
-    let statement = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-    let dropped = std::thread::spawn(move || {
+    let shown = statement.clone();
+    let ran = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -83,10 +90,16 @@ pub fn drop_schema(schema: &str) {
         })
     })
     .join();
-    match dropped {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => eprintln!("could not drop test schema {schema}: {error}"),
-        Err(_) => eprintln!("could not drop test schema {schema}: the dropping thread panicked"),
+    match ran {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            eprintln!("could not run {shown}: {error}");
+            false
+        }
+        Err(_) => {
+            eprintln!("could not run {shown}: the thread panicked");
+            false
+        }
     }
 }
 

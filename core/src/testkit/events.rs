@@ -66,6 +66,50 @@ pub fn deposited_amounts(page: &EventPage) -> HashSet<u64> {
         .collect()
 }
 
+/// What identifies a stored event: (version, position, event id).
+pub type EventSummary = (u64, u64, Uuid);
+
+/// Every event of one stream, read page by page.
+pub async fn stream_summary(
+    store: &impl EventStore,
+    aggregate_type: &str,
+    id: &str,
+) -> Vec<EventSummary> {
+    let mut events = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store
+            .read_stream(aggregate_type, id, next, u64::MAX, usize::MAX)
+            .await
+            .expect("read stream");
+        events.extend(
+            page.iter()
+                .map(|e| (e.version(), e.position(), e.event_id())),
+        );
+        match page.last() {
+            Some(last) if page.may_have_more() => next = last.version() + 1,
+            _ => return events,
+        }
+    }
+}
+
+/// Every event of the global log, in position order, read page by page.
+pub async fn log_summary(store: &impl EventStore) -> Vec<EventSummary> {
+    let mut events = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store.read_all(next, usize::MAX).await.expect("read all");
+        events.extend(
+            page.iter()
+                .map(|e| (e.version(), e.position(), e.event_id())),
+        );
+        match page.last() {
+            Some(last) if page.may_have_more() => next = last.position() + 1,
+            _ => return events,
+        }
+    }
+}
+
 async fn store<F: EngineFactory>(factory: &F) -> KvEventStore<Arc<F::Kv>> {
     KvEventStore::new(fresh(factory).await)
 }
