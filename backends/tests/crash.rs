@@ -92,6 +92,44 @@ async fn crash_repeatedly(url: &str) {
     eprintln!("{url}: versions after each kill: {versions:?}");
 }
 
+/// `redb:…?durability=none` as docs/engines.md says: commits live in the process's memory
+/// until a durable commit or a clean close, so a killed writer loses all of them, and a
+/// writer that closes cleanly loses none.
+#[cfg(feature = "redb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_without_durability_loses_commits_on_a_crash_not_on_a_close() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let killed = format!(
+        "redb:{}?durability=none",
+        dir.path().join("killed.redb").display()
+    );
+    let mut child = common::spawn_child(&format!("append {killed}"));
+    common::wait_for_line(&mut child, "appending");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().expect("SIGKILL the writer");
+    child.wait().expect("reap the writer");
+    assert_eq!(
+        verify(&killed).await,
+        0,
+        "non-durable commits die with the process"
+    );
+
+    let closed = format!(
+        "redb:{}?durability=none",
+        dir.path().join("closed.redb").display()
+    );
+    let repo = repository(eventkv_backends::open(&closed).await.expect("open"));
+    let mut account = repo.create_new("acc");
+    for amount in 0..30 {
+        account.record(AccountEvent::Deposited { amount });
+        if account.pending().len() == 10 {
+            repo.save(&mut account).await.expect("save");
+        }
+    }
+    drop(repo);
+    assert_eq!(verify(&closed).await, 30, "a clean close writes them");
+}
+
 #[cfg(feature = "sled")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_survives_sigkill() {
