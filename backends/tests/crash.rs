@@ -159,17 +159,8 @@ async fn sqlite_survives_sigkill() {
 #[test]
 #[ignore = "run by other tests as a child process"]
 fn child() {
-    let Some(role) = common::child_role() else {
-        return;
-    };
-    let Some(url) = role.strip_prefix("append ") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    common::run_child("append ", |url| async move {
+        let url = url.as_str();
         let repo = repository(eventkv_backends::open(url).await.expect("child opens"));
         let mut account = match repo.load("acc").await {
             Ok(account) => account,

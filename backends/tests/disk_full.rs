@@ -256,17 +256,8 @@ async fn sled_full_disk_is_ambiguous_never_a_silent_loss() {
 #[test]
 #[ignore = "run by other tests as a child process"]
 fn child() {
-    let Some(role) = common::child_role() else {
-        return;
-    };
-    let Some(url) = role.strip_prefix("fill ") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    common::run_child("fill ", |url| async move {
+        let url = url.as_str();
         let store = KvEventStore::new(eventkv_backends::open(url).await.expect("child opens"));
         let (acknowledged, error) = fill(&store).await;
         eprintln!("{url}: {acknowledged} events fit, then: {error}");

@@ -99,18 +99,8 @@ fn seed_options(url: &str) -> &'static str {
 #[test]
 #[ignore = "run by other tests as a child process"]
 fn child() {
-    let Some(role) = common::child_role() else {
-        return;
-    };
-    let Some(url) = role.strip_prefix("load ") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    common::run_child("load ", |url| async move {
+        let url = url.as_str();
         let repo = repository(eventkv_backends::open(url).await.expect("open"));
         let before = peak_rss_kib();
         let started = Instant::now();

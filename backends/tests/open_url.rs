@@ -117,13 +117,7 @@ async fn a_path_that_is_not_a_database_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_held_by_another_process_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let engines: &[&str] = &[
-        #[cfg(feature = "redb")]
-        "redb",
-        #[cfg(feature = "sled")]
-        "sled",
-    ];
-    for engine in engines {
+    for engine in common::embedded_engines() {
         let path = dir.path().join(format!("held.{engine}"));
         let url = format!("{engine}:{}", path.display());
         let mut holder = common::spawn_child(&format!("hold {url}"));
@@ -148,13 +142,7 @@ async fn a_database_held_by_another_process_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_this_process_holds_is_named_as_such() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let engines: &[&str] = &[
-        #[cfg(feature = "redb")]
-        "redb",
-        #[cfg(feature = "sled")]
-        "sled",
-    ];
-    for engine in engines {
+    for engine in common::embedded_engines() {
         let path = dir.path().join(format!("twice.{engine}"));
         let url = format!("{engine}:{}", path.display());
         let first = open(&url).await.expect("first open");
@@ -247,19 +235,10 @@ async fn an_engine_compiled_out_names_its_feature() {
 #[test]
 #[ignore = "run by other tests as a child process"]
 fn child() {
-    let Some(role) = common::child_role() else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    if let Some(url) = role.strip_prefix("hold ") {
-        let kv = runtime
-            .block_on(open(url))
-            .expect("child opens the database");
+    common::run_child("hold ", |url| async move {
+        let kv = open(&url).await.expect("child opens the database");
         println!("holding");
         std::thread::sleep(std::time::Duration::from_secs(120));
         drop(kv);
-    }
+    });
 }

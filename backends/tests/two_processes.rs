@@ -73,21 +73,9 @@ async fn two_processes_share_a_postgres_table() {
 #[test]
 #[ignore = "run by other tests as a child process"]
 fn child() {
-    let Some(role) = common::child_role() else {
-        return;
-    };
-    let Some((tag, url)) = role
-        .strip_prefix("contend ")
-        .and_then(|rest| rest.split_once(' '))
-    else {
-        return;
-    };
-    let tag: u64 = tag.parse().expect("numeric tag");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    common::run_child("contend ", |rest| async move {
+        let (tag, url) = rest.split_once(' ').expect("TAG URL");
+        let tag: u64 = tag.parse().expect("numeric tag");
         let store = KvEventStore::new(eventkv_backends::open(url).await.expect("child opens"));
         let mut conflicts = 0;
         for i in 0..PER_PROCESS {

@@ -2,15 +2,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use eventkv::testkit::aggregates::{Account, AccountEvent, deposits};
 use eventkv::testkit::events::append_retrying;
+use eventkv::testkit::faults::Faulty;
 use eventkv::{
-    Codec, Direction, EventStore, KeyRange, KvError, KvEventStore, KvPage, KvSnapshotStore,
-    MemoryKv, NewEvent, OrderedKv, Repository, SnapshotMode, SnapshotOutcome, SnapshotStore,
-    WriteBatch,
+    Codec, EventStore, KvEventStore, KvSnapshotStore, MemoryKv, NewEvent, Repository, SnapshotMode,
+    SnapshotOutcome, SnapshotStore,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,38 +96,10 @@ async fn appends_to_many_streams_share_one_gapless_log() {
 }
 
 /// MemoryKv whose snapshot writes fail while `failing` is set.
-#[derive(Default)]
-struct FailingSnapshots {
-    inner: MemoryKv,
-    failing: AtomicBool,
-}
-
-impl OrderedKv for FailingSnapshots {
-    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        self.inner.get(key).await
-    }
-
-    async fn scan(
-        &self,
-        range: &KeyRange,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<KvPage, KvError> {
-        self.inner.scan(range, direction, limit).await
-    }
-
-    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(KvError::engine("failing", "disk full"));
-        }
-        self.inner.write(batch).await
-    }
-}
-
 #[tokio::test]
 async fn snapshot_failures_never_fail_a_save() {
-    let snapshots = Arc::new(FailingSnapshots::default());
-    snapshots.failing.store(true, Ordering::SeqCst);
+    let snapshots = Arc::new(Faulty::new(MemoryKv::new()));
+    snapshots.fail_writes.store(true, Ordering::SeqCst);
     let background = Repository::<Account, _, _>::new(
         KvEventStore::new(MemoryKv::new()),
         KvSnapshotStore::new(snapshots.clone()),
@@ -163,7 +134,7 @@ async fn snapshot_failures_never_fail_a_save() {
     let loaded = sync.load("acc").await.expect("load");
     assert_eq!((loaded.version(), loaded.state().balance), (10, 55));
 
-    snapshots.failing.store(false, Ordering::SeqCst);
+    snapshots.fail_writes.store(false, Ordering::SeqCst);
     assert!(sync.create_snapshot(&loaded).await.expect("snapshot"));
     assert!(
         sync.snapshot_store()

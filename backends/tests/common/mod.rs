@@ -127,6 +127,35 @@ pub fn child_role() -> Option<String> {
     std::env::var("EVENTKV_CHILD").ok()
 }
 
+/// When this process is a child whose role starts with `prefix`, runs `work` with the
+/// rest of the role on a multi-threaded tokio runtime.
+pub fn run_child<F: std::future::Future<Output = ()>>(
+    prefix: &str,
+    work: impl FnOnce(String) -> F,
+) {
+    let Some(rest) = child_role().and_then(|role| role.strip_prefix(prefix).map(str::to_owned))
+    else {
+        return;
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(work(rest));
+}
+
+/// The embedded engines compiled in, which hold their file in one process.
+pub fn embedded_engines() -> Vec<&'static str> {
+    let mut engines = Vec::new();
+    if cfg!(feature = "redb") {
+        engines.push("redb");
+    }
+    if cfg!(feature = "sled") {
+        engines.push("sled");
+    }
+    engines
+}
+
 /// Reads the child's stdout until a line ending with `line` (the test harness may print
 /// the test's name before it on the same line), so the parent knows it is ready.
 pub fn wait_for_line(child: &mut std::process::Child, line: &str) {

@@ -8,11 +8,13 @@ use bytes::Bytes;
 use crate::kv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 
 /// Wraps an engine; every fault is off until switched on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Faulty<K> {
     inner: K,
     /// Reads (get, scan) fail with a retryable engine error.
     pub fail_reads: AtomicBool,
+    /// Writes fail with a permanent engine error ("disk full"), applying nothing.
+    pub fail_writes: AtomicBool,
     /// The next write is applied, then reported as [`KvError::Ambiguous`] (its
     /// acknowledgement was lost). Switches itself off.
     pub lose_next_ack: AtomicBool,
@@ -24,6 +26,7 @@ impl<K> Faulty<K> {
         Faulty {
             inner,
             fail_reads: AtomicBool::new(false),
+            fail_writes: AtomicBool::new(false),
             lose_next_ack: AtomicBool::new(false),
         }
     }
@@ -58,6 +61,9 @@ impl<K: OrderedKv> OrderedKv for Faulty<K> {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(KvError::engine("faulty", "disk full (injected)"));
+        }
         self.inner.write(batch).await?;
         if self.lose_next_ack.swap(false, Ordering::SeqCst) {
             return Err(KvError::Ambiguous {
