@@ -375,7 +375,7 @@ async fn load(
         if event.version() <= start {
             continue;
         }
-        if event.version() != version + 1 {
+        if Some(event.version()) != version.checked_add(1) {
             return Err(ApiError::new(
                 ErrorCode::Corrupt,
                 format!(
@@ -417,11 +417,11 @@ async fn read_stream_from(
             .events
             .read_stream(aggregate_type, aggregate_id, next, u64::MAX, LOAD_PAGE)
             .await?;
-        let last = page.last().map(|event| event.version());
+        let after = page.last().and_then(|event| event.version().checked_add(1));
         let full = page.may_have_more();
         pages.push(page);
-        match last {
-            Some(last) if full => next = last + 1,
+        match after {
+            Some(after) if full => next = after,
             _ => return Ok(pages),
         }
     }
