@@ -47,20 +47,12 @@ impl MemoryKv {
             return KvPage::default();
         }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let mut entries = map.range::<[u8], _>(range.as_slices());
+        let entries = map.range::<[u8], _>(range.as_slices());
         let entries_hint = limit.min(1024);
         let mut page = KvPage::with_capacity(entries_hint, entries_hint * 128);
-        let mut fill = |entries: &mut dyn Iterator<Item = (&Bytes, &Bytes)>| {
-            for (key, value) in entries.take(limit) {
-                page.push(key, value);
-                if page.is_full() {
-                    break;
-                }
-            }
-        };
         match direction {
-            Direction::Forward => fill(&mut entries),
-            Direction::Reverse => fill(&mut entries.rev()),
+            Direction::Forward => fill(&mut page, entries, limit),
+            Direction::Reverse => fill(&mut page, entries.rev(), limit),
         }
         page
     }
@@ -97,6 +89,20 @@ impl MemoryKv {
             }
         }
         Ok(())
+    }
+}
+
+/// Pushes up to `limit` entries, stopping early once the page is full.
+fn fill<'a>(
+    page: &mut KvPage,
+    entries: impl Iterator<Item = (&'a Bytes, &'a Bytes)>,
+    limit: usize,
+) {
+    for (key, value) in entries.take(limit) {
+        page.push(key, value);
+        if page.is_full() {
+            break;
+        }
     }
 }
 
