@@ -120,14 +120,11 @@ fn open_blocking(path: &Path, cache_bytes: usize) -> Result<Database, OpenError>
     Ok(db)
 }
 
-/// One entry of a redb range, as its iterator yields it.
-type RangeEntry<'a> = Result<
-    (
-        redb::AccessGuard<'a, &'static [u8]>,
-        redb::AccessGuard<'a, &'static [u8]>,
-    ),
-    redb::StorageError,
->;
+/// One entry of a redb range: its key and value.
+type RangeItem<'a> = (
+    redb::AccessGuard<'a, &'static [u8]>,
+    redb::AccessGuard<'a, &'static [u8]>,
+);
 
 fn scan_blocking(
     db: &Database,
@@ -148,27 +145,13 @@ fn scan_blocking(
     let entries = table
         .range::<&[u8]>(range.as_slices())
         .map_err(engine_error)?;
-    let mut push = |entry: RangeEntry<'_>| {
-        let (key, value) = entry.map_err(engine_error)?;
+    let push = |page: &mut KvPage, (key, value): RangeItem<'_>| {
         page.push(key.value(), value.value());
-        // Stops at `limit` entries or once the page is full, whichever comes first.
-        Ok::<bool, KvError>(page.len() < limit && !page.is_full())
     };
+    let entries = entries.map(|entry| entry.map_err(engine_error));
     match direction {
-        Direction::Forward => {
-            for entry in entries {
-                if !push(entry)? {
-                    break;
-                }
-            }
-        }
-        Direction::Reverse => {
-            for entry in entries.rev() {
-                if !push(entry)? {
-                    break;
-                }
-            }
-        }
+        Direction::Forward => page.fill(entries, limit, push)?,
+        Direction::Reverse => page.fill(entries.rev(), limit, push)?,
     }
     Ok(page)
 }

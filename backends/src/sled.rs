@@ -119,27 +119,13 @@ fn scan_blocking(
     }
     let bounds: (Bound<Bytes>, Bound<Bytes>) = (range.start.clone(), range.end.clone());
     let entries = tree.range::<Bytes, _>(bounds);
-    let mut push = |entry: sled::Result<(sled::IVec, sled::IVec)>| {
-        let (key, value) = entry.map_err(engine_error)?;
+    let push = |page: &mut KvPage, (key, value): (sled::IVec, sled::IVec)| {
         page.push(&key, &value);
-        // Stops at `limit` entries or once the page is full, whichever comes first.
-        Ok::<bool, KvError>(page.len() < limit && !page.is_full())
     };
+    let entries = entries.map(|entry| entry.map_err(engine_error));
     match direction {
-        Direction::Forward => {
-            for entry in entries {
-                if !push(entry)? {
-                    break;
-                }
-            }
-        }
-        Direction::Reverse => {
-            for entry in entries.rev() {
-                if !push(entry)? {
-                    break;
-                }
-            }
-        }
+        Direction::Forward => page.fill(entries, limit, push)?,
+        Direction::Reverse => page.fill(entries.rev(), limit, push)?,
     }
     Ok(page)
 }

@@ -328,6 +328,23 @@ impl KvPage {
         self.len() >= MAX_SCAN_ENTRIES || self.bytes() >= MAX_SCAN_BYTES
     }
 
+    /// Pushes the entries of `entries` in order, each through `push`, until `limit`
+    /// entries are in the page or it is full: how an engine fills a bounded page.
+    pub fn fill<T, E>(
+        &mut self,
+        entries: impl Iterator<Item = Result<T, E>>,
+        limit: usize,
+        mut push: impl FnMut(&mut KvPage, T),
+    ) -> Result<(), E> {
+        for entry in entries {
+            if self.len() >= limit || self.is_full() {
+                break;
+            }
+            push(self, entry?);
+        }
+        Ok(())
+    }
+
     /// Whether a scan asked for `limit` entries may have left entries of its range
     /// unread: it returned `limit` entries or a full page. Continue with
     /// [`KeyRange::after_page`] while this holds.

@@ -1,6 +1,7 @@
 //! [`MemoryKv`]: the reference engine, a `BTreeMap` behind a lock.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::{PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -50,11 +51,16 @@ impl MemoryKv {
         let entries = map.range::<[u8], _>(range.as_slices());
         let entries_hint = limit.min(1024);
         let mut page = KvPage::with_capacity(entries_hint, entries_hint * 128);
-        match direction {
-            Direction::Forward => fill(&mut page, entries, limit),
-            Direction::Reverse => fill(&mut page, entries.rev(), limit),
+        let entries = entries.map(Ok::<_, Infallible>);
+        let push = |page: &mut KvPage, (key, value): (&Bytes, &Bytes)| page.push(key, value);
+        let filled = match direction {
+            Direction::Forward => page.fill(entries, limit, push),
+            Direction::Reverse => page.fill(entries.rev(), limit, push),
+        };
+        match filled {
+            Ok(()) => page,
+            Err(never) => match never {},
         }
-        page
     }
 
     fn write_now(&self, batch: WriteBatch) -> Result<(), KvError> {
@@ -89,20 +95,6 @@ impl MemoryKv {
             }
         }
         Ok(())
-    }
-}
-
-/// Pushes up to `limit` entries, stopping early once the page is full.
-fn fill<'a>(
-    page: &mut KvPage,
-    entries: impl Iterator<Item = (&'a Bytes, &'a Bytes)>,
-    limit: usize,
-) {
-    for (key, value) in entries.take(limit) {
-        page.push(key, value);
-        if page.is_full() {
-            break;
-        }
     }
 }
 

@@ -294,12 +294,11 @@ impl OrderedKv for IndexedDbKv {
                         "getAllKeys and getAll disagree within one transaction",
                     ));
                 }
-                for (key, value) in keys.iter().zip(&values) {
-                    page.push(&rust_bytes(key)?, &rust_bytes(value)?);
-                    if page.is_full() {
-                        break;
-                    }
-                }
+                let entries = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|(key, value)| Ok::<_, KvError>((rust_bytes(key)?, rust_bytes(value)?)));
+                page.fill(entries, limit, |page, (key, value)| page.push(&key, &value))?;
             }
             Direction::Reverse => {
                 let cursor = store
