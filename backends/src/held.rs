@@ -1,11 +1,14 @@
 //! The embedded databases this process holds open, so that opening one twice is named as
 //! what it is (and not as "another process").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 static HELD: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+/// When each path was last released by this process.
+static RELEASED: Mutex<BTreeMap<PathBuf, Instant>> = Mutex::new(BTreeMap::new());
 
 /// Marks a database file or directory as open in this process while it lives.
 #[derive(Debug)]
@@ -27,6 +30,10 @@ impl Drop for Held {
         HELD.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.0);
+        RELEASED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.0.clone(), Instant::now());
     }
 }
 
@@ -39,4 +46,14 @@ pub(crate) fn held_here(path: &Path) -> bool {
 
 fn canonical(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether this process released `path` within `within`: an engine's background threads
+/// may still hold its lock for a moment after the last handle is dropped.
+pub(crate) fn released_here_within(path: &Path, within: Duration) -> bool {
+    RELEASED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&canonical(path))
+        .is_some_and(|released| released.elapsed() < within)
 }

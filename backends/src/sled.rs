@@ -7,6 +7,7 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventkv::{
@@ -16,7 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::blocking;
 use crate::error::OpenError;
-use crate::held::{Held, held_here};
+use crate::held::{Held, held_here, released_here_within};
 
 const ENGINE: &str = "sled";
 
@@ -53,16 +54,7 @@ impl SledKv {
     /// Opens (or creates) the sled database in directory `path`.
     pub async fn open(path: &Path) -> Result<Self, OpenError> {
         let owned = path.to_path_buf();
-        let db = blocking::run(ENGINE, move || {
-            // Every batch is flushed before it returns: no periodic flusher thread, which
-            // would also keep the directory locked for a while after the last handle.
-            sled::Config::new()
-                .path(&owned)
-                .flush_every_ms(None)
-                .open()
-                .map_err(|error| open_error(&owned, error))
-        })
-        .await?;
+        let db = blocking::run(ENGINE, move || open_blocking(&owned)).await?;
         let tree = db
             .open_tree("eventkv")
             .map_err(|error| open_error(path, error))?;
@@ -79,16 +71,43 @@ impl SledKv {
     }
 }
 
+/// Opens the database; when this process dropped its last handle a moment ago, waits
+/// (up to [`LINGER`]) for sled's background threads to let go of the directory's lock.
+fn open_blocking(path: &Path) -> Result<sled::Db, OpenError> {
+    let started = Instant::now();
+    loop {
+        // Every batch is flushed before it returns: no periodic flusher thread, which
+        // would also keep the directory locked for a while after the last handle.
+        let opened = sled::Config::new().path(path).flush_every_ms(None).open();
+        match opened {
+            Err(error)
+                if is_lock_error(&error)
+                    && !held_here(path)
+                    && released_here_within(path, LINGER)
+                    && started.elapsed() < LINGER =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map_err(|error| open_error(path, error)),
+        }
+    }
+}
+
+/// How long sled may keep a directory locked after this process dropped it.
+const LINGER: Duration = Duration::from_secs(3);
+
+fn is_lock_error(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(_)) && error.to_string().contains("could not acquire lock")
+}
+
 fn open_error(path: &Path, error: sled::Error) -> OpenError {
     let message = error.to_string();
     match error {
-        sled::Error::Io(_) if message.contains("could not acquire lock") && held_here(path) => {
-            OpenError::OpenInThisProcess {
-                engine: ENGINE,
-                path: path.to_path_buf(),
-            }
-        }
-        sled::Error::Io(_) if message.contains("could not acquire lock") => OpenError::Locked {
+        _ if is_lock_error(&error) && held_here(path) => OpenError::OpenInThisProcess {
+            engine: ENGINE,
+            path: path.to_path_buf(),
+        },
+        _ if is_lock_error(&error) => OpenError::Locked {
             engine: ENGINE,
             path: path.to_path_buf(),
             message,
