@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 static HELD: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 /// When each path was last released by this process.
@@ -48,9 +48,10 @@ fn canonical(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
+#[cfg(feature = "sled")]
 /// Whether this process released `path` within `within`: an engine's background threads
 /// may still hold its lock for a moment after the last handle is dropped.
-pub(crate) fn released_here_within(path: &Path, within: Duration) -> bool {
+pub(crate) fn released_here_within(path: &Path, within: std::time::Duration) -> bool {
     RELEASED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
