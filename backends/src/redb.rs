@@ -189,15 +189,9 @@ fn write_blocking(
             }
         }
     }
-    txn.commit().map_err(|error| match engine_error(error) {
-        full @ KvError::StorageFull { .. } => full,
-        // A commit that failed while writing may have reached the file.
-        KvError::Engine { source, .. } => KvError::Ambiguous {
-            engine: ENGINE,
-            what: "the commit failed while it was being written",
-            source,
-        },
-        other => other,
+    // A commit that failed while writing may have reached the file.
+    txn.commit().map_err(|error| {
+        engine_error(error).unconfirmed("the commit failed while it was being written")
     })
 }
 

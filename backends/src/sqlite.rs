@@ -226,16 +226,8 @@ async fn write_on(connection: &mut SqliteConnection, batch: WriteBatch) -> Resul
     }
     tx.commit()
         .await
-        .map_err(|error| match engine_error(error) {
-            // A commit that finds the disk full writes no commit record: nothing landed.
-            full @ KvError::StorageFull { .. } => full,
-            KvError::Engine { source, .. } => KvError::Ambiguous {
-                engine: ENGINE,
-                what: "the commit was not confirmed",
-                source,
-            },
-            other => other,
-        })
+        // A commit that finds the disk full writes no commit record: it stays StorageFull.
+        .map_err(|error| engine_error(error).unconfirmed("the commit was not confirmed"))
 }
 
 /// The most rows one multi-row statement carries.

@@ -119,6 +119,20 @@ impl KvError {
         }
     }
 
+    /// The error of a commit that failed after the engine began making it durable: an
+    /// engine failure becomes [`KvError::Ambiguous`] (`what` was not confirmed); a full
+    /// disk, which engines refuse before anything lands, and other errors stay as they are.
+    pub fn unconfirmed(self, what: &'static str) -> Self {
+        match self {
+            KvError::Engine { engine, source, .. } => KvError::Ambiguous {
+                engine,
+                what,
+                source,
+            },
+            other => other,
+        }
+    }
+
     /// Whether the batch may have been applied although the write failed.
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, KvError::Ambiguous { .. })

@@ -53,14 +53,11 @@ impl MemoryKv {
         let mut page = KvPage::with_capacity(entries_hint, entries_hint * 128);
         let entries = entries.map(Ok::<_, Infallible>);
         let push = |page: &mut KvPage, (key, value): (&Bytes, &Bytes)| page.push(key, value);
-        let filled = match direction {
+        let Ok(()) = match direction {
             Direction::Forward => page.fill(entries, limit, push),
             Direction::Reverse => page.fill(entries.rev(), limit, push),
         };
-        match filled {
-            Ok(()) => page,
-            Err(never) => match never {},
-        }
+        page
     }
 
     fn write_now(&self, batch: WriteBatch) -> Result<(), KvError> {

@@ -14,7 +14,6 @@ use crate::background::{PendingTasks, spawn};
 use crate::codec::{Codec, CodecError};
 use crate::envelope::{EventMetadata, FormatError};
 use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
-use crate::keys::StreamKeys;
 use crate::snapshot::{Snapshot, SnapshotStore, SnapshotStoreError};
 use crate::timestamp::Timestamp;
 use uuid::Uuid;
@@ -538,8 +537,6 @@ where
     }
 
     async fn rebuild(&self, id: &str) -> Result<Rebuilt<A>, RepositoryError> {
-        // A name that cannot be stored is the caller's error, not a snapshot miss.
-        StreamKeys::new(A::TYPE, id).map_err(EventStoreError::from)?;
         if let Some((snapshot, state)) = self.usable_snapshot(id).await? {
             let anchor = (snapshot.version, snapshot.anchor_event_id);
             match self.replay(id, state, Some(anchor)).await? {
@@ -611,6 +608,10 @@ where
             Ok(None) => return Ok(None),
             Err(error) => {
                 let reason = match &error {
+                    // A name that cannot be stored is the caller's error, not a snapshot miss.
+                    SnapshotStoreError::InvalidName(invalid) => {
+                        return Err(EventStoreError::InvalidName(invalid.clone()).into());
+                    }
                     SnapshotStoreError::UnknownCodec { .. } => SnapshotMiss::UnknownCodec,
                     SnapshotStoreError::Corrupt {
                         source: FormatError::ChecksumMismatch { .. },
