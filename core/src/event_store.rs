@@ -656,6 +656,16 @@ fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError> {
             )));
         }
     }
+    // An event's id is its identity: an append that holds one twice would store it twice.
+    if events.len() > 1 {
+        let mut ids = std::collections::HashSet::with_capacity(events.len());
+        if let Some(twice) = events.iter().find(|event| !ids.insert(event.event_id)) {
+            return Err(EventStoreError::InvalidInput(format!(
+                "event id {} appears twice in one append",
+                twice.event_id
+            )));
+        }
+    }
     Ok(())
 }
 

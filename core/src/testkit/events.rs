@@ -455,6 +455,16 @@ pub async fn invalid_appends_write_nothing<F: EngineFactory>(factory: &F) {
         store.append("Account", "a", 0, &batch).await,
         Err(EventStoreError::InvalidInput(_))
     ));
+    let twice = deposit(1);
+    match store
+        .append("Account", "a", 0, &[twice.clone(), deposit(2), twice])
+        .await
+    {
+        Err(EventStoreError::InvalidInput(message)) => {
+            assert!(message.contains("appears twice"), "{message}")
+        }
+        other => panic!("an event id twice in one append: {other:?}"),
+    }
     assert!(
         store.read_all(1, 10).await.expect("read").is_empty(),
         "nothing written"
