@@ -160,7 +160,6 @@ pub struct EventPage {
     pages: Vec<KvPage>,
     streams: Vec<(Box<str>, Box<str>)>,
     slots: Vec<Slot>,
-    bytes: usize,
     more: bool,
 }
 
@@ -209,6 +208,11 @@ impl EventPage {
         self.slots.iter().filter_map(|slot| self.event(slot))
     }
 
+    /// The key and value bytes of the pages held.
+    fn bytes(&self) -> usize {
+        self.pages.iter().map(KvPage::bytes).sum()
+    }
+
     fn event(&self, slot: &Slot) -> Option<StoredEvent<'_>> {
         let (_, value) = self.pages.get(slot.page)?.get(slot.entry)?;
         let (aggregate_type, aggregate_id) = self.streams.get(slot.stream)?;
@@ -246,7 +250,6 @@ impl EventPage {
         }
         self.streams
             .push((aggregate_type.into(), aggregate_id.into()));
-        self.bytes += page.bytes();
         self.pages.push(page);
         Ok(())
     }
@@ -587,7 +590,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         let log = self.kv.scan(&range, Direction::Forward, limit).await?;
         for (key, value) in log.iter() {
             let remaining = limit - events.len();
-            if remaining == 0 || events.bytes >= MAX_SCAN_BYTES {
+            if remaining == 0 || events.bytes() >= MAX_SCAN_BYTES {
                 events.more = true;
                 break;
             }
