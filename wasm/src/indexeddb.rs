@@ -17,14 +17,57 @@ use idb::{
     CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
     TransactionResult,
 };
-use js_sys::Uint8Array;
+use js_sys::{Object, Reflect, Uint8Array};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::ops::Bound;
 use std::rc::Rc;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::IdbDatabase;
+
+#[wasm_bindgen]
+extern "C" {
+    /// An `IDBDatabase`, for the one call web-sys has only behind its unstable-API flag.
+    #[wasm_bindgen(extends = IdbDatabase, js_name = IDBDatabase)]
+    type Connection;
+
+    /// `IDBDatabase.transaction(storeNames, mode, options)`.
+    #[wasm_bindgen(method, catch, js_name = transaction)]
+    fn transaction_with_options(
+        this: &Connection,
+        store_names: &str,
+        mode: &str,
+        options: &Object,
+    ) -> Result<web_sys::IdbTransaction, JsValue>;
+}
+
+/// When the browser reports a write batch committed (IndexedDB's `durability` hint for
+/// readwrite transactions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `"strict"`: once flushed to disk, so what a write resolved for survives an OS
+    /// crash or a power loss. The default.
+    #[default]
+    Strict,
+    /// `"relaxed"` (Chromium's own default): once handed to the OS. Faster, but the last
+    /// writes can be lost on an OS crash or a power loss (never on a tab or browser crash).
+    Relaxed,
+    /// `"default"`: whatever the browser does by default.
+    BrowserDefault,
+}
+
+impl Durability {
+    /// The name IndexedDB uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Strict => "strict",
+            Durability::Relaxed => "relaxed",
+            Durability::BrowserDefault => "default",
+        }
+    }
+}
 
 const ENGINE: &str = "indexeddb";
 /// The object store holding every key.
@@ -131,6 +174,10 @@ fn rust_bytes(value: &JsValue) -> Result<Vec<u8>, KvError> {
 #[derive(Debug)]
 pub struct IndexedDbKv {
     db: Database,
+    /// The same connection, for the transactions `idb` cannot open.
+    raw: IdbDatabase,
+    /// `{ durability }`, the options of every readwrite transaction.
+    write_options: Object,
     name: String,
     /// Set when a `versionchange` event closed the connection.
     closed: Rc<Cell<bool>>,
@@ -143,9 +190,15 @@ impl Drop for IndexedDbKv {
 }
 
 impl IndexedDbKv {
-    /// Opens (or creates) the database `name`. A database of that name made by another
-    /// application or schema is refused, untouched.
+    /// Opens (or creates) the database `name`, committing writes with
+    /// [`Durability::Strict`]. A database of that name made by another application or
+    /// schema is refused, untouched.
     pub async fn open(name: &str) -> Result<Self, OpenError> {
+        Self::open_with(name, Durability::Strict).await
+    }
+
+    /// Opens (or creates) the database `name`, committing writes with `durability`.
+    pub async fn open_with(name: &str, durability: Durability) -> Result<Self, OpenError> {
         let factory = Factory::new().map_err(|error| open_error(name, error))?;
         let mut request = factory
             .open(name, Some(SCHEMA_VERSION))
@@ -158,7 +211,9 @@ impl IndexedDbKv {
                 let _ = db.create_object_store(STORE, idb::ObjectStoreParams::new());
             }
         });
-        let mut db = request.await.map_err(|error| open_error(name, error))?;
+        let db = request.await.map_err(|error| open_error(name, error))?;
+        let raw = IdbDatabase::from(db);
+        let mut db = Database::from(raw.clone());
         let stores = db.store_names();
         if stores != [STORE] {
             db.close();
@@ -180,8 +235,17 @@ impl IndexedDbKv {
                 connection.close();
             }
         });
+        let write_options = Object::new();
+        // Setting a property on a fresh object cannot fail.
+        let _ = Reflect::set(
+            &write_options,
+            &"durability".into(),
+            &durability.as_str().into(),
+        );
         Ok(IndexedDbKv {
             db,
+            raw,
+            write_options,
             name: name.to_owned(),
             closed,
         })
@@ -222,7 +286,15 @@ impl IndexedDbKv {
                 ),
             ));
         }
-        let tx = self.db.transaction(&[STORE], mode).map_err(engine_error)?;
+        let tx = match mode {
+            TransactionMode::ReadWrite => self
+                .raw
+                .unchecked_ref::<Connection>()
+                .transaction_with_options(STORE, "readwrite", &self.write_options)
+                .map(idb::Transaction::from)
+                .map_err(|error| engine_error(idb::Error::TransactionOpenFailed(error)))?,
+            _ => self.db.transaction(&[STORE], mode).map_err(engine_error)?,
+        };
         let store = tx.object_store(STORE).map_err(engine_error)?;
         Ok((tx, store))
     }

@@ -1,32 +1,33 @@
 //! `EventStore`, the JavaScript API: JSON events and snapshots in IndexedDB, for apps
 //! that keep their reducer in JavaScript. Every call returns a promise; failures reject
-//! with an `EventKvError` carrying a stable `code`.
+//! with an `EventKvError` carrying a stable `code`. Arguments are taken as they come from
+//! JavaScript and checked in [`crate::js_input`], at the call, before any await.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 
 use eventkv::{
-    Codec, EventPage, EventStore as _, FormatError, KvEventStore, KvSnapshotStore, Snapshot,
-    SnapshotStore as _, SnapshotStoreError, Timestamp,
+    Codec, EventPage, EventStore as _, EventStoreError, FormatError, KvEventStore, KvSnapshotStore,
+    Snapshot, SnapshotStore as _, SnapshotStoreError, StoredEvent, Timestamp,
 };
-use js_sys::{JSON, Promise};
+use js_sys::{Array, Function, JSON, Promise, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::indexeddb::IndexedDbKv;
+use crate::indexeddb::{Durability, IndexedDbKv};
 use crate::js_error::{ApiError, ErrorCode};
-use crate::js_types::{
-    AppendedJson, LoadedJson, NewEventJson, NewSnapshotJson, SnapshotJson, StoredEventJson,
-};
+use crate::js_input;
+use crate::js_types::{AppendedJson, LoadedJson, SnapshotJson, StoredEventJson};
 
 /// How many events `readStream` and `readAll` return when no limit is given.
-const DEFAULT_LIMIT: usize = 1000;
-/// How many events one read of `load` asks IndexedDB for.
-const LOAD_PAGE: usize = 4096;
-/// The largest integer a JS number holds exactly.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+const DEFAULT_LIMIT: u64 = 1000;
+/// The most events one `readStream` or `readAll` returns: page on for more.
+const MAX_LIMIT: u64 = 10_000;
+/// How many events one read from IndexedDB asks for; results cross to JavaScript a page at
+/// a time, so memory on the Rust side stays bounded whatever the stream's length.
+const PAGE: usize = 4096;
 
 /// The event and snapshot stores, each on its own connection to the same database.
 struct Stores {
@@ -52,28 +53,34 @@ pub struct JsEventStore {
 
 #[wasm_bindgen(js_class = EventStore)]
 impl JsEventStore {
-    /// Opens the IndexedDB database `name`, creating it when it does not exist. Rejects
+    /// Opens the IndexedDB database `name`, creating it when it does not exist. `options`:
+    /// `{ durability }`, `"strict"` (the default), `"relaxed"` or `"default"`. Rejects
     /// with `Unavailable` where there is no IndexedDB, and with `IncompatibleDatabase`
     /// when the name is taken by another application or schema (left untouched).
-    pub async fn open(name: String) -> Result<JsEventStore, JsValue> {
-        let events = IndexedDbKv::open(&name).await.map_err(ApiError::from)?;
-        let snapshots = IndexedDbKv::open(&name).await.map_err(ApiError::from)?;
-        let stores = Stores {
-            events: KvEventStore::new(events),
-            snapshots: KvSnapshotStore::new(snapshots),
-        };
-        Ok(JsEventStore {
-            name,
-            stores: RefCell::new(Some(Rc::new(stores))),
+    #[wasm_bindgen(unchecked_return_type = "Promise<EventStore>")]
+    pub fn open(
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OpenOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let input = js_input::string("name", &name)
+            .and_then(|name| Ok((name, js_input::open_options(&options)?)));
+        future_to_promise(async move {
+            let (name, durability) = input?;
+            Ok(Self::connect(name, durability).await?.into())
         })
     }
 
     /// Deletes the database `name` and everything in it. Completes once every
     /// connection to it (every open `EventStore`, in every tab) is closed.
-    #[wasm_bindgen(js_name = deleteDatabase)]
-    pub async fn delete_database(name: String) -> Result<(), JsValue> {
-        IndexedDbKv::delete(&name).await.map_err(ApiError::from)?;
-        Ok(())
+    #[wasm_bindgen(js_name = deleteDatabase, unchecked_return_type = "Promise<void>")]
+    pub fn delete_database(
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> Promise {
+        let name = js_input::string("name", &name);
+        future_to_promise(async move {
+            IndexedDbKv::delete(&name?).await.map_err(ApiError::from)?;
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
     /// The database's name.
@@ -90,25 +97,32 @@ impl JsEventStore {
 
     /// Appends `events` to one aggregate whose stream must be at `expectedVersion` (0 for
     /// a new aggregate): all land, with consecutive versions, or none does. Rejects with
-    /// `Conflict` (with `expected` and `actual`) when the stream is elsewhere.
+    /// `Conflict` (with `expected` and `actual`) when the stream is elsewhere; an append of
+    /// events whose ids are stored at exactly those versions already resolves to where
+    /// they are, writing nothing (a retry).
     #[wasm_bindgen(unchecked_return_type = "Promise<Appended>")]
     pub fn append(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
-        #[wasm_bindgen(js_name = expectedVersion)] expected_version: f64,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
+        aggregate_id: JsValue,
+        #[wasm_bindgen(js_name = expectedVersion, unchecked_param_type = "number")]
+        expected_version: JsValue,
         #[wasm_bindgen(unchecked_param_type = "NewEvent[]")] events: JsValue,
     ) -> Promise {
-        let json = stringify("events", &events);
+        let input = (|| -> Result<_, ApiError> {
+            let stream = stream_of(&aggregate_type, &aggregate_id)?;
+            if Array::is_array(&expected_version) && events.is_undefined() {
+                return Err(ApiError::invalid(
+                    "expectedVersion is missing: append(aggregateType, aggregateId, expectedVersion, events) takes the stream's current version (0 for a new aggregate) before the events",
+                ));
+            }
+            let expected = js_input::whole_number("expectedVersion", &expected_version, None)?;
+            Ok((stream, expected, js_input::new_events(&events)?))
+        })();
         self.run(move |stores| async move {
-            let json = json?;
-            let expected = whole_number("expectedVersion", expected_version)?;
-            let parsed: Vec<NewEventJson> = serde_json::from_str(&json)
-                .map_err(|error| ApiError::invalid(format!("events: {error}")))?;
-            let events: Vec<_> = parsed
-                .into_iter()
-                .map(NewEventJson::into_new_event)
-                .collect();
+            let ((aggregate_type, aggregate_id), expected, events) = input?;
             let appended = stores
                 .events
                 .append(&aggregate_type, &aggregate_id, expected, &events)
@@ -122,24 +136,41 @@ impl JsEventStore {
         })
     }
 
-    /// At most `limit` (default 1000) events of one aggregate from `fromVersion`
-    /// (default 1), in version order. Page by calling again after the last version.
+    /// At most `limit` (default 1000, at most 10,000) events of one aggregate from
+    /// `fromVersion` (default 1), in version order; fewer only at the stream's end. Page
+    /// by calling again after the last version.
     #[wasm_bindgen(js_name = readStream, unchecked_return_type = "Promise<StoredEvent[]>")]
     pub fn read_stream(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
-        #[wasm_bindgen(js_name = fromVersion)] from_version: Option<f64>,
-        limit: Option<f64>,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
+        aggregate_id: JsValue,
+        #[wasm_bindgen(js_name = fromVersion, unchecked_param_type = "number | undefined")]
+        from_version: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number | undefined")] limit: JsValue,
     ) -> Promise {
+        let input = (|| -> Result<_, ApiError> {
+            let stream = stream_of(&aggregate_type, &aggregate_id)?;
+            let from = js_input::whole_number("fromVersion", &from_version, Some(1))?;
+            Ok((stream, from, limit_of(&limit)?))
+        })();
         self.run(move |stores| async move {
-            let from = whole_number("fromVersion", from_version.unwrap_or(1.0))?;
-            let limit = limit_of(limit)?;
-            let page = stores
-                .events
-                .read_stream(&aggregate_type, &aggregate_id, from, u64::MAX, limit)
-                .await?;
-            events_to_js(&page)
+            let ((aggregate_type, aggregate_id), from, limit) = input?;
+            let events = JsEvents::new()?;
+            let mut from = from;
+            while events.len() < limit {
+                let wanted = PAGE.min(limit - events.len());
+                let page = stores
+                    .events
+                    .read_stream(&aggregate_type, &aggregate_id, from, u64::MAX, wanted)
+                    .await?;
+                match events.extend(&page, |event| event.version())? {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+            Ok(events.into())
         })
     }
 
@@ -147,10 +178,14 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = currentVersion, unchecked_return_type = "Promise<number>")]
     pub fn current_version(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
+        aggregate_id: JsValue,
     ) -> Promise {
+        let stream = stream_of(&aggregate_type, &aggregate_id);
         self.run(move |stores| async move {
+            let (aggregate_type, aggregate_id) = stream?;
             let version = stores
                 .events
                 .current_version(&aggregate_type, &aggregate_id)
@@ -159,18 +194,30 @@ impl JsEventStore {
         })
     }
 
-    /// At most `limit` (default 1000) events of all aggregates from global position
-    /// `fromPosition` (default 1), in commit order.
+    /// At most `limit` (default 1000, at most 10,000) events of all aggregates from
+    /// global position `fromPosition` (default 1), in commit order; fewer only at the
+    /// log's end.
     #[wasm_bindgen(js_name = readAll, unchecked_return_type = "Promise<StoredEvent[]>")]
     pub fn read_all(
         &self,
-        #[wasm_bindgen(js_name = fromPosition)] from_position: Option<f64>,
-        limit: Option<f64>,
+        #[wasm_bindgen(js_name = fromPosition, unchecked_param_type = "number | undefined")]
+        from_position: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number | undefined")] limit: JsValue,
     ) -> Promise {
+        let input = js_input::whole_number("fromPosition", &from_position, Some(1))
+            .and_then(|from| Ok((from, limit_of(&limit)?)));
         self.run(move |stores| async move {
-            let from = whole_number("fromPosition", from_position.unwrap_or(1.0))?;
-            let limit = limit_of(limit)?;
-            events_to_js(&stores.events.read_all(from, limit).await?)
+            let (mut from, limit) = input?;
+            let events = JsEvents::new()?;
+            while events.len() < limit {
+                let wanted = PAGE.min(limit - events.len());
+                let page = stores.events.read_all(from, wanted).await?;
+                match events.extend(&page, |event| event.position())? {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+            Ok(events.into())
         })
     }
 
@@ -181,36 +228,34 @@ impl JsEventStore {
         &self,
         #[wasm_bindgen(unchecked_param_type = "NewSnapshot")] snapshot: JsValue,
     ) -> Promise {
-        let json = stringify("snapshot", &snapshot);
+        let input = js_input::new_snapshot(&snapshot);
         self.run(move |stores| async move {
-            let json = json?;
-            let parsed: NewSnapshotJson = serde_json::from_str(&json)
-                .map_err(|error| ApiError::invalid(format!("snapshot: {error}")))?;
+            let new = input?;
             // The snapshot is bound to the event it was taken at, which must exist.
             let at = stores
                 .events
                 .read_stream(
-                    &parsed.aggregate_type,
-                    &parsed.aggregate_id,
-                    parsed.version,
-                    parsed.version,
+                    &new.aggregate_type,
+                    &new.aggregate_id,
+                    new.version,
+                    new.version,
                     1,
                 )
                 .await?;
             let Some(anchor) = at.get(0).map(|event| event.event_id()) else {
                 return Err(ApiError::invalid(format!(
                     "snapshot: {} {:?} has no event at version {}: a snapshot is taken at a stored event",
-                    parsed.aggregate_type, parsed.aggregate_id, parsed.version
+                    new.aggregate_type, new.aggregate_id, new.version
                 )));
             };
             let snapshot = Snapshot {
-                aggregate_id: parsed.aggregate_id,
-                aggregate_type: parsed.aggregate_type,
-                version: parsed.version,
+                aggregate_id: new.aggregate_id,
+                aggregate_type: new.aggregate_type,
+                version: new.version,
                 anchor_event_id: Some(anchor),
-                schema_version: parsed.schema_version,
+                schema_version: new.schema_version,
                 codec: Codec::Json,
-                state: bytes::Bytes::copy_from_slice(parsed.state.get().as_bytes()),
+                state: new.state.into_bytes().into(),
                 created_at: Timestamp::now(),
             };
             let stored = stores.snapshots.save_snapshot(&snapshot).await?;
@@ -222,10 +267,14 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = getSnapshot, unchecked_return_type = "Promise<Snapshot | null>")]
     pub fn get_snapshot(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
+        aggregate_id: JsValue,
     ) -> Promise {
+        let stream = stream_of(&aggregate_type, &aggregate_id);
         self.run(move |stores| async move {
+            let (aggregate_type, aggregate_id) = stream?;
             match stores
                 .snapshots
                 .get_snapshot(&aggregate_type, &aggregate_id)
@@ -241,10 +290,14 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = deleteSnapshot, unchecked_return_type = "Promise<boolean>")]
     pub fn delete_snapshot(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
+        aggregate_id: JsValue,
     ) -> Promise {
+        let stream = stream_of(&aggregate_type, &aggregate_id);
         self.run(move |stores| async move {
+            let (aggregate_type, aggregate_id) = stream?;
             let deleted = stores
                 .snapshots
                 .delete_snapshot(&aggregate_type, &aggregate_id)
@@ -258,13 +311,27 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = deleteSnapshots, unchecked_return_type = "Promise<number>")]
     pub fn delete_snapshots(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = schemaVersionBelow)] schema_version_below: Option<f64>,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(
+            js_name = schemaVersionBelow,
+            unchecked_param_type = "number | undefined"
+        )]
+        schema_version_below: JsValue,
     ) -> Promise {
+        let input = js_input::string("aggregateType", &aggregate_type).and_then(|name| {
+            let below = if schema_version_below.is_undefined() || schema_version_below.is_null() {
+                None
+            } else {
+                Some(js_input::small_number(
+                    "schemaVersionBelow",
+                    &schema_version_below,
+                )?)
+            };
+            Ok((name, below))
+        });
         self.run(move |stores| async move {
-            let below = schema_version_below
-                .map(|below| schema_version("schemaVersionBelow", below))
-                .transpose()?;
+            let (aggregate_type, below) = input?;
             let deleted = stores
                 .snapshots
                 .delete_snapshots_by_type(&aggregate_type, below)
@@ -279,18 +346,45 @@ impl JsEventStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<Loaded>")]
     pub fn load(
         &self,
-        #[wasm_bindgen(js_name = aggregateType)] aggregate_type: String,
-        #[wasm_bindgen(js_name = aggregateId)] aggregate_id: String,
-        #[wasm_bindgen(js_name = schemaVersion)] schema_version: f64,
+        #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
+        aggregate_type: JsValue,
+        #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
+        aggregate_id: JsValue,
+        #[wasm_bindgen(js_name = schemaVersion, unchecked_param_type = "number")]
+        schema_version: JsValue,
     ) -> Promise {
+        let input = stream_of(&aggregate_type, &aggregate_id).and_then(|stream| {
+            Ok((
+                stream,
+                js_input::small_number("schemaVersion", &schema_version)?,
+            ))
+        });
         self.run(move |stores| async move {
-            let schema_version = self::schema_version("schemaVersion", schema_version)?;
+            let ((aggregate_type, aggregate_id), schema_version) = input?;
             load(&stores, &aggregate_type, &aggregate_id, schema_version).await
         })
     }
 }
 
 impl JsEventStore {
+    /// `EventStore.open` for Rust callers: the store on the database `name`.
+    pub async fn connect(name: String, durability: Durability) -> Result<Self, JsValue> {
+        let events = IndexedDbKv::open_with(&name, durability)
+            .await
+            .map_err(ApiError::from)?;
+        let snapshots = IndexedDbKv::open_with(&name, durability)
+            .await
+            .map_err(ApiError::from)?;
+        let stores = Stores {
+            events: KvEventStore::new(events),
+            snapshots: KvSnapshotStore::new(snapshots),
+        };
+        Ok(JsEventStore {
+            name,
+            stores: RefCell::new(Some(Rc::new(stores))),
+        })
+    }
+
     /// Runs `task` on the stores as a promise, or rejects with `Closed`.
     fn run<F>(&self, task: impl FnOnce(Rc<Stores>) -> F) -> Promise
     where
@@ -313,6 +407,92 @@ impl JsEventStore {
                 }
             })
         })
+    }
+}
+
+/// The `aggregateType` and `aggregateId` arguments.
+fn stream_of(
+    aggregate_type: &JsValue,
+    aggregate_id: &JsValue,
+) -> Result<(String, String), ApiError> {
+    Ok((
+        js_input::string("aggregateType", aggregate_type)?,
+        js_input::string("aggregateId", aggregate_id)?,
+    ))
+}
+
+fn limit_of(limit: &JsValue) -> Result<usize, ApiError> {
+    let limit = js_input::whole_number("limit", limit, Some(DEFAULT_LIMIT))?;
+    if limit > MAX_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "limit must be at most {MAX_LIMIT}, not {limit}: read on from after the last event for more"
+        )));
+    }
+    // At most MAX_LIMIT: it fits.
+    Ok(limit as usize)
+}
+
+/// A JS array of `StoredEvent`s, filled a page at a time: each page crosses to JavaScript
+/// as one JSON text, parsed once.
+struct JsEvents {
+    array: Array,
+    push: Function,
+}
+
+impl JsEvents {
+    fn new() -> Result<Self, ApiError> {
+        let array = Array::new();
+        let push = Reflect::get(&array, &"push".into())
+            .ok()
+            .and_then(|push| push.dyn_into::<Function>().ok())
+            .ok_or_else(|| ApiError::new(ErrorCode::Engine, "Array.prototype.push is missing"))?;
+        Ok(JsEvents { array, push })
+    }
+
+    fn len(&self) -> usize {
+        self.array.length() as usize
+    }
+
+    /// Appends the events of `page`; returns where the next page starts (one past
+    /// `key(last)`), or `None` when the page was the last.
+    fn extend(
+        &self,
+        page: &EventPage,
+        key: impl Fn(&StoredEvent<'_>) -> u64,
+    ) -> Result<Option<u64>, ApiError> {
+        let events = page
+            .iter()
+            .map(|event| StoredEventJson::new(&event))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.push_all(&events)?;
+        Ok(page
+            .last()
+            .filter(|_| page.may_have_more())
+            .and_then(|last| key(&last).checked_add(1)))
+    }
+
+    fn push_all(&self, events: &[StoredEventJson<'_>]) -> Result<(), ApiError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let page = to_js(&events)?;
+        Reflect::apply(&self.push, &self.array, page.unchecked_ref())
+            .map(drop)
+            .map_err(|error| {
+                ApiError::new(
+                    ErrorCode::Engine,
+                    format!(
+                        "adding events to the result failed: {}",
+                        js_input::describe(&error)
+                    ),
+                )
+            })
+    }
+}
+
+impl From<JsEvents> for JsValue {
+    fn from(events: JsEvents) -> JsValue {
+        events.array.into()
     }
 }
 
@@ -344,15 +524,20 @@ async fn load(
         Err(SnapshotStoreError::Corrupt { .. }) => (None, Some("Undecodable")),
         Err(_) => (None, Some("Unreadable")),
     };
+    let read = async |from: u64| -> Result<EventPage, EventStoreError> {
+        stores
+            .events
+            .read_stream(aggregate_type, aggregate_id, from, u64::MAX, PAGE)
+            .await
+    };
     // From the snapshot's own event, which must exist: else the snapshot is ahead.
     let anchor = snapshot.as_ref().map_or(0, SnapshotJson::version);
-    let mut pages = read_stream_from(stores, aggregate_type, aggregate_id, anchor.max(1)).await?;
-    let found = pages
-        .first()
-        .and_then(|page| page.get(0))
-        .filter(|first| first.version() == anchor)
-        .map(|first| first.event_id());
+    let mut page = read(anchor.max(1)).await?;
     if let (Some(_), Ok(Some(stored))) = (&snapshot, &stored) {
+        let found = page
+            .get(0)
+            .filter(|first| first.version() == anchor)
+            .map(|first| first.event_id());
         let unusable = match found {
             None => Some("AheadOfStream"),
             Some(id) if stored.anchor_event_id.is_some_and(|anchor| anchor != id) => {
@@ -365,27 +550,37 @@ async fn load(
             stores.snapshots.discard_snapshot(stored).await?;
             snapshot = None;
             miss = unusable;
-            pages = read_stream_from(stores, aggregate_type, aggregate_id, 1).await?;
+            page = read(1).await?;
         }
     }
     let start = snapshot.as_ref().map_or(0, SnapshotJson::version);
     let mut version = start;
-    let mut events = Vec::new();
-    for event in pages.iter().flat_map(EventPage::iter) {
-        if event.version() <= start {
-            continue;
+    let events = JsEvents::new()?;
+    loop {
+        let mut after = Vec::with_capacity(page.len());
+        for event in page.iter().filter(|event| event.version() > start) {
+            if Some(event.version()) != version.checked_add(1) {
+                return Err(ApiError::new(
+                    ErrorCode::Corrupt,
+                    format!(
+                        "the stream of {aggregate_type} {aggregate_id:?} jumps from version {version} to {}",
+                        event.version()
+                    ),
+                ));
+            }
+            version = event.version();
+            after.push(StoredEventJson::new(&event)?);
         }
-        if Some(event.version()) != version.checked_add(1) {
-            return Err(ApiError::new(
-                ErrorCode::Corrupt,
-                format!(
-                    "the stream of {aggregate_type} {aggregate_id:?} jumps from version {version} to {}",
-                    event.version()
-                ),
-            ));
+        events.push_all(&after)?;
+        drop(after);
+        let next = page
+            .last()
+            .filter(|_| page.may_have_more())
+            .and_then(|last| last.version().checked_add(1));
+        match next {
+            Some(next) => page = read(next).await?,
+            None => break,
         }
-        version = event.version();
-        events.push(StoredEventJson::new(&event)?);
     }
     if version == 0 {
         return Err(ApiError::new(
@@ -393,46 +588,16 @@ async fn load(
             format!("{aggregate_type} {aggregate_id:?} has no events"),
         ));
     }
-    to_js(&LoadedJson {
+    let loaded = to_js(&LoadedJson {
         aggregate_type,
         aggregate_id,
         version,
         snapshot,
-        events,
         snapshot_miss: miss,
-    })
-}
-
-/// Every event of one stream from version `from`, in pages of [`LOAD_PAGE`].
-async fn read_stream_from(
-    stores: &Stores,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    from: u64,
-) -> Result<Vec<EventPage>, ApiError> {
-    let mut pages = Vec::new();
-    let mut next = from;
-    loop {
-        let page = stores
-            .events
-            .read_stream(aggregate_type, aggregate_id, next, u64::MAX, LOAD_PAGE)
-            .await?;
-        let after = page.last().and_then(|event| event.version().checked_add(1));
-        let full = page.may_have_more();
-        pages.push(page);
-        match after {
-            Some(after) if full => next = after,
-            _ => return Ok(pages),
-        }
-    }
-}
-
-fn events_to_js(page: &EventPage) -> Result<JsValue, ApiError> {
-    let events = page
-        .iter()
-        .map(|event| StoredEventJson::new(&event))
-        .collect::<Result<Vec<_>, _>>()?;
-    to_js(&events)
+    })?;
+    Reflect::set(&loaded, &"events".into(), &events.into())
+        .map_err(|_| ApiError::new(ErrorCode::Engine, "setting the loaded events failed"))?;
+    Ok(loaded)
 }
 
 /// `value` as a JS value, through one `JSON.parse`.
@@ -442,44 +607,10 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, ApiError> {
     JSON::parse(&json).map_err(|error| {
         ApiError::new(
             ErrorCode::Engine,
-            format!("JSON.parse refused a result: {error:?}"),
+            format!(
+                "JSON.parse refused a result: {}",
+                js_input::describe(&error)
+            ),
         )
     })
-}
-
-/// `value` through `JSON.stringify`, or why it cannot be.
-fn stringify(argument: &str, value: &JsValue) -> Result<String, ApiError> {
-    let json = JSON::stringify(value).map_err(|error| {
-        ApiError::invalid(format!("{argument}: JSON.stringify threw {error:?}"))
-    })?;
-    json.as_string()
-        .ok_or_else(|| ApiError::invalid(format!("{argument} is missing")))
-}
-
-/// A whole number from 0 to 2^53 - 1, the range where JS numbers are exact.
-fn whole_number(argument: &str, value: f64) -> Result<u64, ApiError> {
-    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= MAX_SAFE_INTEGER {
-        // Checked above: a whole number in u64's range.
-        Ok(value as u64)
-    } else {
-        Err(ApiError::invalid(format!(
-            "{argument} must be a whole number from 0 to 2^53 - 1, not {value}"
-        )))
-    }
-}
-
-fn schema_version(argument: &str, value: f64) -> Result<u32, ApiError> {
-    u32::try_from(whole_number(argument, value)?).map_err(|_| {
-        ApiError::invalid(format!(
-            "{argument} must be at most {}, not {value}",
-            u32::MAX
-        ))
-    })
-}
-
-fn limit_of(limit: Option<f64>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(limit) => Ok(usize::try_from(whole_number("limit", limit)?).unwrap_or(usize::MAX)),
-    }
 }

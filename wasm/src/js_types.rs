@@ -1,11 +1,11 @@
 //! The shapes the JS API takes and returns, as JSON, and their TypeScript types.
 //!
-//! Arguments cross into Rust as one `JSON.stringify`, results cross back as one
-//! `JSON.parse`: event payloads and snapshot states are JSON already, so they are
-//! checked and copied, never re-encoded.
+//! Results cross back to JavaScript as one `JSON.parse` (a page of events at a time):
+//! event payloads and snapshot states are JSON already, so they are checked and copied,
+//! never re-encoded.
 
-use eventkv::{Codec, EventMetadata, Snapshot, StoredEvent, Uuid};
-use serde::{Deserialize, Serialize};
+use eventkv::{Codec, Snapshot, StoredEvent, Uuid};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -27,6 +27,14 @@ export interface EventKvError extends Error {
   expected?: number;
   /** With `code: "Conflict"`: the stream's version when the append was refused. */
   actual?: number;
+}
+
+/** The options of `EventStore.open`. */
+export interface OpenOptions {
+  /** When a write is reported committed: `"strict"` (the default) once it is on disk, so
+   * it survives an OS crash or power loss; `"relaxed"` once the OS has it (faster; the last
+   * writes can be lost on an OS crash); `"default"`, the browser's choice. */
+  durability?: "strict" | "relaxed" | "default";
 }
 
 /** An event to append. `data` is anything `JSON.stringify` accepts. */
@@ -102,47 +110,6 @@ export interface Loaded {
   snapshotMiss: SnapshotMiss | null;
 }
 "#;
-
-/// A `NewEvent` as `JSON.stringify` wrote it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewEventJson<'a> {
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    event_id: Option<Uuid>,
-    correlation_id: Option<Uuid>,
-    causation_id: Option<Uuid>,
-}
-
-impl NewEventJson<'_> {
-    /// The event, JSON-encoded, under its own id or a fresh one.
-    pub fn into_new_event(self) -> eventkv::NewEvent {
-        eventkv::NewEvent {
-            event_id: self.event_id.unwrap_or_else(Uuid::new_v4),
-            event_type: self.event_type,
-            codec: Codec::Json,
-            payload: bytes::Bytes::copy_from_slice(self.data.get().as_bytes()),
-            metadata: EventMetadata {
-                correlation_id: self.correlation_id,
-                causation_id: self.causation_id,
-            },
-        }
-    }
-}
-
-/// A `NewSnapshot` as `JSON.stringify` wrote it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewSnapshotJson<'a> {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub version: u64,
-    pub schema_version: u32,
-    #[serde(borrow)]
-    pub state: &'a RawValue,
-}
 
 /// A `StoredEvent` for `JSON.parse`.
 #[derive(Serialize)]
@@ -230,7 +197,7 @@ impl<'a> SnapshotJson<'a> {
     }
 }
 
-/// The result of `load`.
+/// The result of `load`, but its events (added a page at a time).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadedJson<'a> {
@@ -238,7 +205,6 @@ pub struct LoadedJson<'a> {
     pub aggregate_id: &'a str,
     pub version: u64,
     pub snapshot: Option<SnapshotJson<'a>>,
-    pub events: Vec<StoredEventJson<'a>>,
     pub snapshot_miss: Option<&'static str>,
 }
 

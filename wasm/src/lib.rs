@@ -16,9 +16,11 @@ mod js_api;
 #[cfg(target_arch = "wasm32")]
 mod js_error;
 #[cfg(target_arch = "wasm32")]
+mod js_input;
+#[cfg(target_arch = "wasm32")]
 mod js_types;
 
 #[cfg(target_arch = "wasm32")]
-pub use indexeddb::{IndexedDbKv, OpenError};
+pub use indexeddb::{Durability, IndexedDbKv, OpenError};
 #[cfg(target_arch = "wasm32")]
 pub use js_api::JsEventStore;

@@ -7,7 +7,7 @@ use eventkv::{
     Codec, EventMetadata, EventStore as _, KvEventStore, KvSnapshotStore, NewEvent, Snapshot,
     SnapshotStore as _, Timestamp, Uuid,
 };
-use eventkv_wasm::{IndexedDbKv, JsEventStore};
+use eventkv_wasm::{Durability, IndexedDbKv, JsEventStore};
 use idb::DatabaseEvent as _;
 use js_sys::{JSON, Object, Promise, Reflect};
 use serde_json::{Value, json};
@@ -26,16 +26,20 @@ struct TestDb {
 impl TestDb {
     async fn new() -> TestDb {
         let name = format!("eventkv-js-test-{}", Uuid::new_v4());
-        let store = JsEventStore::open(name.clone()).await.expect("open");
+        let store = JsEventStore::connect(name.clone(), Durability::Strict)
+            .await
+            .expect("open");
         TestDb { name, store }
     }
 
     async fn delete(self) {
         self.store.close();
-        JsEventStore::delete_database(self.name)
-            .await
-            .expect("delete database");
+        delete_database(&self.name).await.expect("delete database");
     }
+}
+
+async fn delete_database(name: &str) -> Result<JsValue, JsValue> {
+    JsFuture::from(JsEventStore::delete_database(name.into())).await
 }
 
 fn js(value: Value) -> JsValue {
@@ -89,7 +93,12 @@ fn deposits(amounts: &[i64]) -> JsValue {
 }
 
 fn events(store: &JsEventStore, id: &str, expected: f64, amounts: &[i64]) -> Promise {
-    store.append("Account".into(), id.into(), expected, deposits(amounts))
+    store.append(
+        "Account".into(),
+        id.into(),
+        expected.into(),
+        deposits(amounts),
+    )
 }
 
 #[wasm_bindgen_test]
@@ -101,7 +110,10 @@ async fn append_read_stream_and_read_all_round_trip_json() {
         "data": { "owner": "Ada", "tags": ["a", "b"], "limit": 1.5, "note": null },
         "correlationId": correlation,
     }]));
-    let appended = ok(db.store.append("Account".into(), "a1".into(), 0.0, first)).await;
+    let appended = ok(db
+        .store
+        .append("Account".into(), "a1".into(), 0.into(), first))
+    .await;
     assert_eq!(
         appended,
         json!({ "firstVersion": 1, "lastVersion": 1, "firstPosition": 1, "lastPosition": 1 })
@@ -109,9 +121,12 @@ async fn append_read_stream_and_read_all_round_trip_json() {
     ok(events(&db.store, "b1", 0.0, &[5])).await;
     ok(events(&db.store, "a1", 1.0, &[10, 20])).await;
 
-    let stream = ok(db
-        .store
-        .read_stream("Account".into(), "a1".into(), None, None))
+    let stream = ok(db.store.read_stream(
+        "Account".into(),
+        "a1".into(),
+        JsValue::UNDEFINED,
+        JsValue::UNDEFINED,
+    ))
     .await;
     let stream = stream.as_array().expect("an array");
     assert_eq!(stream.len(), 3);
@@ -134,7 +149,7 @@ async fn append_read_stream_and_read_all_round_trip_json() {
 
     let page = ok(db
         .store
-        .read_stream("Account".into(), "a1".into(), Some(2.0), Some(1.0)))
+        .read_stream("Account".into(), "a1".into(), 2.into(), 1.into()))
     .await;
     assert_eq!(page.as_array().map(Vec::len), Some(1));
     assert_eq!(page[0]["version"], 2);
@@ -144,7 +159,7 @@ async fn append_read_stream_and_read_all_round_trip_json() {
     let none = ok(db.store.current_version("Account".into(), "nobody".into())).await;
     assert_eq!(none, 0);
 
-    let all = ok(db.store.read_all(Some(2.0), None)).await;
+    let all = ok(db.store.read_all(2.into(), JsValue::UNDEFINED)).await;
     let order: Vec<_> = all
         .as_array()
         .expect("an array")
@@ -185,40 +200,252 @@ async fn a_conflict_names_both_versions_and_writes_nothing() {
     db.delete().await;
 }
 
-#[wasm_bindgen_test]
-async fn invalid_arguments_reject_with_invalid_input() {
-    let db = TestDb::new().await;
-    let store = &db.store;
-    let bigint = js_sys::eval("[{ type: 'X', data: { n: 1n } }]").expect("eval");
-    let cases: Vec<(Promise, &str)> = vec![
-        (events(store, "a1", -1.0, &[1]), "expectedVersion"),
-        (events(store, "a1", 0.5, &[1]), "expectedVersion"),
-        (events(store, "", 0.0, &[1]), "aggregate id"),
-        (store.append("Account".into(), "a1".into(), 0.0, js(json!([]))), "at least one event"),
-        (store.append("Account".into(), "a1".into(), 0.0, js(json!({}))), "events"),
-        (store.append("Account".into(), "a1".into(), 0.0, JsValue::UNDEFINED), "events is missing"),
-        (store.append("Account".into(), "a1".into(), 0.0, js(json!([{ "data": 1 }]))), "missing field `type`"),
-        (store.append("Account".into(), "a1".into(), 0.0, js(json!([{ "type": "X" }]))), "missing field `data`"),
-        (store.append("Account".into(), "a1".into(), 0.0, js(json!([{ "type": "X", "data": 1, "payload": 2 }]))), "unknown field `payload`"),
-        (store.append("Account".into(), "a1".into(), 0.0, js(json!([{ "type": "X", "data": 1, "eventId": "nope" }]))), "UUID"),
-        (store.append("Account".into(), "a1".into(), 0.0, bigint), "JSON.stringify threw"),
-        (store.read_stream("Account".into(), "a1".into(), Some(f64::NAN), None), "fromVersion"),
-        (store.read_all(None, Some(-5.0)), "limit"),
-        (store.save_snapshot(js(json!({ "aggregateType": "Account", "aggregateId": "a1", "version": 0, "schemaVersion": 1, "state": {} }))), "version 0"),
-        (store.save_snapshot(js(json!({ "aggregateType": "Account", "aggregateId": "a1", "version": 1, "state": {} }))), "schemaVersion"),
-        (store.delete_snapshots("Account".into(), Some(4294967296.0)), "schemaVersionBelow"),
-        (store.load("Account".into(), "a1".into(), -1.0), "schemaVersion"),
-    ];
+/// A JS value written in JavaScript.
+fn ev(source: &str) -> JsValue {
+    js_sys::eval(source).expect("eval")
+}
+
+/// Each promise rejects with `InvalidInput` and a one-line message containing the text.
+async fn all_invalid(cases: Vec<(Promise, &str)>) {
     for (promise, expected) in cases {
         let (code, message, _) = rejected(promise).await;
         assert_eq!(code, "InvalidInput", "{message}");
         assert!(
             message.contains(expected),
-            "{message:?} should name {expected:?}"
+            "{message:?} should say {expected:?}"
+        );
+        assert!(
+            !message.contains('\n') && message.len() < 300,
+            "one short line: {message:?}"
         );
     }
-    let version = ok(store.current_version("Account".into(), "a1".into())).await;
-    assert_eq!(version, 0, "nothing was written");
+}
+
+#[wasm_bindgen_test]
+async fn arguments_of_the_wrong_type_reject_with_invalid_input_naming_them() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let ok_events = || deposits(&[1]);
+    let append = |kind: JsValue, id: JsValue| store.append(kind, id, 0.into(), ok_events());
+    all_invalid(vec![
+        (
+            append(42.into(), "a1".into()),
+            "aggregateType must be a string, not the number 42",
+        ),
+        (
+            append("Account".into(), ev("({})")),
+            "aggregateId must be a string, not an object",
+        ),
+        (
+            append("Account".into(), true.into()),
+            "aggregateId must be a string, not the boolean true",
+        ),
+        (
+            append(ev("Symbol('x')"), "a1".into()),
+            "aggregateType must be a string, not a Symbol",
+        ),
+        (
+            append(JsValue::UNDEFINED, "a1".into()),
+            "aggregateType is missing",
+        ),
+        (
+            append("Account".into(), JsValue::NULL),
+            "aggregateId must be a string, not null",
+        ),
+        (
+            append("Account".into(), ev("1n")),
+            "aggregateId must be a string, not a BigInt",
+        ),
+        (
+            store.read_stream(
+                42.into(),
+                "a1".into(),
+                JsValue::UNDEFINED,
+                JsValue::UNDEFINED,
+            ),
+            "aggregateType must be a string",
+        ),
+        (
+            store.current_version("Account".into(), ev("['a1']")),
+            "aggregateId must be a string, not an array",
+        ),
+        (
+            store.load(ev("() => 1"), "a1".into(), 1.into()),
+            "aggregateType must be a string, not a function",
+        ),
+        (
+            store.get_snapshot(ev("({})"), "a1".into()),
+            "aggregateType must be a string",
+        ),
+        (
+            store.delete_snapshot("Account".into(), 7.into()),
+            "aggregateId must be a string",
+        ),
+        (
+            store.delete_snapshots(42.into(), JsValue::UNDEFINED),
+            "aggregateType must be a string",
+        ),
+        (
+            JsEventStore::open(42.into(), JsValue::UNDEFINED),
+            "name must be a string, not the number 42",
+        ),
+        (
+            JsEventStore::open("x".into(), ev("({ durability: 'eventual' })")),
+            "options.durability must be \"strict\", \"relaxed\" or \"default\"",
+        ),
+        (
+            JsEventStore::open("x".into(), ev("({ durable: true })")),
+            "options has an unknown field \"durable\"",
+        ),
+        (
+            JsEventStore::delete_database(ev("({})")),
+            "name must be a string, not an object",
+        ),
+    ])
+    .await;
+    assert_eq!(
+        ok(store.read_all(JsValue::UNDEFINED, JsValue::UNDEFINED)).await,
+        json!([]),
+        "nothing was written"
+    );
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn only_a_whole_js_number_is_a_version_or_a_limit() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let append =
+        |expected: JsValue| store.append("Account".into(), "a1".into(), expected, deposits(&[1]));
+    all_invalid(vec![
+        (append("1".into()), "expectedVersion must be a whole number from 0 to 2^53 - 1, not the string \"1\""),
+        (append(true.into()), "not the boolean true"),
+        (append(ev("[1]")), "expectedVersion must be a whole number from 0 to 2^53 - 1, not an array"),
+        (append(ev("1n")), "not a BigInt"),
+        (append((-1.0).into()), "not -1"),
+        (append(0.5.into()), "not 0.5"),
+        (append(f64::NAN.into()), "not NaN"),
+        (append(9_007_199_254_740_992.0.into()), "not 9007199254740992"),
+        (append(JsValue::UNDEFINED), "expectedVersion is missing"),
+        // The version left out: the events took its place.
+        (store.append("Account".into(), "a1".into(), deposits(&[1]), JsValue::UNDEFINED), "expectedVersion is missing: append(aggregateType, aggregateId, expectedVersion, events)"),
+        (store.read_stream("Account".into(), "a1".into(), f64::NAN.into(), JsValue::UNDEFINED), "fromVersion"),
+        (store.read_stream("Account".into(), "a1".into(), "2".into(), JsValue::UNDEFINED), "fromVersion must be a whole number"),
+        (store.read_all(JsValue::UNDEFINED, (-5.0).into()), "limit"),
+        (store.read_all(JsValue::UNDEFINED, 10_001.into()), "limit must be at most 10000"),
+        (store.read_all(JsValue::UNDEFINED, 9_007_199_254_740_991.0.into()), "limit must be at most 10000"),
+        (store.read_stream("Account".into(), "a1".into(), 1.into(), ev("'10'")), "limit must be a whole number"),
+        (store.delete_snapshots("Account".into(), 4_294_967_296.0.into()), "schemaVersionBelow"),
+        (store.delete_snapshots("Account".into(), "1".into()), "schemaVersionBelow must be a whole number"),
+        (store.load("Account".into(), "a1".into(), (-1.0).into()), "schemaVersion"),
+        (store.load("Account".into(), "a1".into(), JsValue::UNDEFINED), "schemaVersion is missing"),
+    ])
+    .await;
+    assert_eq!(
+        ok(store.current_version("Account".into(), "a1".into())).await,
+        0,
+        "nothing was written"
+    );
+    // Left out, or null: the documented defaults.
+    ok(events(store, "a1", 0.0, &[1, 2])).await;
+    let all =
+        ok(store.read_stream("Account".into(), "a1".into(), JsValue::NULL, JsValue::NULL)).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(2));
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn strings_that_are_not_valid_unicode_are_refused_not_merged() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let event_type = |kind: &str| ev(&format!("[{{ type: {kind}, data: 1 }}]"));
+    all_invalid(vec![
+        (
+            store.append("Account".into(), ev("'y\\uD800'"), 0.into(), deposits(&[1])),
+            "aggregateId is not valid Unicode: a lone surrogate \\uD800 at index 1",
+        ),
+        (
+            store.append("Account".into(), ev("'y\\uDFFF'"), 0.into(), deposits(&[1])),
+            "aggregateId is not valid Unicode: a lone surrogate \\uDFFF at index 1",
+        ),
+        (
+            store.append(ev("'\\uD83D'"), "a1".into(), 0.into(), deposits(&[1])),
+            "aggregateType is not valid Unicode",
+        ),
+        (
+            store.append(
+                "Account".into(),
+                "a1".into(),
+                0.into(),
+                event_type("'Dep\\uDC00osited'"),
+            ),
+            "events[0].type is not valid Unicode: a lone surrogate \\uDC00 at index 3",
+        ),
+        (
+            store.current_version("Account".into(), ev("'y\\uD800'")),
+            "aggregateId is not valid Unicode",
+        ),
+    ])
+    .await;
+    // A real U+FFFD, and a surrogate pair, are valid names of their own streams.
+    ok(store.append("Account".into(), ev("'y\\uFFFD'"), 0.into(), deposits(&[1]))).await;
+    ok(store.append(
+        "Account".into(),
+        ev("'y\\uD83D\\uDE00'"),
+        0.into(),
+        event_type("'\\uD83D\\uDE00'"),
+    ))
+    .await;
+    let stream = ok(store.read_stream(
+        "Account".into(),
+        "y😀".into(),
+        JsValue::UNDEFINED,
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    assert_eq!(stream[0]["type"], "😀");
+    assert_eq!(
+        ok(store.current_version("Account".into(), "y\u{FFFD}".into())).await,
+        1
+    );
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn bad_events_and_snapshots_are_named_in_one_line() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let append = |events: &str| store.append("Account".into(), "a1".into(), 0.into(), ev(events));
+    let save = |snapshot: &str| store.save_snapshot(ev(&format!("({snapshot})")));
+    all_invalid(vec![
+        (append("[{ type: 'X', data: 1 }, { type: 'X', data: { n: 1n } }]"), "events[1].data: a BigInt cannot be stored as JSON"),
+        (append("(() => { const a = {}; a.self = a; return [{ type: 'X', data: a }]; })()"), "events[0].data: an object that contains itself cannot be stored as JSON"),
+        (append("[{ type: 'X', data: { toJSON() { throw new RangeError('nope\\nsecond line'); } } }]"), "events[0].data: JSON.stringify refused it: nope"),
+        (append("[{ type: 'X' }]"), "events[0].data is missing"),
+        (append("[{ type: 'X', data: () => 1 }]"), "events[0].data must be a JSON value, not a function"),
+        (append("[{ data: 1 }]"), "events[0].type is missing"),
+        (append("[{ type: 7, data: 1 }]"), "events[0].type must be a string, not the number 7"),
+        (append("[5]"), "events[0] must be an object { type, data, eventId, correlationId, causationId }, not the number 5"),
+        (append("[null]"), "events[0] must be an object"),
+        (append("[{ type: 'X', data: 1, payload: 2 }]"), "events[0] has an unknown field \"payload\""),
+        (append("[{ type: 'X', data: 1, eventId: 'nope' }]"), "events[0].eventId must be a UUID"),
+        (append("[{ type: 'X', data: 1, causationId: 12 }]"), "events[0].causationId must be a string"),
+        (append("({ type: 'X', data: 1 })"), "events must be an array of events, not an object"),
+        (append("[]"), "at least one event"),
+        (append("[{ type: '', data: 1 }]"), "event type"),
+        (save("{ aggregateType: 'Account', aggregateId: 'a1', version: 0, schemaVersion: 1, state: {} }"), "version 0"),
+        (save("{ aggregateType: 'Account', aggregateId: 'a1', version: 1, state: {} }"), "snapshot.schemaVersion is missing"),
+        (save("{ aggregateType: 'Account', aggregateId: 'a1', version: '1', schemaVersion: 1, state: {} }"), "snapshot.version must be a whole number"),
+        (save("{ aggregateType: 'Account', aggregateId: 'a1', version: 1, schemaVersion: 1, state: 1n }"), "snapshot.state: a BigInt cannot be stored as JSON"),
+        (save("{ aggregateType: 'Account', aggregateId: 'a1', version: 1, schemaVersion: 1, state: {}, extra: 1 }"), "snapshot has an unknown field \"extra\""),
+        (store.save_snapshot(JsValue::UNDEFINED), "snapshot is missing"),
+    ])
+    .await;
+    assert_eq!(
+        ok(store.current_version("Account".into(), "a1".into())).await,
+        0,
+        "nothing was written"
+    );
     db.delete().await;
 }
 
@@ -265,7 +492,7 @@ async fn snapshots_are_saved_read_and_deleted() {
     ok(store.save_snapshot(snapshot("a2", 1, 2, 0))).await;
     ok(store.save_snapshot(snapshot("a3", 1, 3, 0))).await;
     assert_eq!(
-        ok(store.delete_snapshots("Account".into(), Some(3.0))).await,
+        ok(store.delete_snapshots("Account".into(), 3.into())).await,
         2
     );
     assert_eq!(
@@ -277,7 +504,10 @@ async fn snapshots_are_saved_read_and_deleted() {
         false
     );
     ok(store.save_snapshot(snapshot("a4", 1, 9, 0))).await;
-    assert_eq!(ok(store.delete_snapshots("Account".into(), None)).await, 1);
+    assert_eq!(
+        ok(store.delete_snapshots("Account".into(), JsValue::UNDEFINED)).await,
+        1
+    );
     db.delete().await;
 }
 
@@ -285,18 +515,18 @@ async fn snapshots_are_saved_read_and_deleted() {
 async fn load_starts_from_a_usable_snapshot_and_says_why_not_otherwise() {
     let db = TestDb::new().await;
     let store = &db.store;
-    let (code, _, _) = rejected(store.load("Account".into(), "a1".into(), 1.0)).await;
+    let (code, _, _) = rejected(store.load("Account".into(), "a1".into(), 1.into())).await;
     assert_eq!(code, "NotFound");
 
     ok(events(store, "a1", 0.0, &[1, 2, 3, 4, 5])).await;
-    let full = ok(store.load("Account".into(), "a1".into(), 1.0)).await;
+    let full = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
     assert_eq!(full["version"], 5);
     assert_eq!(full["snapshot"], Value::Null);
     assert_eq!(full["snapshotMiss"], Value::Null);
     assert_eq!(full["events"].as_array().map(Vec::len), Some(5));
 
     ok(store.save_snapshot(snapshot("a1", 3, 1, 6))).await;
-    let fast = ok(store.load("Account".into(), "a1".into(), 1.0)).await;
+    let fast = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
     assert_eq!(fast["version"], 5);
     assert_eq!(fast["snapshot"]["version"], 3);
     assert_eq!(fast["snapshot"]["state"], json!({ "balance": 6 }));
@@ -309,7 +539,7 @@ async fn load_starts_from_a_usable_snapshot_and_says_why_not_otherwise() {
     assert_eq!(after, [json!(4), json!(5)]);
     assert_eq!(fast["snapshotMiss"], Value::Null);
 
-    let other_schema = ok(store.load("Account".into(), "a1".into(), 2.0)).await;
+    let other_schema = ok(store.load("Account".into(), "a1".into(), 2.into())).await;
     assert_eq!(other_schema["snapshot"], Value::Null);
     assert_eq!(other_schema["snapshotMiss"], "SchemaMismatch");
     assert_eq!(other_schema["events"].as_array().map(Vec::len), Some(5));
@@ -332,7 +562,7 @@ async fn load_starts_from_a_usable_snapshot_and_says_why_not_otherwise() {
             created_at: Timestamp::now(),
         };
         snapshots.save_snapshot(&unusable).await.expect("save");
-        let loaded = ok(store.load("Account".into(), "a1".into(), 1.0)).await;
+        let loaded = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
         assert_eq!(loaded["snapshotMiss"], miss);
         assert_eq!(loaded["snapshot"], Value::Null);
         assert_eq!(loaded["version"], 5);
@@ -348,7 +578,7 @@ async fn load_starts_from_a_usable_snapshot_and_says_why_not_otherwise() {
         ok(store.save_snapshot(snapshot("a1", 5, 1, 15))).await,
         true
     );
-    let current = ok(store.load("Account".into(), "a1".into(), 1.0)).await;
+    let current = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
     assert_eq!(current["version"], 5);
     assert_eq!(current["events"], json!([]));
     db.delete().await;
@@ -395,27 +625,30 @@ async fn stored_values_javascript_cannot_read_are_named() {
         .await
         .expect("append");
 
-    let (code, message, _) =
-        rejected(
-            db.store
-                .read_stream("Account".into(), "bad-json".into(), None, None),
-        )
-        .await;
+    let (code, message, _) = rejected(db.store.read_stream(
+        "Account".into(),
+        "bad-json".into(),
+        JsValue::UNDEFINED,
+        JsValue::UNDEFINED,
+    ))
+    .await;
     assert_eq!(code, "Corrupt");
     assert!(
         message.contains("event 1 of Account \"bad-json\""),
         "{message}"
     );
-    let (code, _, _) = rejected(db.store.load("Account".into(), "bad-json".into(), 1.0)).await;
+    let (code, _, _) = rejected(db.store.load("Account".into(), "bad-json".into(), 1.into())).await;
     assert_eq!(code, "Corrupt");
-    let (code, message, _) = rejected(db.store.read_all(None, None)).await;
-    assert_eq!(code, "Corrupt", "{message}");
     let (code, message, _) =
-        rejected(
-            db.store
-                .read_stream("Account".into(), "bincode".into(), None, None),
-        )
-        .await;
+        rejected(db.store.read_all(JsValue::UNDEFINED, JsValue::UNDEFINED)).await;
+    assert_eq!(code, "Corrupt", "{message}");
+    let (code, message, _) = rejected(db.store.read_stream(
+        "Account".into(),
+        "bincode".into(),
+        JsValue::UNDEFINED,
+        JsValue::UNDEFINED,
+    ))
+    .await;
     assert_eq!(code, "UnsupportedCodec");
     assert!(message.contains("bincode"), "{message}");
 
@@ -434,7 +667,7 @@ async fn stored_values_javascript_cannot_read_are_named() {
     snapshots.save_snapshot(&broken).await.expect("save");
     let (code, _, _) = rejected(db.store.get_snapshot("Account".into(), "good".into())).await;
     assert_eq!(code, "Corrupt");
-    let loaded = ok(db.store.load("Account".into(), "good".into(), 1.0)).await;
+    let loaded = ok(db.store.load("Account".into(), "good".into(), 1.into())).await;
     assert_eq!(loaded["snapshotMiss"], "Undecodable");
     assert_eq!(loaded["events"][0]["data"], json!({ "amount": 7 }));
 
@@ -451,7 +684,7 @@ async fn stored_values_javascript_cannot_read_are_named() {
     snapshots.save_snapshot(&bincode).await.expect("save");
     let (code, _, _) = rejected(db.store.get_snapshot("Account".into(), "good".into())).await;
     assert_eq!(code, "UnsupportedCodec");
-    let loaded = ok(db.store.load("Account".into(), "good".into(), 1.0)).await;
+    let loaded = ok(db.store.load("Account".into(), "good".into(), 1.into())).await;
     assert_eq!(loaded["snapshotMiss"], "UnknownCodec");
     drop((events, snapshots));
     db.delete().await;
@@ -510,7 +743,7 @@ async fn note(db: &idb::Database, write: Option<&str>) -> Option<String> {
 /// Opening `name` is refused with a message containing `reason`, and the foreign
 /// database at `version` still holds its note.
 async fn refused_untouched(name: &str, version: u32, reason: &str) {
-    let error = JsEventStore::open(name.to_owned())
+    let error = JsEventStore::connect(name.to_owned(), Durability::Strict)
         .await
         .err()
         .expect("refused");
@@ -530,13 +763,15 @@ async fn deleting_the_database_elsewhere_closes_an_open_store_instead_of_waiting
     let db = TestDb::new().await;
     ok(events(&db.store, "a1", 0.0, &[1])).await;
     // As another tab would: the open store does not block the deletion.
-    JsEventStore::delete_database(db.name.clone())
+    delete_database(&db.name)
         .await
         .expect("deleted while a store is open");
     let (code, message, _) = rejected(events(&db.store, "a1", 1.0, &[2])).await;
     assert_eq!(code, "Closed");
     assert!(message.contains("open it again"), "{message}");
-    let reopened = JsEventStore::open(db.name.clone()).await.expect("reopen");
+    let reopened = JsEventStore::connect(db.name.clone(), Durability::Strict)
+        .await
+        .expect("reopen");
     let version = ok(reopened.current_version("Account".into(), "a1".into())).await;
     assert_eq!(version, 0, "the database was deleted");
     reopened.close();
@@ -554,7 +789,7 @@ async fn a_database_of_another_schema_is_refused_untouched() {
     // A newer IndexedDB version than eventkv's.
     foreign_database(&name, 2).await.close();
     refused_untouched(&name, 2, "newer").await;
-    JsEventStore::delete_database(name).await.expect("delete");
+    delete_database(&name).await.expect("delete");
 }
 
 #[wasm_bindgen_test]
@@ -566,7 +801,11 @@ async fn without_indexeddb_open_rejects_with_unavailable() {
     Reflect::set(&hidden, &"value".into(), &JsValue::UNDEFINED).expect("descriptor");
     Object::define_property(&global, &key, &hidden.into());
 
-    let result = JsEventStore::open("eventkv-unavailable".into()).await;
+    let result = JsFuture::from(JsEventStore::open(
+        "eventkv-unavailable".into(),
+        JsValue::UNDEFINED,
+    ))
+    .await;
 
     if saved.is_undefined() {
         Reflect::delete_property(&global, &key).expect("restore");

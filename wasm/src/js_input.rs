@@ -1,0 +1,276 @@
+//! What JavaScript passes in, checked. Every argument of the JS API arrives as a `JsValue`
+//! (the generated glue converts nothing, so it can neither trap nor coerce), and is
+//! refused here with an `InvalidInput` error naming the argument and what it was.
+
+use eventkv::{Codec, EventMetadata, NewEvent, Uuid};
+use js_sys::{Array, JSON, JsString, Object, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::indexeddb::Durability;
+use crate::js_error::ApiError;
+
+/// The largest integer a JS number holds exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+/// The fields of a `NewEvent`.
+const EVENT_FIELDS: [&str; 5] = ["type", "data", "eventId", "correlationId", "causationId"];
+/// The fields of a `NewSnapshot`.
+const SNAPSHOT_FIELDS: [&str; 5] = [
+    "aggregateType",
+    "aggregateId",
+    "version",
+    "schemaVersion",
+    "state",
+];
+
+/// A short, one-line description of a JS value, for error messages.
+pub fn describe(value: &JsValue) -> String {
+    if value.is_undefined() {
+        "undefined".into()
+    } else if value.is_null() {
+        "null".into()
+    } else if let Some(flag) = value.as_bool() {
+        format!("the boolean {flag}")
+    } else if let Some(number) = value.as_f64() {
+        format!("the number {number}")
+    } else if let Some(text) = value.dyn_ref::<JsString>() {
+        let text: String = text.into();
+        let mut shown: String = text.chars().take(40).collect();
+        if shown.len() < text.len() {
+            shown.push('…');
+        }
+        format!("the string {shown:?}")
+    } else if value.is_bigint() {
+        "a BigInt".into()
+    } else if value.is_symbol() {
+        "a Symbol".into()
+    } else if value.is_function() {
+        "a function".into()
+    } else if Array::is_array(value) {
+        "an array".into()
+    } else {
+        "an object".into()
+    }
+}
+
+fn missing_or(argument: &str, value: &JsValue, expected: &str) -> ApiError {
+    if value.is_undefined() {
+        ApiError::invalid(format!("{argument} is missing: it must be {expected}"))
+    } else {
+        ApiError::invalid(format!(
+            "{argument} must be {expected}, not {}",
+            describe(value)
+        ))
+    }
+}
+
+/// A string that is valid Unicode: a lone surrogate would be replaced on the way to
+/// UTF-8, so two different JS strings would name the same stream.
+pub fn string(argument: &str, value: &JsValue) -> Result<String, ApiError> {
+    let Some(text) = value.dyn_ref::<JsString>() else {
+        return Err(missing_or(argument, value, "a string"));
+    };
+    let decoded = String::from(text);
+    // A lone surrogate decodes as U+FFFD: only then are the UTF-16 units looked at.
+    if decoded.contains(char::REPLACEMENT_CHARACTER) {
+        let mut unit = 0;
+        for found in char::decode_utf16(text.iter()) {
+            match found {
+                Ok(found) => unit += found.len_utf16(),
+                Err(lone) => {
+                    return Err(ApiError::invalid(format!(
+                        "{argument} is not valid Unicode: a lone surrogate \\u{:X} at index {unit} cannot be stored",
+                        lone.unpaired_surrogate()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(decoded)
+}
+
+/// A JS number that is a whole number from 0 to 2^53 - 1 (where JS numbers are exact);
+/// `default` when the argument is left out (`undefined` or `null`), if it may be.
+pub fn whole_number(
+    argument: &str,
+    value: &JsValue,
+    default: Option<u64>,
+) -> Result<u64, ApiError> {
+    if let (Some(default), true) = (default, value.is_undefined() || value.is_null()) {
+        return Ok(default);
+    }
+    const EXPECTED: &str = "a whole number from 0 to 2^53 - 1";
+    let Some(number) = value.as_f64() else {
+        return Err(missing_or(argument, value, EXPECTED));
+    };
+    if number.is_finite() && number >= 0.0 && number.fract() == 0.0 && number <= MAX_SAFE_INTEGER {
+        // Checked above: a whole number in u64's range.
+        Ok(number as u64)
+    } else {
+        Err(ApiError::invalid(format!(
+            "{argument} must be {EXPECTED}, not {number}"
+        )))
+    }
+}
+
+/// A whole number that fits a `u32` (schema versions).
+pub fn small_number(argument: &str, value: &JsValue) -> Result<u32, ApiError> {
+    let number = whole_number(argument, value, None)?;
+    u32::try_from(number).map_err(|_| {
+        ApiError::invalid(format!(
+            "{argument} must be at most {}, not {number}",
+            u32::MAX
+        ))
+    })
+}
+
+/// `value` as JSON text, as `JSON.stringify` writes it, or one line saying why it cannot be.
+pub fn json(argument: &str, value: &JsValue) -> Result<String, ApiError> {
+    if value.is_undefined() {
+        return Err(missing_or(argument, value, "a JSON value"));
+    }
+    let text = JSON::stringify(value).map_err(|thrown| {
+        let why = thrown
+            .dyn_ref::<js_sys::Error>()
+            .map(|error| String::from(error.message()))
+            .unwrap_or_default();
+        let why = if why.contains("BigInt") {
+            "a BigInt cannot be stored as JSON (convert it to a string or a number first)".into()
+        } else if why.contains("circular") {
+            "an object that contains itself cannot be stored as JSON".into()
+        } else {
+            let first_line = why.lines().next().unwrap_or("it threw").trim();
+            format!("JSON.stringify refused it: {first_line}")
+        };
+        ApiError::invalid(format!("{argument}: {why}"))
+    })?;
+    text.as_string().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{argument} must be a JSON value, not {}",
+            describe(value)
+        ))
+    })
+}
+
+/// A UUID string, or `None` when left out (`undefined` or `null`).
+fn optional_uuid(argument: &str, value: &JsValue) -> Result<Option<Uuid>, ApiError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let text = string(argument, value)?;
+    Uuid::parse_str(&text).map(Some).map_err(|error| {
+        ApiError::invalid(format!(
+            "{argument} must be a UUID like \"0b4e4a4c-8d4f-4c8e-9a0e-6f1f2d3c4b5a\", not {}: {error}",
+            describe(value)
+        ))
+    })
+}
+
+/// A plain object (not an array or a function) with only the `allowed` fields.
+fn object(argument: &str, value: &JsValue, allowed: &[&str]) -> Result<Object, ApiError> {
+    let shape = format!("an object {{ {} }}", allowed.join(", "));
+    let Some(found) = value
+        .dyn_ref::<Object>()
+        .filter(|_| !Array::is_array(value) && !value.is_function())
+    else {
+        return Err(missing_or(argument, value, &shape));
+    };
+    for key in Object::keys(found).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !allowed.contains(&key.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "{argument} has an unknown field {key:?}: it must be {shape}"
+            )));
+        }
+    }
+    Ok(found.clone())
+}
+
+fn field(object: &Object, name: &str) -> JsValue {
+    // Reading a property of a plain object fails only on a throwing getter or a Proxy:
+    // that reads as absent, and is refused as missing.
+    Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The `events` argument of `append`: a non-empty array of `NewEvent`, JSON-encoded.
+pub fn new_events(value: &JsValue) -> Result<Vec<NewEvent>, ApiError> {
+    let Some(array) = value.dyn_ref::<Array>() else {
+        return Err(missing_or("events", value, "an array of events"));
+    };
+    (0..array.length())
+        .map(|index| new_event(&format!("events[{index}]"), &array.get(index)))
+        .collect()
+}
+
+fn new_event(argument: &str, value: &JsValue) -> Result<NewEvent, ApiError> {
+    let event = object(argument, value, &EVENT_FIELDS)?;
+    let event_type = string(&format!("{argument}.type"), &field(&event, "type"))?;
+    let data = json(&format!("{argument}.data"), &field(&event, "data"))?;
+    let uuid = |name: &str| optional_uuid(&format!("{argument}.{name}"), &field(&event, name));
+    Ok(NewEvent {
+        event_id: uuid("eventId")?.unwrap_or_else(Uuid::new_v4),
+        event_type,
+        codec: Codec::Json,
+        payload: data.into_bytes().into(),
+        metadata: EventMetadata {
+            correlation_id: uuid("correlationId")?,
+            causation_id: uuid("causationId")?,
+        },
+    })
+}
+
+/// A `NewSnapshot`, its state as JSON text.
+pub struct NewSnapshot {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub version: u64,
+    pub schema_version: u32,
+    pub state: String,
+}
+
+/// The `snapshot` argument of `saveSnapshot`.
+pub fn new_snapshot(value: &JsValue) -> Result<NewSnapshot, ApiError> {
+    let snapshot = object("snapshot", value, &SNAPSHOT_FIELDS)?;
+    let get = |name: &str| (format!("snapshot.{name}"), field(&snapshot, name));
+    let (name, value) = get("aggregateType");
+    let aggregate_type = string(&name, &value)?;
+    let (name, value) = get("aggregateId");
+    let aggregate_id = string(&name, &value)?;
+    let (name, value) = get("version");
+    let version = whole_number(&name, &value, None)?;
+    let (name, value) = get("schemaVersion");
+    let schema_version = small_number(&name, &value)?;
+    let (name, value) = get("state");
+    let state = json(&name, &value)?;
+    Ok(NewSnapshot {
+        aggregate_type,
+        aggregate_id,
+        version,
+        schema_version,
+        state,
+    })
+}
+
+/// The `options` of `EventStore.open`: `{ durability }`, strict when left out.
+pub fn open_options(value: &JsValue) -> Result<Durability, ApiError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(Durability::Strict);
+    }
+    let options = object("options", value, &["durability"])?;
+    let durability = field(&options, "durability");
+    if durability.is_undefined() {
+        return Ok(Durability::Strict);
+    }
+    let name = string("options.durability", &durability)?;
+    [
+        Durability::Strict,
+        Durability::Relaxed,
+        Durability::BrowserDefault,
+    ]
+    .into_iter()
+    .find(|known| known.as_str() == name)
+    .ok_or_else(|| {
+        ApiError::invalid(format!(
+            "options.durability must be \"strict\", \"relaxed\" or \"default\", not {name:?}"
+        ))
+    })
+}
