@@ -812,7 +812,7 @@ async fn without_indexeddb_open_rejects_with_unavailable() {
     } else {
         Object::define_property(&global, &key, &saved.into());
     }
-    let error = result.err().expect("refused");
+    let error = result.expect_err("refused");
     assert_eq!(code_of(&error), "Unavailable");
     assert!(
         message_of(&error).contains("no indexedDB"),
