@@ -9,7 +9,7 @@ use eventkv::{
 };
 use eventkv_wasm::{Durability, IndexedDbKv, JsEventStore};
 use idb::DatabaseEvent as _;
-use js_sys::{JSON, Object, Promise, Reflect};
+use js_sys::{Array, Function, JSON, Object, Promise, Reflect};
 use serde_json::{Value, json};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -820,5 +820,155 @@ async fn without_indexeddb_open_rejects_with_unavailable() {
         message_of(&error)
     );
     let db = TestDb::new().await;
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn writes_are_strict_unless_the_app_opts_out_at_open() {
+    // Records the durability of every readwrite transaction the browser opens.
+    ev("globalThis.__durabilities = [];
+        globalThis.__transaction ??= IDBDatabase.prototype.transaction;
+        IDBDatabase.prototype.transaction = function (...args) {
+            const tx = globalThis.__transaction.apply(this, args);
+            if (tx.mode === 'readwrite') globalThis.__durabilities.push(tx.durability);
+            return tx;
+        };");
+    let recorded = || rust(&ev("globalThis.__durabilities.splice(0)"));
+    let name = format!("eventkv-js-durability-{}", Uuid::new_v4());
+    for (options, expected) in [
+        ("undefined", "strict"),
+        ("({})", "strict"),
+        ("({ durability: 'strict' })", "strict"),
+        ("({ durability: 'relaxed' })", "relaxed"),
+        ("({ durability: 'default' })", "default"),
+    ] {
+        let store = JsFuture::from(JsEventStore::open(name.as_str().into(), ev(options)))
+            .await
+            .expect("open");
+        recorded();
+        let append = Reflect::get(&store, &"append".into()).expect("append");
+        let args = Array::of4(
+            &"Account".into(),
+            &"a1".into(),
+            &JsValue::UNDEFINED,
+            &deposits(&[1]),
+        );
+        let current = Reflect::get(&store, &"currentVersion".into()).expect("currentVersion");
+        let version = JsFuture::from(Promise::from(
+            Function::from(current)
+                .call2(&store, &"Account".into(), &"a1".into())
+                .expect("call"),
+        ))
+        .await
+        .expect("currentVersion");
+        args.set(2, version);
+        JsFuture::from(Promise::from(
+            Reflect::apply(&Function::from(append), &store, &args).expect("call"),
+        ))
+        .await
+        .expect("append");
+        assert_eq!(recorded(), json!([expected]), "options {options}");
+        let close = Reflect::get(&store, &"close".into()).expect("close");
+        Function::from(close).call0(&store).expect("close");
+    }
+    ev("IDBDatabase.prototype.transaction = globalThis.__transaction;");
+    delete_database(&name).await.expect("delete");
+}
+
+#[wasm_bindgen_test]
+async fn a_retried_append_is_a_no_op_and_other_ids_still_conflict() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let ids = [Uuid::new_v4(), Uuid::new_v4()];
+    let with_ids = |ids: &[Uuid]| {
+        js(Value::Array(
+            ids.iter()
+                .map(|id| json!({ "type": "Deposited", "data": { "amount": 1 }, "eventId": id }))
+                .collect(),
+        ))
+    };
+    ok(events(store, "a1", 0.0, &[5])).await;
+    let first = ok(store.append("Account".into(), "a1".into(), 1.into(), with_ids(&ids))).await;
+    ok(events(store, "b1", 0.0, &[5])).await;
+    // The same events at the same versions: the first append's result, nothing written.
+    let again = ok(store.append("Account".into(), "a1".into(), 1.into(), with_ids(&ids))).await;
+    assert_eq!(again, first);
+    assert_eq!(first["lastVersion"], 3);
+    assert_eq!(
+        ok(store.current_version("Account".into(), "a1".into())).await,
+        3
+    );
+    let (code, _, _) = rejected(store.append(
+        "Account".into(),
+        "a1".into(),
+        1.into(),
+        with_ids(&[ids[0], Uuid::new_v4()]),
+    ))
+    .await;
+    assert_eq!(code, "Conflict", "another id at version 3");
+    let (code, message, _) = rejected(store.append(
+        "Account".into(),
+        "a1".into(),
+        3.into(),
+        with_ids(&[ids[0], ids[0]]),
+    ))
+    .await;
+    assert_eq!(code, "InvalidInput");
+    assert!(message.contains(&ids[0].to_string()), "{message}");
+    assert_eq!(
+        ok(store.read_all(JsValue::UNDEFINED, JsValue::UNDEFINED))
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn reads_and_loads_page_through_long_streams() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let amounts: Vec<i64> = (1..=10_000).collect();
+    ok(events(store, "a1", 0.0, &amounts)).await;
+    ok(events(store, "b1", 0.0, &[1])).await;
+    let versions = |events: &Value| -> Vec<u64> {
+        events
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|event| event["version"].as_u64().expect("a version"))
+            .collect()
+    };
+    // More than one page (4,096 events) each, in order, without a gap.
+    let stream = ok(store.read_stream("Account".into(), "a1".into(), 2.into(), 9_000.into())).await;
+    assert_eq!(versions(&stream), (2..=9_001).collect::<Vec<_>>());
+    let all = ok(store.read_all(JsValue::UNDEFINED, 10_000.into())).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(10_000));
+    let tail = ok(store.read_all(9_999.into(), 10_000.into())).await;
+    let positions: Vec<_> = tail
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event["position"].clone())
+        .collect();
+    assert_eq!(
+        positions,
+        [json!(9_999), json!(10_000), json!(10_001)],
+        "fewer only at the end"
+    );
+    let loaded = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
+    assert_eq!(
+        versions(&loaded["events"]),
+        (1..=10_000).collect::<Vec<_>>()
+    );
+    assert_eq!(loaded["events"][9_999]["data"], json!({ "amount": 10_000 }));
+    ok(store.save_snapshot(snapshot("a1", 1_000, 1, 0))).await;
+    let loaded = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
+    assert_eq!(
+        versions(&loaded["events"]),
+        (1_001..=10_000).collect::<Vec<_>>()
+    );
+    assert_eq!(loaded["version"], 10_000);
     db.delete().await;
 }
