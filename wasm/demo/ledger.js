@@ -7,11 +7,44 @@ const TYPE = "Ledger";
 const ID = "household";
 /** The version of the state's shape below: bump it when the shape changes. */
 const SCHEMA_VERSION = 1;
-const SNAPSHOT_EVERY = Number(new URLSearchParams(location.search).get("every") ?? 100);
+const DEFAULT_SNAPSHOT_EVERY = 100;
 const SHOWN_ENTRIES = 20;
+
+/** `?every=N`: a snapshot every N events, N a whole number from 1; else the default, said. */
+function snapshotEvery() {
+  const given = new URLSearchParams(location.search).get("every");
+  if (given === null) return { every: DEFAULT_SNAPSHOT_EVERY };
+  const every = Number(given);
+  if (/^\d+$/.test(given.trim()) && Number.isSafeInteger(every) && every >= 1) return { every };
+  return {
+    every: DEFAULT_SNAPSHOT_EVERY,
+    warning: `?every must be a whole number of events from 1, not ${JSON.stringify(given)}: snapshots are taken every ${DEFAULT_SNAPSHOT_EVERY} events instead.`,
+  };
+}
+const { every: SNAPSHOT_EVERY, warning: EVERY_WARNING } = snapshotEvery();
 
 // The reducer. Amounts are whole cents, so sums stay exact.
 const initialState = () => ({ balanceCents: 0, entries: [] });
+
+/** A refused command: its message is shown to the user as it is. */
+class Refused extends Error {}
+
+const money = (cents) => (cents / 100).toFixed(2);
+
+/** The command: the event recording `kind` of `amount` (text, in units) with `memo`, or Refused. */
+function decide(state, kind, amount, memo) {
+  const units = Number(amount);
+  if (amount.trim() === "" || !Number.isFinite(units)) throw new Refused(`The amount must be a number, not "${amount}".`);
+  const cents = Math.round(units * 100);
+  if (Math.abs(units * 100 - cents) > 1e-6) throw new Refused(`The amount ${amount} has more than two decimals.`);
+  if (cents <= 0) throw new Refused(`The amount must be more than 0.00, not ${money(cents)}: record a withdrawal to take money out.`);
+  if (!Number.isSafeInteger(cents)) throw new Refused(`The amount ${amount} is too large.`);
+  if (kind === "Withdrawn" && cents > state.balanceCents) {
+    throw new Refused(`Insufficient funds: the balance is ${money(state.balanceCents)}, the withdrawal ${money(cents)}.`);
+  }
+  if (memo.trim() === "") throw new Refused("The memo must not be empty.");
+  return { type: kind, data: { cents, memo: memo.trim() } };
+}
 
 function apply(state, event) {
   const { cents, memo } = event.data;
@@ -27,16 +60,19 @@ const $ = (id) => document.getElementById(id);
 const channel = new BroadcastChannel(DATABASE);
 /** The open store; replaced by `reopen`. */
 let store;
-let ledger = { state: initialState(), version: 0 };
+/** The ledger's state and version, and the version of its latest snapshot (0: none). */
+let ledger = { state: initialState(), version: 0, snapshotVersion: 0 };
 
-function show(info) {
-  $("balance").textContent = (ledger.state.balanceCents / 100).toFixed(2);
+/** Shows the ledger, and, after a load, how it was loaded. */
+function show(load) {
+  $("balance").textContent = money(ledger.state.balanceCents);
   $("version").textContent = ledger.version;
-  if (info) {
-    $("source").textContent = info.source;
-    $("snapshot-version").textContent = info.snapshotVersion ?? "none";
-    $("replayed").textContent = info.replayed;
-    $("load-ms").textContent = info.loadMs.toFixed(1);
+  $("snapshot-version").textContent = ledger.snapshotVersion || "none";
+  $("pending").textContent = ledger.version - ledger.snapshotVersion;
+  if (load) {
+    $("source").textContent = load.source;
+    $("replayed").textContent = load.replayed;
+    $("load-ms").textContent = load.loadMs.toFixed(1);
   }
   $("entries").replaceChildren(
     ...ledger.state.entries.toReversed().map((entry) => {
@@ -56,16 +92,17 @@ async function load() {
     const loaded = await store.load(TYPE, ID, SCHEMA_VERSION);
     let state = loaded.snapshot ? loaded.snapshot.state : initialState();
     for (const event of loaded.events) state = apply(state, event);
-    ledger = { state, version: loaded.version };
+    ledger = { state, version: loaded.version, snapshotVersion: loaded.snapshot?.version ?? 0 };
     show({
-      source: loaded.snapshot ? "snapshot" : `full replay${loaded.snapshotMiss ? ` (${loaded.snapshotMiss})` : ""}`,
-      snapshotVersion: loaded.snapshot?.version,
+      source: loaded.snapshot
+        ? `snapshot at version ${loaded.snapshot.version}`
+        : `full replay${loaded.snapshotMiss ? ` (${loaded.snapshotMiss})` : ""}`,
       replayed: loaded.events.length,
       loadMs: performance.now() - started,
     });
   } catch (error) {
     if (error.code !== "NotFound") throw error;
-    ledger = { state: initialState(), version: 0 };
+    ledger = { state: initialState(), version: 0, snapshotVersion: 0 };
     show({ source: "new ledger", replayed: 0, loadMs: performance.now() - started });
   }
 }
@@ -78,11 +115,12 @@ async function record(events) {
     events.forEach((event, i) => {
       state = apply(state, { ...event, version: appended.firstVersion + i });
     });
-    ledger = { state, version: appended.lastVersion };
+    ledger = { ...ledger, state, version: appended.lastVersion };
     if (Math.floor(appended.lastVersion / SNAPSHOT_EVERY) > Math.floor((appended.firstVersion - 1) / SNAPSHOT_EVERY)) {
-      await store.saveSnapshot({
+      const stored = await store.saveSnapshot({
         aggregateType: TYPE, aggregateId: ID, version: ledger.version, schemaVersion: SCHEMA_VERSION, state,
       });
+      if (stored) ledger.snapshotVersion = ledger.version;
     }
     show();
     channel.postMessage(ledger.version);
@@ -103,16 +141,17 @@ async function run(task) {
     $("status").textContent = "ready";
   } catch (error) {
     $("status").textContent = "error";
-    $("error").textContent = error.code ? `${error.code}: ${error.message}` : String(error);
+    $("error").textContent = error.code ? `${error.code}: ${error.message}` : error.message;
   }
 }
 
 $("entry").addEventListener("submit", (submitted) => {
   submitted.preventDefault();
   const form = submitted.target;
-  const cents = Math.round(Number(form.amount.value) * 100);
-  const event = { type: submitted.submitter.value, data: { cents, memo: form.memo.value } };
-  run(() => record([event]));
+  run(async () => {
+    await record([decide(ledger.state, submitted.submitter.value, form.amount.value, form.memo.value)]);
+    form.reset();
+  });
 });
 
 $("bulk").addEventListener("click", () => run(() => record(
@@ -129,6 +168,7 @@ async function reopen() {
 // Deleting the database closes the other tabs' connections (they would reject with
 // "Closed"); the message makes them open it again.
 $("reset").addEventListener("click", () => run(async () => {
+  if (!confirm(`Delete all ${ledger.version} entries of this ledger, in every tab? This cannot be undone.`)) return;
   store.close();
   await EventStore.deleteDatabase(DATABASE);
   await reopen();
@@ -138,6 +178,7 @@ $("reset").addEventListener("click", () => run(async () => {
 channel.addEventListener("message", () => run(reopen));
 
 $("every").textContent = SNAPSHOT_EVERY;
+$("notice").textContent = EVERY_WARNING ?? "";
 run(async () => {
   await init();
   const persisted = await navigator.storage?.persist?.();

@@ -62,8 +62,9 @@ test("the ledger survives a reload and loads from its latest snapshot", async ()
   await settled(page);
   assert.equal(await text(page, "version"), "1005");
   assert.equal(await text(page, "balance"), "83.00");
-  assert.equal(await text(page, "source"), "snapshot");
+  assert.equal(await text(page, "source"), "snapshot at version 1002");
   assert.equal(await text(page, "snapshot-version"), "1002");
+  assert.equal(await text(page, "pending"), "3");
   assert.equal(await text(page, "replayed"), "3");
   assert.ok(Number(await text(page, "load-ms")) >= 0);
   assert.match(await page.locator("#entries li").first().textContent(), /^\+1\.00 c$/);
@@ -78,6 +79,7 @@ test("the ledger survives a reload and loads from its latest snapshot", async ()
   assert.equal(await text(other, "balance"), "79.50");
 
   // Deleting everything in one tab is not blocked by the other, which follows.
+  page.once("dialog", (dialog) => dialog.accept());
   await page.click("#reset");
   await settled(page);
   assert.equal(await text(page, "version"), "0");
@@ -87,6 +89,165 @@ test("the ledger survives a reload and loads from its latest snapshot", async ()
   await record(other, "#deposit", "fresh start", "5");
   await page.waitForFunction(() => document.getElementById("version").textContent === "1");
   assert.equal(await text(page, "balance"), "5.00");
+  await context.close();
+});
+
+/** Opens the demo in a fresh context; collects the page's failed requests. */
+async function demo(query = "") {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const failed = [];
+  page.on("response", (response) => response.status() >= 400 && failed.push(`${response.status()} ${response.url()}`));
+  page.on("requestfailed", (request) => failed.push(`failed ${request.url()}`));
+  await page.goto(`${server.origin}/demo/${query}`);
+  await settled(page);
+  return { context, page, failed };
+}
+
+test("the panel shows the latest snapshot and the events a reload would replay, live", async () => {
+  const { context, page, failed } = await demo("?every=10");
+  assert.equal(await text(page, "snapshot-version"), "none");
+  assert.equal(await text(page, "pending"), "0");
+  await record(page, "#deposit", "first", "1");
+  assert.equal(await text(page, "snapshot-version"), "none");
+  assert.equal(await text(page, "pending"), "1");
+  await page.click("#bulk"); // to version 1,001: crosses 1,000, a snapshot at 1,001
+  await settled(page);
+  assert.equal(await text(page, "snapshot-version"), "1001");
+  assert.equal(await text(page, "pending"), "0");
+  await record(page, "#deposit", "second", "2");
+  assert.equal(await text(page, "snapshot-version"), "1001");
+  assert.equal(await text(page, "pending"), "1");
+  // The form is cleared after an entry is recorded.
+  assert.equal(await page.inputValue("#memo"), "");
+  assert.equal(await page.inputValue("#amount"), "");
+  await page.reload();
+  await settled(page);
+  assert.equal(await text(page, "source"), "snapshot at version 1001");
+  assert.equal(await text(page, "replayed"), "1");
+  assert.deepEqual(failed, [], "no request failed (the page asks for no favicon.ico)");
+  await context.close();
+});
+
+test("the ledger's rules refuse bad entries with a clear message and record nothing", async () => {
+  const { context, page } = await demo();
+  await record(page, "#deposit", "salary", "10");
+  const refused = async (button, memo, amount, message) => {
+    await page.fill("#memo", memo);
+    await page.fill("#amount", amount);
+    await page.click(button);
+    await page.waitForFunction(() => ["ready", "error"].includes(document.getElementById("status").textContent));
+    assert.equal(await text(page, "status"), "error");
+    assert.match(await text(page, "error"), message);
+    assert.equal(await text(page, "version"), "1", "nothing was recorded");
+    assert.equal(await page.inputValue("#amount"), amount, "the form keeps a refused entry for correction");
+  };
+  await refused("#deposit", "oops", "-5", /^The amount must be more than 0\.00, not -5\.00/);
+  await refused("#deposit", "zero", "0", /more than 0\.00/);
+  await refused("#withdraw", "rent", "30", /^Insufficient funds: the balance is 10\.00, the withdrawal 30\.00\.$/);
+  await refused("#deposit", "cents", "1.234", /more than two decimals/);
+  await refused("#deposit", " ", "1", /memo must not be empty/);
+  await record(page, "#withdraw", "all of it", "10");
+  assert.equal(await text(page, "balance"), "0.00");
+  await context.close();
+});
+
+test("a bad ?every is named and the default is used", async () => {
+  for (const every of ["abc", "0", "-5", "1.5"]) {
+    const { context, page } = await demo(`?every=${every}`);
+    assert.equal(await text(page, "every"), "100");
+    assert.equal(
+      await text(page, "notice"),
+      `?every must be a whole number of events from 1, not "${every}": snapshots are taken every 100 events instead.`,
+    );
+    await page.click("#bulk");
+    await settled(page);
+    assert.equal(await text(page, "snapshot-version"), "1000", `every=${every}: snapshots every 100 events`);
+    await context.close();
+  }
+});
+
+test("deleting everything asks first; declining keeps the ledger", async () => {
+  const { context, page } = await demo();
+  await record(page, "#deposit", "keep", "5");
+  let asked;
+  page.once("dialog", (dialog) => {
+    asked = dialog.message();
+    dialog.dismiss();
+  });
+  await page.click("#reset");
+  await settled(page);
+  assert.match(asked, /^Delete all 1 entries of this ledger, in every tab\?/);
+  assert.equal(await text(page, "version"), "1");
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.click("#reset");
+  await settled(page);
+  assert.equal(await text(page, "version"), "0");
+  await context.close();
+});
+
+test("through the package's own glue, a bad argument rejects with InvalidInput: no trap, no throw", async () => {
+  const { context, page } = await demo();
+  const results = await page.evaluate(async () => {
+    const { EventStore } = await import("/pkg/eventkv_wasm.js");
+    const store = await EventStore.open("eventkv-e2e-inputs");
+    const ok = [{ type: "Deposited", data: { n: 1 } }];
+    const calls = {
+      "append(42, …)": () => store.append(42, "a", 0, ok),
+      "append(T, {}, …)": () => store.append("T", {}, 0, ok),
+      "append(T, true, …)": () => store.append("T", true, 0, ok),
+      "append(Symbol, …)": () => store.append(Symbol("s"), "a", 0, ok),
+      "append(undefined, …)": () => store.append(undefined, "a", 0, ok),
+      "append(null, …)": () => store.append(null, "a", 0, ok),
+      "append version '1'": () => store.append("T", "a", "1", ok),
+      "append version true": () => store.append("T", "a", true, ok),
+      "append version [1]": () => store.append("T", "a", [1], ok),
+      "append version 1n": () => store.append("T", "a", 1n, ok),
+      "append without a version": () => store.append("T", "a", ok),
+      "append a lone surrogate": () => store.append("T", "y\uD800", 0, ok),
+      "append BigInt data": () => store.append("T", "a", 0, [ok[0], { type: "X", data: { n: 1n } }]),
+      "readStream(42, …)": () => store.readStream(42, "a"),
+      "currentVersion(T, Symbol)": () => store.currentVersion("T", Symbol("s")),
+      "load(T, {}, 1)": () => store.load("T", {}, 1),
+      "getSnapshot(undefined, a)": () => store.getSnapshot(undefined, "a"),
+      "deleteSnapshots(42)": () => store.deleteSnapshots(42),
+      "readAll limit 2^53": () => store.readAll(1, 2 ** 53 - 1),
+      "open(42)": () => EventStore.open(42),
+      "deleteDatabase({})": () => EventStore.deleteDatabase({}),
+    };
+    const results = {};
+    for (const [name, call] of Object.entries(calls)) {
+      let promise;
+      try {
+        promise = call();
+      } catch (thrown) {
+        results[name] = { threw: `${thrown.name}: ${thrown.message}` };
+        continue;
+      }
+      try {
+        await promise;
+        results[name] = { resolved: true };
+      } catch (error) {
+        results[name] = { name: error.name, code: error.code, message: error.message };
+      }
+    }
+    results.version = await store.currentVersion("T", "a");
+    store.close();
+    await EventStore.deleteDatabase("eventkv-e2e-inputs");
+    return results;
+  });
+  const { version, ...calls } = results;
+  for (const [call, result] of Object.entries(calls)) {
+    assert.equal(result.name, "EventKvError", `${call}: ${JSON.stringify(result)}`);
+    assert.equal(result.code, "InvalidInput", `${call}: ${JSON.stringify(result)}`);
+    assert.ok(!result.message.includes("\n") && result.message.length < 300, `${call}: one line: ${result.message}`);
+  }
+  assert.match(calls["append(42, …)"].message, /^aggregateType must be a string, not the number 42$/);
+  assert.match(calls["append version '1'"].message, /not the string "1"/);
+  assert.match(calls["append without a version"].message, /^expectedVersion is missing/);
+  assert.match(calls["append BigInt data"].message, /^events\[1\]\.data: a BigInt cannot be stored as JSON/);
+  assert.match(calls["append a lone surrogate"].message, /lone surrogate/);
+  assert.equal(version, 0, "nothing was written");
   await context.close();
 });
 

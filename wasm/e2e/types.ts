@@ -9,6 +9,7 @@ import init, {
   type Loaded,
   type NewEvent,
   type NewSnapshot,
+  type OpenOptions,
   type Snapshot,
   type SnapshotMiss,
   type StoredEvent,
@@ -23,6 +24,8 @@ function isEventKvError(error: unknown): error is EventKvError {
 export async function everyCall(): Promise<Counter> {
   await init();
   const store: EventStore = await EventStore.open("typed");
+  const options: OpenOptions = { durability: "relaxed" };
+  (await EventStore.open("typed-relaxed", options)).close();
   const name: string = store.name;
   const events: NewEvent[] = [{ type: "Added", data: { n: 1 }, correlationId: null }];
   let appended: Appended;
@@ -61,6 +64,8 @@ export async function everyCall(): Promise<Counter> {
   await store.append("Counter", name, "0", events);
   // @ts-expect-error load needs the state's schema version
   await store.load("Counter", name);
+  // @ts-expect-error not a durability
+  await EventStore.open("typed", { durability: "eventual" });
   // @ts-expect-error not an error code
   const wrong: ErrorCode = "Oops";
   // @ts-expect-error a snapshot needs its schema version

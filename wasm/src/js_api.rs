@@ -60,8 +60,9 @@ impl JsEventStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<EventStore>")]
     pub fn open(
         #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "OpenOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "OpenOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or_default();
         let input = js_input::string("name", &name)
             .and_then(|name| Ok((name, js_input::open_options(&options)?)));
         future_to_promise(async move {
@@ -146,14 +147,15 @@ impl JsEventStore {
         aggregate_type: JsValue,
         #[wasm_bindgen(js_name = aggregateId, unchecked_param_type = "string")]
         aggregate_id: JsValue,
-        #[wasm_bindgen(js_name = fromVersion, unchecked_param_type = "number | undefined")]
-        from_version: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "number | undefined")] limit: JsValue,
+        #[wasm_bindgen(js_name = fromVersion, unchecked_optional_param_type = "number")]
+        from_version: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] limit: Option<JsValue>,
     ) -> Promise {
         let input = (|| -> Result<_, ApiError> {
             let stream = stream_of(&aggregate_type, &aggregate_id)?;
-            let from = js_input::whole_number("fromVersion", &from_version, Some(1))?;
-            Ok((stream, from, limit_of(&limit)?))
+            let from = from_version.unwrap_or_default();
+            let from = js_input::whole_number("fromVersion", &from, Some(1))?;
+            Ok((stream, from, limit_of(&limit.unwrap_or_default())?))
         })();
         self.run(move |stores| async move {
             let ((aggregate_type, aggregate_id), from, limit) = input?;
@@ -200,12 +202,13 @@ impl JsEventStore {
     #[wasm_bindgen(js_name = readAll, unchecked_return_type = "Promise<StoredEvent[]>")]
     pub fn read_all(
         &self,
-        #[wasm_bindgen(js_name = fromPosition, unchecked_param_type = "number | undefined")]
-        from_position: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "number | undefined")] limit: JsValue,
+        #[wasm_bindgen(js_name = fromPosition, unchecked_optional_param_type = "number")]
+        from_position: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] limit: Option<JsValue>,
     ) -> Promise {
-        let input = js_input::whole_number("fromPosition", &from_position, Some(1))
-            .and_then(|from| Ok((from, limit_of(&limit)?)));
+        let from = from_position.unwrap_or_default();
+        let input = js_input::whole_number("fromPosition", &from, Some(1))
+            .and_then(|from| Ok((from, limit_of(&limit.unwrap_or_default())?)));
         self.run(move |stores| async move {
             let (mut from, limit) = input?;
             let events = JsEvents::new()?;
@@ -313,21 +316,13 @@ impl JsEventStore {
         &self,
         #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
         aggregate_type: JsValue,
-        #[wasm_bindgen(
-            js_name = schemaVersionBelow,
-            unchecked_param_type = "number | undefined"
-        )]
-        schema_version_below: JsValue,
+        #[wasm_bindgen(js_name = schemaVersionBelow, unchecked_optional_param_type = "number")]
+        schema_version_below: Option<JsValue>,
     ) -> Promise {
         let input = js_input::string("aggregateType", &aggregate_type).and_then(|name| {
-            let below = if schema_version_below.is_undefined() || schema_version_below.is_null() {
-                None
-            } else {
-                Some(js_input::small_number(
-                    "schemaVersionBelow",
-                    &schema_version_below,
-                )?)
-            };
+            let below = schema_version_below
+                .map(|below| js_input::small_number("schemaVersionBelow", &below))
+                .transpose()?;
             Ok((name, below))
         });
         self.run(move |stores| async move {

@@ -121,12 +121,9 @@ async fn append_read_stream_and_read_all_round_trip_json() {
     ok(events(&db.store, "b1", 0.0, &[5])).await;
     ok(events(&db.store, "a1", 1.0, &[10, 20])).await;
 
-    let stream = ok(db.store.read_stream(
-        "Account".into(),
-        "a1".into(),
-        JsValue::UNDEFINED,
-        JsValue::UNDEFINED,
-    ))
+    let stream = ok(db
+        .store
+        .read_stream("Account".into(), "a1".into(), None, None))
     .await;
     let stream = stream.as_array().expect("an array");
     assert_eq!(stream.len(), 3);
@@ -147,9 +144,12 @@ async fn append_read_stream_and_read_all_round_trip_json() {
     assert_eq!(stream[2]["data"], json!({ "amount": 20 }));
     assert_eq!(stream[2]["position"], 4);
 
-    let page = ok(db
-        .store
-        .read_stream("Account".into(), "a1".into(), 2.into(), 1.into()))
+    let page = ok(db.store.read_stream(
+        "Account".into(),
+        "a1".into(),
+        Some(2.into()),
+        Some(1.into()),
+    ))
     .await;
     assert_eq!(page.as_array().map(Vec::len), Some(1));
     assert_eq!(page[0]["version"], 2);
@@ -159,7 +159,7 @@ async fn append_read_stream_and_read_all_round_trip_json() {
     let none = ok(db.store.current_version("Account".into(), "nobody".into())).await;
     assert_eq!(none, 0);
 
-    let all = ok(db.store.read_all(2.into(), JsValue::UNDEFINED)).await;
+    let all = ok(db.store.read_all(Some(2.into()), None)).await;
     let order: Vec<_> = all
         .as_array()
         .expect("an array")
@@ -257,12 +257,7 @@ async fn arguments_of_the_wrong_type_reject_with_invalid_input_naming_them() {
             "aggregateId must be a string, not a BigInt",
         ),
         (
-            store.read_stream(
-                42.into(),
-                "a1".into(),
-                JsValue::UNDEFINED,
-                JsValue::UNDEFINED,
-            ),
+            store.read_stream(42.into(), "a1".into(), None, None),
             "aggregateType must be a string",
         ),
         (
@@ -282,19 +277,19 @@ async fn arguments_of_the_wrong_type_reject_with_invalid_input_naming_them() {
             "aggregateId must be a string",
         ),
         (
-            store.delete_snapshots(42.into(), JsValue::UNDEFINED),
+            store.delete_snapshots(42.into(), None),
             "aggregateType must be a string",
         ),
         (
-            JsEventStore::open(42.into(), JsValue::UNDEFINED),
+            JsEventStore::open(42.into(), None),
             "name must be a string, not the number 42",
         ),
         (
-            JsEventStore::open("x".into(), ev("({ durability: 'eventual' })")),
+            JsEventStore::open("x".into(), Some(ev("({ durability: 'eventual' })"))),
             "options.durability must be \"strict\", \"relaxed\" or \"default\"",
         ),
         (
-            JsEventStore::open("x".into(), ev("({ durable: true })")),
+            JsEventStore::open("x".into(), Some(ev("({ durable: true })"))),
             "options has an unknown field \"durable\"",
         ),
         (
@@ -304,7 +299,7 @@ async fn arguments_of_the_wrong_type_reject_with_invalid_input_naming_them() {
     ])
     .await;
     assert_eq!(
-        ok(store.read_all(JsValue::UNDEFINED, JsValue::UNDEFINED)).await,
+        ok(store.read_all(None, None)).await,
         json!([]),
         "nothing was written"
     );
@@ -329,14 +324,14 @@ async fn only_a_whole_js_number_is_a_version_or_a_limit() {
         (append(JsValue::UNDEFINED), "expectedVersion is missing"),
         // The version left out: the events took its place.
         (store.append("Account".into(), "a1".into(), deposits(&[1]), JsValue::UNDEFINED), "expectedVersion is missing: append(aggregateType, aggregateId, expectedVersion, events)"),
-        (store.read_stream("Account".into(), "a1".into(), f64::NAN.into(), JsValue::UNDEFINED), "fromVersion"),
-        (store.read_stream("Account".into(), "a1".into(), "2".into(), JsValue::UNDEFINED), "fromVersion must be a whole number"),
-        (store.read_all(JsValue::UNDEFINED, (-5.0).into()), "limit"),
-        (store.read_all(JsValue::UNDEFINED, 10_001.into()), "limit must be at most 10000"),
-        (store.read_all(JsValue::UNDEFINED, 9_007_199_254_740_991.0.into()), "limit must be at most 10000"),
-        (store.read_stream("Account".into(), "a1".into(), 1.into(), ev("'10'")), "limit must be a whole number"),
-        (store.delete_snapshots("Account".into(), 4_294_967_296.0.into()), "schemaVersionBelow"),
-        (store.delete_snapshots("Account".into(), "1".into()), "schemaVersionBelow must be a whole number"),
+        (store.read_stream("Account".into(), "a1".into(), Some(f64::NAN.into()), None), "fromVersion"),
+        (store.read_stream("Account".into(), "a1".into(), Some("2".into()), None), "fromVersion must be a whole number"),
+        (store.read_all(None, Some((-5.0).into())), "limit"),
+        (store.read_all(None, Some(10_001.into())), "limit must be at most 10000"),
+        (store.read_all(None, Some(9_007_199_254_740_991.0.into())), "limit must be at most 10000"),
+        (store.read_stream("Account".into(), "a1".into(), Some(1.into()), Some(ev("'10'"))), "limit must be a whole number"),
+        (store.delete_snapshots("Account".into(), Some(4_294_967_296.0.into())), "schemaVersionBelow"),
+        (store.delete_snapshots("Account".into(), Some("1".into())), "schemaVersionBelow must be a whole number"),
         (store.load("Account".into(), "a1".into(), (-1.0).into()), "schemaVersion"),
         (store.load("Account".into(), "a1".into(), JsValue::UNDEFINED), "schemaVersion is missing"),
     ])
@@ -348,8 +343,7 @@ async fn only_a_whole_js_number_is_a_version_or_a_limit() {
     );
     // Left out, or null: the documented defaults.
     ok(events(store, "a1", 0.0, &[1, 2])).await;
-    let all =
-        ok(store.read_stream("Account".into(), "a1".into(), JsValue::NULL, JsValue::NULL)).await;
+    let all = ok(store.read_stream("Account".into(), "a1".into(), None, None)).await;
     assert_eq!(all.as_array().map(Vec::len), Some(2));
     db.delete().await;
 }
@@ -396,13 +390,7 @@ async fn strings_that_are_not_valid_unicode_are_refused_not_merged() {
         event_type("'\\uD83D\\uDE00'"),
     ))
     .await;
-    let stream = ok(store.read_stream(
-        "Account".into(),
-        "y😀".into(),
-        JsValue::UNDEFINED,
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    let stream = ok(store.read_stream("Account".into(), "y😀".into(), None, None)).await;
     assert_eq!(stream[0]["type"], "😀");
     assert_eq!(
         ok(store.current_version("Account".into(), "y\u{FFFD}".into())).await,
@@ -492,7 +480,7 @@ async fn snapshots_are_saved_read_and_deleted() {
     ok(store.save_snapshot(snapshot("a2", 1, 2, 0))).await;
     ok(store.save_snapshot(snapshot("a3", 1, 3, 0))).await;
     assert_eq!(
-        ok(store.delete_snapshots("Account".into(), 3.into())).await,
+        ok(store.delete_snapshots("Account".into(), Some(3.into()))).await,
         2
     );
     assert_eq!(
@@ -504,10 +492,7 @@ async fn snapshots_are_saved_read_and_deleted() {
         false
     );
     ok(store.save_snapshot(snapshot("a4", 1, 9, 0))).await;
-    assert_eq!(
-        ok(store.delete_snapshots("Account".into(), JsValue::UNDEFINED)).await,
-        1
-    );
+    assert_eq!(ok(store.delete_snapshots("Account".into(), None)).await, 1);
     db.delete().await;
 }
 
@@ -625,13 +610,12 @@ async fn stored_values_javascript_cannot_read_are_named() {
         .await
         .expect("append");
 
-    let (code, message, _) = rejected(db.store.read_stream(
-        "Account".into(),
-        "bad-json".into(),
-        JsValue::UNDEFINED,
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    let (code, message, _) =
+        rejected(
+            db.store
+                .read_stream("Account".into(), "bad-json".into(), None, None),
+        )
+        .await;
     assert_eq!(code, "Corrupt");
     assert!(
         message.contains("event 1 of Account \"bad-json\""),
@@ -639,16 +623,14 @@ async fn stored_values_javascript_cannot_read_are_named() {
     );
     let (code, _, _) = rejected(db.store.load("Account".into(), "bad-json".into(), 1.into())).await;
     assert_eq!(code, "Corrupt");
-    let (code, message, _) =
-        rejected(db.store.read_all(JsValue::UNDEFINED, JsValue::UNDEFINED)).await;
+    let (code, message, _) = rejected(db.store.read_all(None, None)).await;
     assert_eq!(code, "Corrupt", "{message}");
-    let (code, message, _) = rejected(db.store.read_stream(
-        "Account".into(),
-        "bincode".into(),
-        JsValue::UNDEFINED,
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    let (code, message, _) =
+        rejected(
+            db.store
+                .read_stream("Account".into(), "bincode".into(), None, None),
+        )
+        .await;
     assert_eq!(code, "UnsupportedCodec");
     assert!(message.contains("bincode"), "{message}");
 
@@ -801,11 +783,7 @@ async fn without_indexeddb_open_rejects_with_unavailable() {
     Reflect::set(&hidden, &"value".into(), &JsValue::UNDEFINED).expect("descriptor");
     Object::define_property(&global, &key, &hidden.into());
 
-    let result = JsFuture::from(JsEventStore::open(
-        "eventkv-unavailable".into(),
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    let result = JsFuture::from(JsEventStore::open("eventkv-unavailable".into(), None)).await;
 
     if saved.is_undefined() {
         Reflect::delete_property(&global, &key).expect("restore");
@@ -842,7 +820,7 @@ async fn writes_are_strict_unless_the_app_opts_out_at_open() {
         ("({ durability: 'relaxed' })", "relaxed"),
         ("({ durability: 'default' })", "default"),
     ] {
-        let store = JsFuture::from(JsEventStore::open(name.as_str().into(), ev(options)))
+        let store = JsFuture::from(JsEventStore::open(name.as_str().into(), Some(ev(options))))
             .await
             .expect("open");
         recorded();
@@ -916,7 +894,7 @@ async fn a_retried_append_is_a_no_op_and_other_ids_still_conflict() {
     assert_eq!(code, "InvalidInput");
     assert!(message.contains(&ids[0].to_string()), "{message}");
     assert_eq!(
-        ok(store.read_all(JsValue::UNDEFINED, JsValue::UNDEFINED))
+        ok(store.read_all(None, None))
             .await
             .as_array()
             .map(Vec::len),
@@ -941,11 +919,17 @@ async fn reads_and_loads_page_through_long_streams() {
             .collect()
     };
     // More than one page (4,096 events) each, in order, without a gap.
-    let stream = ok(store.read_stream("Account".into(), "a1".into(), 2.into(), 9_000.into())).await;
+    let stream = ok(store.read_stream(
+        "Account".into(),
+        "a1".into(),
+        Some(2.into()),
+        Some(9_000.into()),
+    ))
+    .await;
     assert_eq!(versions(&stream), (2..=9_001).collect::<Vec<_>>());
-    let all = ok(store.read_all(JsValue::UNDEFINED, 10_000.into())).await;
+    let all = ok(store.read_all(None, Some(10_000.into()))).await;
     assert_eq!(all.as_array().map(Vec::len), Some(10_000));
-    let tail = ok(store.read_all(9_999.into(), 10_000.into())).await;
+    let tail = ok(store.read_all(Some(9_999.into()), Some(10_000.into()))).await;
     let positions: Vec<_> = tail
         .as_array()
         .expect("events")
