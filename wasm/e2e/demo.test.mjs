@@ -3,7 +3,9 @@
 // Needs `wasm-pack build --target web --mode no-install` run in `wasm/` first.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "./server.mjs";
 
@@ -279,6 +281,19 @@ test("a write over the origin's quota rejects with QuotaExceeded and lands nothi
   assert.equal(result.versionAfter, 0, "nothing of the refused append landed");
   assert.equal(result.small.lastVersion, 1, "a write that fits still lands");
   await context.close();
+});
+
+test("the npm package carries its licenses", () => {
+  const packed = JSON.parse(
+    execFileSync("npm", ["pack", "--dry-run", "--json"], { cwd: fileURLToPath(PKG), encoding: "utf8" }),
+  );
+  const files = packed[0].files.map((file) => file.path);
+  assert.ok(files.includes("LICENSE"), `packed: ${files}`);
+  const license = readFileSync(new URL("LICENSE", PKG), "utf8");
+  for (const name of ["LICENSE-MIT", "LICENSE-APACHE"]) {
+    const text = readFileSync(new URL(`../../${name}`, import.meta.url), "utf8");
+    assert.ok(license.includes(text.trim()), `the package's LICENSE holds the repository's ${name}`);
+  }
 });
 
 test("in Node, without IndexedDB, open rejects with Unavailable", async () => {
