@@ -462,6 +462,18 @@ async fn snapshots_are_saved_read_and_deleted() {
     for id in ["a1", "a2", "a3", "a4"] {
         ok(events(store, id, 0.0, &[10, 10, 10, 10, 10])).await;
     }
+    for (version, expected) in [
+        (50, "no event at version 50"),
+        (
+            9_007_199_254_740_994,
+            "snapshot.version must be a whole number",
+        ),
+    ] {
+        let (code, message, _) =
+            rejected(store.save_snapshot(snapshot("a1", version, 1, 50))).await;
+        assert_eq!(code, "InvalidInput");
+        assert!(message.contains(expected), "{message}");
+    }
     assert_eq!(
         ok(store.save_snapshot(snapshot("a1", 5, 1, 50))).await,
         true
