@@ -1,10 +1,11 @@
 //! [`PostgresKv`]: a table of (key BYTEA PRIMARY KEY, value BYTEA) in PostgreSQL, through sqlx.
 //!
-//! A batch is one SERIALIZABLE transaction: its checks are read with `key = ANY($1)`, its
-//! deletes and upserts are one statement each (arrays bound with `UNNEST`). PostgreSQL
-//! detects any interleaving with another writer that is not serializable and aborts one
-//! transaction with SQLSTATE 40001; the batch is then retried from the start, so checks
-//! hold under concurrent writers from any number of processes.
+//! A batch is one transaction that first takes the table's write lock (a transaction-level
+//! advisory lock), then reads its checks with `key = ANY($1)` and writes its deletes and
+//! upserts with one statement each (arrays bound with `UNNEST`). Writers of the table, from
+//! any number of processes, queue on the lock instead of aborting each other, and each
+//! sees every write committed before it: checks hold, at READ COMMITTED, with no retry.
+//! Readers never wait.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventkv::backoff::Backoff;
 use eventkv::{
     Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
 };
@@ -26,8 +28,6 @@ use crate::url::redact;
 const ENGINE: &str = "postgres";
 /// How long opening waits for the server's first answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many times a batch is retried after a serialization failure or a deadlock.
-const MAX_ATTEMPTS: u32 = 64;
 
 /// sqlx's error as a [`KvError`]: a full disk (53100) is [`KvError::StorageFull`]; a
 /// lost connection, a pool timeout or a serialization failure is retryable.
@@ -63,6 +63,7 @@ fn is_retryable(error: &sqlx::Error) -> bool {
 struct Statements {
     table: String,
     get: String,
+    lock: String,
     check: String,
     delete: String,
     upsert: String,
@@ -73,6 +74,11 @@ impl Statements {
         let table = format!("\"{}\".\"{}\"", options.schema, options.table);
         Statements {
             get: format!("SELECT value FROM {table} WHERE key = $1"),
+            // One lock per table (schema-qualified), held until COMMIT or ROLLBACK.
+            lock: format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended('eventkv write ' || {}, 0))",
+                quote_literal(&table)
+            ),
             check: format!("SELECT key, value FROM {table} WHERE key = ANY($1)"),
             delete: format!("DELETE FROM {table} WHERE key = ANY($1)"),
             upsert: format!(
@@ -169,8 +175,13 @@ impl PostgresKv {
         checks: &[(Bytes, eventkv::Check)],
         mutations: &FinalMutations,
     ) -> Result<(), WriteError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        // One round trip to begin; every statement after the lock sees every commit
+        // made before it (READ COMMITTED takes a snapshot per statement).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?;
+        sqlx::query(AssertSqlSafe(self.sql.lock.as_str()))
             .execute(&mut *tx)
             .await?;
         if !checks.is_empty() {
@@ -319,18 +330,18 @@ impl OrderedKv for PostgresKv {
         require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         let (checks, mutations) = batch.into_parts();
         let mutations = FinalMutations::new(mutations);
-        let mut attempt = 0;
+        let mut backoff = Backoff::new();
         loop {
             match self.write_once(&checks, &mutations).await {
                 Ok(()) => return Ok(()),
                 Err(WriteError::Conflict(key)) => return Err(KvError::Conflict { key }),
-                Err(WriteError::Sql(error)) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
-                    attempt += 1;
+                // Not expected under the table lock, but a server may still cancel a
+                // transaction as a deadlock victim or a serialization failure.
+                Err(WriteError::Sql(error)) if is_retryable(&error) && backoff.pause().await => {
                     tracing::debug!(
-                        attempt,
-                        "postgres serialization failure; retrying the batch"
+                        attempt = backoff.attempts(),
+                        "postgres aborted the transaction ({error}); retrying the batch"
                     );
-                    tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(WriteError::Sql(error)) => return Err(engine_error(error)),
                 Err(WriteError::Unconfirmed(error)) => {
@@ -345,9 +356,7 @@ impl OrderedKv for PostgresKv {
     }
 }
 
-/// A short, growing, jittered pause before retrying a batch.
-fn backoff(attempt: u32) -> Duration {
-    let base = 200u64 << attempt.min(6);
-    let jitter = (eventkv::Uuid::new_v4().as_u128() as u64) % base;
-    Duration::from_micros(base + jitter)
+/// `text` as an SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }

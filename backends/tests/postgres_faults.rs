@@ -227,7 +227,8 @@ async fn commit_cutting_proxy(
                         Ok(read) => read,
                     };
                     let chunk = &buffer[..read];
-                    if chunk.windows(6).any(|window| window == b"COMMIT")
+                    // The COMMIT statement, NUL-terminated ("READ COMMITTED" is not it).
+                    if chunk.windows(7).any(|window| window == b"COMMIT\0")
                         && armed.swap(false, Ordering::SeqCst)
                     {
                         cutting.store(true, Ordering::SeqCst);

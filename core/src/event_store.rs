@@ -1,6 +1,8 @@
 //! The event store: append with an expected version, stream reads, global order.
 
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -9,16 +11,14 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError};
-use crate::envelope::{self, EventHeader, EventLayout, EventMetadata, EventValue};
+use crate::envelope::{self, EventLayout, EventMetadata, EventValue};
+use crate::group_commit::{AppendQueue, AppendRequest};
 use crate::keys::{self, InvalidName, StreamKeys};
 use crate::kv::{
-    Check, Direction, DisplayKey, KeyRange, KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES,
-    MaybeSend, MaybeSync, OrderedKv, WriteBatch,
+    Direction, DisplayKey, KeyRange, KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES, MaybeSend,
+    MaybeSync, OrderedKv,
 };
 use crate::timestamp::Timestamp;
-
-/// How many times an append retries when another append took the next global position.
-const MAX_APPEND_ATTEMPTS: u32 = 10_000;
 
 /// An event to append: its payload is already encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,9 +300,11 @@ pub enum EventStoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Other appends kept taking the next global position.
+    /// Writers of other processes (or other stores on the same engine) kept taking the
+    /// next global position, for longer than [`crate::backoff::MAX_WAIT`]; nothing was
+    /// written.
     #[error(
-        "append to {aggregate_type} {aggregate_id:?} gave up after {attempts} attempts lost to concurrent appends"
+        "append to {aggregate_type} {aggregate_id:?} gave up after {attempts} attempts lost to concurrent writers; nothing was written"
     )]
     Contended {
         /// The aggregate type.
@@ -326,7 +328,7 @@ impl EventStoreError {
     }
 }
 
-fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> EventStoreError {
+pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> EventStoreError {
     EventStoreError::Corrupt {
         key: DisplayKey(key).to_string(),
         reason: reason.to_string(),
@@ -379,16 +381,25 @@ pub trait EventStore: MaybeSend + MaybeSync {
     ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend;
 }
 
-/// The event store on an ordered key-value engine.
+/// The event store on an ordered key-value engine. Concurrent appends through one store
+/// (or its clones) share engine writes: see [`EventStore::append`].
 #[derive(Clone, Debug)]
 pub struct KvEventStore<K> {
     kv: K,
+    queue: Arc<AppendQueue>,
 }
 
 impl<K: OrderedKv> KvEventStore<K> {
     /// An event store on `kv`.
     pub fn new(kv: K) -> Self {
-        KvEventStore { kv }
+        KvEventStore {
+            kv,
+            queue: Arc::default(),
+        }
+    }
+
+    pub(crate) fn queue(&self) -> &AppendQueue {
+        &self.queue
     }
 
     /// The engine underneath.
@@ -396,7 +407,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         &self.kv
     }
 
-    async fn head(&self) -> Result<(u64, Option<Bytes>), EventStoreError> {
+    pub(crate) async fn head(&self) -> Result<(u64, Option<Bytes>), EventStoreError> {
         let key = keys::global_head();
         match self.kv.get(&key).await? {
             None => Ok((0, None)),
@@ -419,85 +430,23 @@ impl<K: OrderedKv> KvEventStore<K> {
         let log_count = u32::try_from(events.len()).map_err(|_| {
             EventStoreError::InvalidInput("an append holds at most 2^32 - 1 events".into())
         })?;
-        let count = u64::from(log_count);
-        let last_version = expected_version
-            .checked_add(count)
-            .ok_or_else(|| EventStoreError::InvalidInput("version overflows u64".into()))?;
-        let timestamp = Timestamp::now();
-        for _ in 0..MAX_APPEND_ATTEMPTS {
-            let (head, head_value) = self.head().await?;
-            let head_key = keys::global_head();
-            let last_position = head
-                .checked_add(count)
-                .ok_or_else(|| corrupt(&head_key, "the global head is too large to append"))?;
-            let mut batch = WriteBatch::new();
-            if expected_version > 0 {
-                batch.check(stream.event(expected_version), Check::Present);
-            }
-            let first_key = stream.event(expected_version + 1);
-            batch.check(first_key.clone(), Check::Absent);
-            match head_value {
-                Some(value) => batch.check(head_key.clone(), Check::Equals(value)),
-                None => batch.check(head_key.clone(), Check::Absent),
-            };
-            for (offset, event) in (1..).zip(events) {
-                let position = head + offset;
-                let key = stream.event(expected_version + offset);
-                let header = EventHeader {
-                    codec: event.codec,
-                    position,
-                    event_id: event.event_id,
-                    timestamp,
-                    event_type: &event.event_type,
-                    metadata: event.metadata,
-                };
-                let value = envelope::encode_event(&key, &header, &event.payload);
-                batch.put(key, value);
-            }
-            batch.put(
-                keys::global_log(head + 1),
-                envelope::encode_log_entry(log_count, &first_key),
-            );
-            batch.put(head_key.clone(), envelope::encode_head(last_position));
-            match self.kv.write(batch).await {
-                Ok(()) => {
-                    return Ok(Appended {
-                        first_version: expected_version + 1,
-                        last_version,
-                        first_position: head + 1,
-                        last_position,
-                    });
-                }
-                Err(KvError::Conflict { key }) if key == head_key => continue,
-                Err(KvError::Conflict { .. }) => {
-                    if let Some(appended) = self
-                        .already_appended(&stream, expected_version, events)
-                        .await?
-                    {
-                        tracing::debug!("these events are already stored: nothing written");
-                        return Ok(appended);
-                    }
-                    let actual = self.current_version_impl(&stream).await?;
-                    return Err(EventStoreError::Conflict {
-                        aggregate_type: aggregate_type.to_owned(),
-                        aggregate_id: aggregate_id.to_owned(),
-                        expected: expected_version,
-                        actual,
-                    });
-                }
-                Err(other) => return Err(other.into()),
-            }
+        if expected_version.checked_add(u64::from(log_count)).is_none() {
+            return Err(EventStoreError::InvalidInput(
+                "version overflows u64".into(),
+            ));
         }
-        Err(EventStoreError::Contended {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            attempts: MAX_APPEND_ATTEMPTS,
+        self.append_grouped(AppendRequest {
+            stream,
+            expected_version,
+            events: Cow::Borrowed(events),
+            count: log_count,
         })
+        .await
     }
 
     /// Where the events were stored, if the stream holds exactly these event ids right
     /// after `expected_version` (an earlier attempt of the same append landed).
-    async fn already_appended(
+    pub(crate) async fn already_appended(
         &self,
         stream: &StreamKeys,
         expected_version: u64,
@@ -540,7 +489,10 @@ impl<K: OrderedKv> KvEventStore<K> {
         }))
     }
 
-    async fn current_version_impl(&self, stream: &StreamKeys) -> Result<u64, EventStoreError> {
+    pub(crate) async fn current_version_impl(
+        &self,
+        stream: &StreamKeys,
+    ) -> Result<u64, EventStoreError> {
         let last = self.kv.scan(&stream.all(), Direction::Reverse, 1).await?;
         match last.last_key() {
             None => Ok(0),

@@ -90,7 +90,7 @@ fn put_name(key: &mut BytesMut, name: &str) {
 }
 
 /// One aggregate's stream: builds the keys of its events.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StreamKeys {
     prefix: Bytes,
 }

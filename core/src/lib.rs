@@ -7,12 +7,14 @@
 
 mod aggregate;
 mod background;
+pub mod backoff;
 mod codec;
 mod envelope;
 mod event_store;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod group_commit;
 pub mod keys;
 mod kv;
 mod memory;

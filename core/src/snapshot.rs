@@ -14,10 +14,10 @@ use crate::kv::{
 use crate::timestamp::Timestamp;
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
+
 /// How many snapshots one scan page of a bulk operation reads.
 const PAGE: usize = 256;
-/// How many times a write retries when a concurrent writer changed the same key.
-const MAX_ATTEMPTS: u32 = 1_000;
 
 /// An aggregate's state at a version, encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +73,8 @@ pub enum SnapshotStoreError {
         /// What is wrong with it.
         source: FormatError,
     },
-    /// Concurrent writers kept changing the same snapshot.
+    /// Concurrent writers kept changing the same snapshot, for longer than
+    /// [`crate::backoff::MAX_WAIT`].
     #[error("snapshot at key {key} kept changing under {attempts} attempts")]
     Contended {
         /// The key, printable.
@@ -199,7 +200,8 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                 state: snapshot.state.clone(),
             },
         );
-        for _ in 0..MAX_ATTEMPTS {
+        let mut backoff = Backoff::new();
+        loop {
             let mut batch = WriteBatch::new();
             match self.kv.get(&key).await? {
                 // A value we cannot read is replaced: a snapshot is only a cache.
@@ -212,14 +214,16 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             batch.put(key.clone(), value.clone());
             match self.kv.write(batch).await {
                 Ok(()) => return Ok(true),
-                Err(KvError::Conflict { .. }) => continue,
+                Err(KvError::Conflict { .. }) if backoff.pause().await => continue,
+                Err(KvError::Conflict { .. }) => {
+                    return Err(SnapshotStoreError::Contended {
+                        key: DisplayKey(&key).to_string(),
+                        attempts: backoff.attempts(),
+                    });
+                }
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(SnapshotStoreError::Contended {
-            key: DisplayKey(&key).to_string(),
-            attempts: MAX_ATTEMPTS,
-        })
     }
 
     async fn get_impl(
@@ -290,7 +294,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
     ) -> Result<u64, SnapshotStoreError> {
         let mut range = range;
         let mut deleted = 0;
-        let mut conflicts = 0;
+        let mut backoff = Backoff::new();
         loop {
             let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
             let mut batch = WriteBatch::new();
@@ -307,10 +311,15 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             if doomed_count > 0 {
                 match self.kv.write(batch).await {
                     Ok(()) => deleted += doomed_count,
-                    Err(KvError::Conflict { key }) if conflicts < MAX_ATTEMPTS => {
-                        conflicts += 1;
+                    Err(KvError::Conflict { key }) if backoff.pause().await => {
                         tracing::debug!(key = %DisplayKey(&key), "snapshot changed during bulk delete; rereading the page");
                         continue;
+                    }
+                    Err(KvError::Conflict { key }) => {
+                        return Err(SnapshotStoreError::Contended {
+                            key: DisplayKey(&key).to_string(),
+                            attempts: backoff.attempts(),
+                        });
                     }
                     Err(other) => return Err(other.into()),
                 }

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::aggregates::AccountEvent;
+use super::counted::Counted;
 use super::{EngineFactory, fresh, yield_now};
 use crate::codec::Codec;
 use crate::envelope::EventMetadata;
-use crate::event_store::{EventPage, EventStore, EventStoreError, KvEventStore, NewEvent};
+use crate::event_store::{
+    Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent,
+};
 
 fn deposit(amount: u64) -> NewEvent {
     NewEvent::encode(
@@ -697,4 +700,150 @@ pub async fn reads_are_bounded<F: EngineFactory>(factory: &F) {
         }
     }
     assert_eq!((position - 1, pages), (count, 2));
+}
+
+/// Reads the global log from position 1 as it grows, until it has seen `total` events:
+/// every position once, in order, none skipped.
+async fn follow_log(store: &impl EventStore, total: u64) {
+    let mut seen = 0u64;
+    while seen < total {
+        let page = store
+            .read_all(seen + 1, usize::MAX)
+            .await
+            .expect("read all");
+        for event in page.iter() {
+            assert_eq!(
+                event.position(),
+                seen + 1,
+                "a reader skipped or repeated a position"
+            );
+            seen += 1;
+        }
+        yield_now().await;
+    }
+}
+
+/// Appends that arrive while a write is in flight share the next write; each keeps its
+/// own checks: a conflict fails only its append, a retry of stored events is answered
+/// with where they are, and a reader of the global log never skips.
+pub async fn concurrent_appends_share_writes<F: EngineFactory>(factory: &F) {
+    let kv = Arc::new(Counted::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
+    for i in 0..4 {
+        let id = format!("moved-{i}");
+        store
+            .append("Account", &id, 0, &[deposit(i)])
+            .await
+            .expect("append");
+    }
+    let retried = deposits(100, 2);
+    let first = store
+        .append("Account", "retried", 0, &retried)
+        .await
+        .expect("append");
+    let fresh_events: Vec<Vec<NewEvent>> = (0..32).map(|i| deposits(1000 * i, 3)).collect();
+    let late: Vec<NewEvent> = (0..4).map(|i| deposit(500 + i)).collect();
+    let writes_before = kv.writes();
+
+    let appends = futures_util::future::join_all(
+        (0..32)
+            .map(|i| (format!("new-{i}"), 0, &fresh_events[i][..]))
+            .chain((0..4).map(|i| (format!("moved-{i}"), 0, std::slice::from_ref(&late[i]))))
+            .chain([("retried".to_owned(), 0, &retried[..])])
+            .map(|(id, expected, events)| {
+                let store = &store;
+                async move {
+                    (
+                        id.clone(),
+                        store.append("Account", &id, expected, events).await,
+                    )
+                }
+            }),
+    );
+    let total = 4 + 2 + 32 * 3;
+    let (results, ()) = futures_util::future::join(appends, follow_log(&store, total)).await;
+
+    for (id, result) in &results {
+        match result {
+            Ok(appended) if id.starts_with("new-") => {
+                assert_eq!(
+                    (appended.first_version, appended.last_version),
+                    (1, 3),
+                    "{id}"
+                );
+                assert_eq!(appended.last_position - appended.first_position, 2, "{id}");
+            }
+            Ok(appended) if id == "retried" => {
+                assert_eq!(*appended, first, "the stored events' place")
+            }
+            Err(EventStoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }) if id.starts_with("moved-") => {}
+            other => panic!("{id}: unexpected {other:?}"),
+        }
+    }
+    let writes = kv.writes() - writes_before;
+    assert!(
+        writes <= 8,
+        "37 concurrent appends took {writes} engine writes: they must share writes"
+    );
+    let log = log_summary(&store).await;
+    assert_eq!(
+        log.iter()
+            .map(|(_, position, _)| *position)
+            .collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>(),
+        "positions are gap-free and unique"
+    );
+    let ids: HashSet<Uuid> = log.iter().map(|(_, _, id)| *id).collect();
+    assert_eq!(ids.len() as u64, total, "every event once");
+    for (i, events) in fresh_events.iter().enumerate() {
+        let stream = stream_summary(&store, "Account", &format!("new-{i}")).await;
+        let ids: Vec<Uuid> = stream.iter().map(|(_, _, id)| *id).collect();
+        let expected: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        assert_eq!(ids, expected, "new-{i} holds its own events, in order");
+    }
+}
+
+/// Appends to one stream queued behind a write in flight are checked against what the
+/// earlier ones wrote, never against the same old version.
+pub async fn queued_appends_to_one_stream_see_each_other<F: EngineFactory>(factory: &F) {
+    let kv = Arc::new(Counted::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
+    let (a, b, c) = (deposit(1), deposit(2), deposit(3));
+    let results: Vec<Result<Appended, EventStoreError>> = futures_util::future::join_all([
+        store.append("Account", "one", 0, std::slice::from_ref(&a)),
+        store.append("Account", "one", 0, std::slice::from_ref(&b)),
+        store.append("Account", "one", 1, std::slice::from_ref(&c)),
+        store.append("Account", "one", 0, std::slice::from_ref(&a)),
+    ])
+    .await;
+    let first = results[0].as_ref().expect("the first append lands");
+    assert_eq!((first.first_version, first.first_position), (1, 1));
+    assert!(
+        matches!(
+            results[1],
+            Err(EventStoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ),
+        "the same version twice: {:?}",
+        results[1]
+    );
+    let third = results[2].as_ref().expect("the append at version 1 lands");
+    assert_eq!((third.first_version, third.first_position), (2, 2));
+    assert_eq!(
+        results[3].as_ref().ok(),
+        Some(first),
+        "a retry of stored events"
+    );
+    let stream = stream_summary(&store, "Account", "one").await;
+    assert_eq!(
+        stream.iter().map(|(_, _, id)| *id).collect::<Vec<_>>(),
+        [a.event_id, c.event_id]
+    );
 }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use crate::kv::OrderedKv;
 
 pub mod aggregates;
+pub mod counted;
 pub mod events;
 pub mod faults;
 pub mod kv;
@@ -73,6 +74,7 @@ macro_rules! conformance_tests {
             events::invalid_appends_write_nothing, events::streams_are_isolated,
             events::retried_append_is_idempotent, events::flipped_event_bytes_are_corrupt,
             events::impossible_stored_numbers_are_corrupt, events::reads_are_bounded,
+            events::concurrent_appends_share_writes, events::queued_appends_to_one_stream_see_each_other,
             snapshots::save_get_delete, snapshots::monotonic, snapshots::delete_by_type,
             snapshots::clear_and_count, snapshots::invalid_snapshots,
             snapshots::discard_only_the_same_snapshot,

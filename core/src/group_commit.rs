@@ -1,0 +1,425 @@
+//! Group commit: concurrent appends to one [`KvEventStore`] share engine writes.
+//!
+//! An append that finds no write in flight leads: it writes its own events, together with
+//! every append that queued meanwhile. An append that finds a write in flight queues and
+//! waits; when the write is done, the leader hands each its result, and hands the lead to
+//! the first append still queued, which writes the next batch. Every engine write (and
+//! every fsync) thus carries as many appends as arrived while the previous one ran.
+//!
+//! Each append keeps its own checks: one whose stream moved fails alone (`Conflict`), the
+//! others land. A batch holds at most one append per stream, so that each is checked
+//! against the stream as the previous batches left it. Positions are given in batch
+//! order, and a batch is one atomic engine write: gap-free, unique, in commit order.
+
+use std::borrow::Cow;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+
+use crate::backoff::Backoff;
+use crate::envelope::{self, EventHeader};
+use crate::event_store::{Appended, EventStoreError, KvEventStore, NewEvent, corrupt};
+use crate::keys::{self, StreamKeys};
+use crate::kv::{Check, KvError, OrderedKv, WriteBatch};
+use crate::timestamp::Timestamp;
+
+/// The most events one batch carries (an append with more is written alone).
+const MAX_BATCH_EVENTS: usize = 8192;
+/// The most appends one batch carries.
+const MAX_BATCH_APPENDS: usize = 512;
+
+/// One append, validated: its stream, the version it expects, its events (at least one,
+/// at most `u32::MAX`, their versions within `u64`).
+pub(crate) struct AppendRequest<'a> {
+    pub stream: StreamKeys,
+    pub expected_version: u64,
+    pub events: Cow<'a, [NewEvent]>,
+    /// How many events.
+    pub count: u32,
+}
+
+impl AppendRequest<'_> {
+    fn into_owned(self) -> AppendRequest<'static> {
+        AppendRequest {
+            events: Cow::Owned(self.events.into_owned()),
+            ..self
+        }
+    }
+
+    fn conflict(&self, actual: u64) -> EventStoreError {
+        let (aggregate_type, aggregate_id) = self.stream.names().unwrap_or_default();
+        EventStoreError::Conflict {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            expected: self.expected_version,
+            actual,
+        }
+    }
+
+    fn contended(&self, attempts: u32) -> EventStoreError {
+        let (aggregate_type, aggregate_id) = self.stream.names().unwrap_or_default();
+        EventStoreError::Contended {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            attempts,
+        }
+    }
+}
+
+/// The appends waiting for the write in flight, shared by the clones of one store.
+#[derive(Debug, Default)]
+pub(crate) struct AppendQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    /// Whether an append is leading (writing a batch).
+    leading: bool,
+    waiting: VecDeque<Waiting>,
+}
+
+struct Waiting {
+    request: AppendRequest<'static>,
+    turn: oneshot::Sender<Turn>,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("stream", &self.request.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a queued append is told.
+enum Turn {
+    /// Its batch was written (or failed).
+    Done(Result<Appended, EventStoreError>),
+    /// It leads the next batch, starting with its own request.
+    Lead(AppendRequest<'static>),
+}
+
+impl AppendQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // The state stays consistent between statements: a panic elsewhere cannot leave
+        // it half-changed.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the queued appends that go into a batch led by `own`: in queue order, at
+    /// most one per stream, within the batch bounds. Appends whose caller gave up are
+    /// dropped unwritten.
+    fn take_batch(&self, own: &AppendRequest<'_>) -> Vec<Waiting> {
+        let mut state = self.lock();
+        let mut streams = HashSet::from([own.stream.clone()]);
+        let mut events = own.events.len();
+        let mut batch = Vec::new();
+        let mut kept = VecDeque::with_capacity(state.waiting.len());
+        for waiting in state.waiting.drain(..) {
+            if waiting.turn.is_canceled() {
+                continue;
+            }
+            let fits = batch.len() + 1 < MAX_BATCH_APPENDS
+                && events + waiting.request.events.len() <= MAX_BATCH_EVENTS;
+            if fits && streams.insert(waiting.request.stream.clone()) {
+                events += waiting.request.events.len();
+                batch.push(waiting);
+            } else {
+                kept.push_back(waiting);
+            }
+        }
+        state.waiting = kept;
+        batch
+    }
+
+    /// Gives the lead to the first queued append whose caller still waits, or ends it.
+    fn hand_over(&self) {
+        let mut state = self.lock();
+        while let Some(next) = state.waiting.pop_front() {
+            if next.turn.send(Turn::Lead(next.request)).is_ok() {
+                return;
+            }
+        }
+        state.leading = false;
+    }
+}
+
+/// The lead of one batch. Dropped, it answers every append of the batch still waiting
+/// (the leader's caller gave up mid-write: their outcome is unknown) and hands over.
+struct Leading<'q> {
+    queue: &'q AppendQueue,
+    followers: Vec<oneshot::Sender<Turn>>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        for follower in self.followers.drain(..) {
+            let _ = follower.send(Turn::Done(Err(cancelled())));
+        }
+        self.queue.hand_over();
+    }
+}
+
+fn cancelled() -> EventStoreError {
+    EventStoreError::Kv(KvError::Ambiguous {
+        engine: "eventkv",
+        what: "the append that carried this one in its batch was cancelled during the write",
+        source: "cancelled".into(),
+    })
+}
+
+impl<K: OrderedKv> KvEventStore<K> {
+    /// Appends `request`, in the next batch of this store.
+    pub(crate) async fn append_grouped(
+        &self,
+        request: AppendRequest<'_>,
+    ) -> Result<Appended, EventStoreError> {
+        // The lock is held in this block only: never across an await.
+        let waiting = {
+            let mut state = self.queue().lock();
+            if state.leading {
+                let (turn, waiting) = oneshot::channel();
+                state.waiting.push_back(Waiting {
+                    request: request.into_owned(),
+                    turn,
+                });
+                Ok(waiting)
+            } else {
+                state.leading = true;
+                Err(request)
+            }
+        };
+        let waiting = match waiting {
+            Ok(waiting) => waiting,
+            Err(request) => return self.lead(request).await,
+        };
+        match waiting.await {
+            Ok(Turn::Done(result)) => result,
+            Ok(Turn::Lead(own)) => self.lead(own).await,
+            Err(oneshot::Canceled) => Err(cancelled()),
+        }
+    }
+
+    /// Writes `own` and the appends queued meanwhile as one batch; hands each its result.
+    async fn lead(&self, own: AppendRequest<'_>) -> Result<Appended, EventStoreError> {
+        let mut leading = Leading {
+            queue: self.queue(),
+            followers: Vec::new(),
+        };
+        let mut requests = vec![own];
+        for waiting in self.queue().take_batch(&requests[0]) {
+            requests.push(waiting.request);
+            leading.followers.push(waiting.turn);
+        }
+        let mut results = self.write_batch(&requests).await.into_iter();
+        let own = results.next();
+        for (follower, result) in leading.followers.drain(..).zip(results) {
+            let _ = follower.send(Turn::Done(result));
+        }
+        drop(leading);
+        own.unwrap_or_else(|| Err(cancelled()))
+    }
+
+    /// Writes `requests` in one engine write, each with its own checks. A request whose
+    /// check fails is answered alone (already stored, or `Conflict`) and the rest written
+    /// again at once; a lost race for the global head (another process, another store on
+    /// this engine) is retried after a pause. Returns one result per request, in order.
+    async fn write_batch(
+        &self,
+        requests: &[AppendRequest<'_>],
+    ) -> Vec<Result<Appended, EventStoreError>> {
+        let mut results: Vec<Option<Result<Appended, EventStoreError>>> =
+            requests.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..requests.len()).collect();
+        let mut backoff = Backoff::new();
+        while !pending.is_empty() {
+            let attempt = self.write_once(requests, &pending).await;
+            match attempt {
+                Ok(appended) => {
+                    for (index, appended) in pending.drain(..).zip(appended) {
+                        results[index] = Some(Ok(appended));
+                    }
+                }
+                Err(EventStoreError::Kv(KvError::Conflict { key }))
+                    if key == keys::global_head() =>
+                {
+                    if !backoff.pause().await {
+                        for index in pending.drain(..) {
+                            results[index] =
+                                Some(Err(requests[index].contended(backoff.attempts())));
+                        }
+                    }
+                }
+                Err(EventStoreError::Kv(KvError::Conflict { key })) => {
+                    let stream = StreamKeys::from_event_key(&key).map(|(stream, _)| stream);
+                    let owner = pending
+                        .iter()
+                        .position(|&index| Some(&requests[index].stream) == stream.as_ref());
+                    match owner {
+                        Some(at) => {
+                            let index = pending.remove(at);
+                            results[index] = Some(self.refused(&requests[index]).await);
+                        }
+                        None => {
+                            let error = EventStoreError::Kv(KvError::Conflict { key });
+                            for index in pending.drain(..) {
+                                results[index] = Some(Err(duplicate(&error)));
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    for index in pending.drain(..) {
+                        results[index] = Some(Err(duplicate(&error)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(cancelled())))
+            .collect()
+    }
+
+    /// One engine write of the `pending` requests, at the current global head.
+    async fn write_once(
+        &self,
+        requests: &[AppendRequest<'_>],
+        pending: &[usize],
+    ) -> Result<Vec<Appended>, EventStoreError> {
+        let head_key = keys::global_head();
+        let (head, head_value) = self.head().await?;
+        let timestamp = Timestamp::now();
+        let mut batch = WriteBatch::new();
+        // The head first: a race lost to another writer is seen as such.
+        match head_value {
+            Some(value) => batch.check(head_key.clone(), Check::Equals(value)),
+            None => batch.check(head_key.clone(), Check::Absent),
+        };
+        let mut position = head;
+        let mut appended = Vec::with_capacity(pending.len());
+        for &index in pending {
+            let request = &requests[index];
+            let (stream, expected) = (&request.stream, request.expected_version);
+            if expected > 0 {
+                batch.check(stream.event(expected), Check::Present);
+            }
+            let first_key = stream.event(expected + 1);
+            batch.check(first_key.clone(), Check::Absent);
+            let too_large = || corrupt(&head_key, "the global head is too large to append");
+            let first_position = position.checked_add(1).ok_or_else(too_large)?;
+            let last_position = position
+                .checked_add(u64::from(request.count))
+                .ok_or_else(too_large)?;
+            for (offset, event) in (0..).zip(request.events.iter()) {
+                let key = stream.event(expected + 1 + offset);
+                let header = EventHeader {
+                    codec: event.codec,
+                    position: first_position + offset,
+                    event_id: event.event_id,
+                    timestamp,
+                    event_type: &event.event_type,
+                    metadata: event.metadata,
+                };
+                let value = envelope::encode_event(&key, &header, &event.payload);
+                batch.put(key, value);
+            }
+            batch.put(
+                keys::global_log(first_position),
+                envelope::encode_log_entry(request.count, &first_key),
+            );
+            appended.push(Appended {
+                first_version: expected + 1,
+                last_version: expected + u64::from(request.count),
+                first_position,
+                last_position,
+            });
+            position = last_position;
+        }
+        batch.put(head_key, envelope::encode_head(position));
+        self.kv().write(batch).await?;
+        Ok(appended)
+    }
+
+    /// The answer to a request whose check failed: where its events are, if an earlier
+    /// attempt stored them; else a conflict with the stream's version.
+    async fn refused(&self, request: &AppendRequest<'_>) -> Result<Appended, EventStoreError> {
+        let stored = self
+            .already_appended(&request.stream, request.expected_version, &request.events)
+            .await?;
+        if let Some(appended) = stored {
+            tracing::debug!("these events are already stored: nothing written");
+            return Ok(appended);
+        }
+        let actual = self.current_version_impl(&request.stream).await?;
+        Err(request.conflict(actual))
+    }
+}
+
+/// The same failure, for each append of a batch: an engine's own error becomes its
+/// message.
+fn duplicate(error: &EventStoreError) -> EventStoreError {
+    match error {
+        EventStoreError::Kv(error) => EventStoreError::Kv(duplicate_kv(error)),
+        EventStoreError::Conflict {
+            aggregate_type,
+            aggregate_id,
+            expected,
+            actual,
+        } => EventStoreError::Conflict {
+            aggregate_type: aggregate_type.clone(),
+            aggregate_id: aggregate_id.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
+        EventStoreError::InvalidName(error) => EventStoreError::InvalidName(error.clone()),
+        EventStoreError::InvalidInput(message) => EventStoreError::InvalidInput(message.clone()),
+        EventStoreError::Corrupt { key, reason } => EventStoreError::Corrupt {
+            key: key.clone(),
+            reason: reason.clone(),
+        },
+        EventStoreError::Contended {
+            aggregate_type,
+            aggregate_id,
+            attempts,
+        } => EventStoreError::Contended {
+            aggregate_type: aggregate_type.clone(),
+            aggregate_id: aggregate_id.clone(),
+            attempts: *attempts,
+        },
+    }
+}
+
+fn duplicate_kv(error: &KvError) -> KvError {
+    match error {
+        KvError::Conflict { key } => KvError::Conflict {
+            key: Bytes::clone(key),
+        },
+        KvError::Engine {
+            engine,
+            retryable,
+            source,
+        } => KvError::Engine {
+            engine,
+            retryable: *retryable,
+            source: source.to_string().into(),
+        },
+        KvError::Ambiguous {
+            engine,
+            what,
+            source,
+        } => KvError::Ambiguous {
+            engine,
+            what,
+            source: source.to_string().into(),
+        },
+        KvError::InvalidInput(message) => KvError::InvalidInput(message.clone()),
+        KvError::StorageFull { engine, message } => KvError::StorageFull {
+            engine,
+            message: message.clone(),
+        },
+    }
+}
