@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventkv::backoff::Backoff;
 use eventkv::{
-    Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
+    BuildBatch, Check, Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    first_failed_check,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
@@ -170,11 +171,36 @@ impl PostgresKv {
         &self.sql.table
     }
 
+    /// The current values of `keys`, read in `tx`.
+    async fn read_keys(
+        &self,
+        tx: &mut PgConnection,
+        keys: &[&[u8]],
+    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, WriteError> {
+        let mut current = HashMap::with_capacity(keys.len());
+        if keys.is_empty() {
+            return Ok(current);
+        }
+        let rows = sqlx::query(AssertSqlSafe(self.sql.check.as_str()))
+            .bind(keys)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            current.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        Ok(current)
+    }
+
+    /// One transaction: the table's write lock, then `reads` and the batch `build` makes
+    /// of them (on the first attempt: `build` is taken), then the batch's checks and
+    /// mutations. The batch kept in `built` for a retry checks that `reads` still hold
+    /// what `build` saw.
     async fn write_once(
         &self,
-        checks: &[(Bytes, eventkv::Check)],
-        mutations: &FinalMutations,
-    ) -> Result<(), WriteError> {
+        reads: &[Bytes],
+        build: &mut Option<BuildBatch<'_>>,
+        built: &mut Option<(Vec<(Bytes, Check)>, FinalMutations)>,
+    ) -> Result<bool, WriteError> {
         // One round trip to begin; every statement after the lock sees every commit
         // made before it (READ COMMITTED takes a snapshot per statement).
         let mut tx = self
@@ -184,16 +210,29 @@ impl PostgresKv {
         sqlx::query(AssertSqlSafe(self.sql.lock.as_str()))
             .execute(&mut *tx)
             .await?;
+        if let Some(build) = build.take() {
+            let read: Vec<&[u8]> = reads.iter().map(|key| &key[..]).collect();
+            let mut current = self.read_keys(&mut tx, &read).await?;
+            let values: Vec<Option<Bytes>> = reads
+                .iter()
+                .map(|key| current.remove(&key[..]).map(Bytes::from))
+                .collect();
+            *built = build(&values).map(|batch| {
+                let mut guarded = WriteBatch::new();
+                for (key, value) in reads.iter().zip(values) {
+                    guarded.check(key.clone(), value.map_or(Check::Absent, Check::Equals));
+                }
+                guarded.extend(batch);
+                let (checks, mutations) = guarded.into_parts();
+                (checks, FinalMutations::new(mutations))
+            });
+        }
+        let Some((checks, mutations)) = built.as_ref() else {
+            return Ok(false);
+        };
         if !checks.is_empty() {
             let keys: Vec<&[u8]> = checks.iter().map(|(key, _)| &key[..]).collect();
-            let rows = sqlx::query(AssertSqlSafe(self.sql.check.as_str()))
-                .bind(&keys)
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(rows.len());
-            for row in rows {
-                current.insert(row.try_get(0)?, row.try_get(1)?);
-            }
+            let current = self.read_keys(&mut tx, &keys).await?;
             let failed = first_failed_check(checks, |key| Ok::<_, sqlx::Error>(current.get(key)))?;
             if let Some(key) = failed {
                 return Err(WriteError::Conflict(key.clone()));
@@ -225,7 +264,7 @@ impl PostgresKv {
             sqlx::Error::Database(_) => WriteError::Sql(error),
             other => WriteError::Unconfirmed(other),
         })?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -327,13 +366,25 @@ impl OrderedKv for PostgresKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
+            .await
+            .map(drop)
+    }
+
+    /// Reads `reads` under the table's write lock: writers of other connections and
+    /// processes queue on the lock, and none can change them before the batch applies.
+    async fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> Result<bool, KvError> {
         require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
-        let (checks, mutations) = batch.into_parts();
-        let mutations = FinalMutations::new(mutations);
+        let mut build = Some(build);
+        let mut built = None;
         let mut backoff = Backoff::new();
         loop {
-            match self.write_once(&checks, &mutations).await {
-                Ok(()) => return Ok(()),
+            match self.write_once(&reads, &mut build, &mut built).await {
+                Ok(written) => return Ok(written),
                 Err(WriteError::Conflict(key)) => return Err(KvError::Conflict { key }),
                 // Not expected under the table lock, but a server may still cancel a
                 // transaction as a deadlock victim or a serialization failure.

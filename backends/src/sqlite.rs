@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::{
-    Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch, first_failed_check,
+    BuildBatch, Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    first_failed_check,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
@@ -157,9 +158,21 @@ impl OrderedKv for SqliteKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
+            .await
+            .map(drop)
+    }
+
+    /// Reads `reads` under the write lock: writers of other connections and processes
+    /// queue on the lock, and none can change them before the batch is applied.
+    async fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> Result<bool, KvError> {
         require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         let mut connection = self.pool.acquire().await.map_err(engine_error)?;
-        let result = write_on(&mut connection, batch).await;
+        let result = write_on(&mut connection, &reads, build).await;
         if matches!(&result, Err(error) if !matches!(error, KvError::Conflict { .. })) {
             // SQLite may have rolled the transaction back by itself (a full disk, an I/O
             // error), and sqlx then fails its own rollback and keeps counting the
@@ -171,31 +184,58 @@ impl OrderedKv for SqliteKv {
     }
 }
 
-/// Applies `batch` in one `BEGIN IMMEDIATE` transaction on `connection`.
-async fn write_on(connection: &mut SqliteConnection, batch: WriteBatch) -> Result<(), KvError> {
-    let (checks, mutations) = batch.into_parts();
+/// The current values of `keys`, read in `connection`'s transaction.
+async fn read_keys(
+    connection: &mut SqliteConnection,
+    keys: &[&Bytes],
+) -> Result<HashMap<Vec<u8>, Vec<u8>>, KvError> {
+    let mut current = HashMap::with_capacity(keys.len());
+    for chunk in chunks(keys) {
+        let sql = format!(
+            "SELECT key, value FROM eventkv WHERE key IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(&key[..]);
+        }
+        for row in query
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(engine_error)?
+        {
+            let key: Vec<u8> = row.try_get(0).map_err(engine_error)?;
+            current.insert(key, row.try_get(1).map_err(engine_error)?);
+        }
+    }
+    Ok(current)
+}
+
+/// In one `BEGIN IMMEDIATE` transaction on `connection`: reads `reads`, builds the batch
+/// from them, and applies it.
+async fn write_on(
+    connection: &mut SqliteConnection,
+    reads: &[Bytes],
+    build: BuildBatch<'_>,
+) -> Result<bool, KvError> {
     // Dropping the transaction without commit rolls it back: nothing is half-applied.
     let mut tx = connection
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(engine_error)?;
+    let read: Vec<&Bytes> = reads.iter().collect();
+    let mut values = read_keys(&mut tx, &read).await?;
+    let values: Vec<Option<Bytes>> = reads
+        .iter()
+        .map(|key| values.remove(&key[..]).map(Bytes::from))
+        .collect();
+    let Some(batch) = build(&values) else {
+        return Ok(false);
+    };
+    let (checks, mutations) = batch.into_parts();
     if !checks.is_empty() {
         let keys: Vec<&Bytes> = checks.iter().map(|(key, _)| key).collect();
-        let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        for chunk in chunks(&keys) {
-            let sql = format!(
-                "SELECT key, value FROM eventkv WHERE key IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for key in chunk {
-                query = query.bind(&key[..]);
-            }
-            for row in query.fetch_all(&mut *tx).await.map_err(engine_error)? {
-                let key: Vec<u8> = row.try_get(0).map_err(engine_error)?;
-                current.insert(key, row.try_get(1).map_err(engine_error)?);
-            }
-        }
+        let current = read_keys(&mut tx, &keys).await?;
         let failed = first_failed_check(&checks, |key| Ok::<_, KvError>(current.get(key)))?;
         if let Some(key) = failed {
             return Err(KvError::Conflict { key: key.clone() });
@@ -227,7 +267,8 @@ async fn write_on(connection: &mut SqliteConnection, batch: WriteBatch) -> Resul
     tx.commit()
         .await
         // A commit that finds the disk full writes no commit record: it stays StorageFull.
-        .map_err(|error| engine_error(error).unconfirmed("the commit was not confirmed"))
+        .map_err(|error| engine_error(error).unconfirmed("the commit was not confirmed"))?;
+    Ok(true)
 }
 
 /// The most rows one multi-row statement carries.

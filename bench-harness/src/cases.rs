@@ -98,6 +98,8 @@ pub struct Runner {
     pub stores: Stores,
     pub budget: Budget,
     pub quick: bool,
+    /// The writer counts of the concurrent-writers cases.
+    pub writer_counts: Vec<usize>,
 }
 
 impl Runner {

@@ -40,7 +40,12 @@ pub struct Args {
     #[arg(long)]
     pub append: bool,
 
-    /// Everything: all sweeps and the append throughput.
+    /// Concurrent writers: appends per second and latency with these writer counts,
+    /// comma-separated [with --all: 1,8,32].
+    #[arg(long, value_delimiter = ',', value_parser = parse_writers)]
+    pub writers: Option<Vec<usize>>,
+
+    /// Everything: all sweeps, the append throughput and the concurrent writers.
     #[arg(long)]
     pub all: bool,
 
@@ -64,6 +69,22 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Internal: run as the second process of the two-process writers case, on this URL.
+    #[arg(long, hide = true, requires_all = ["writer_child_start", "writer_child_writers", "writer_child_millis"])]
+    pub writer_child: Option<String>,
+
+    /// Internal: when the second process starts appending (Unix milliseconds).
+    #[arg(long, hide = true)]
+    pub writer_child_start: Option<u64>,
+
+    /// Internal: the second process's writer count.
+    #[arg(long, hide = true)]
+    pub writer_child_writers: Option<usize>,
+
+    /// Internal: how long the second process appends, in milliseconds.
+    #[arg(long, hide = true)]
+    pub writer_child_millis: Option<u64>,
 }
 
 /// An engine of the benchmark.
@@ -135,6 +156,13 @@ fn parse_count(text: &str) -> Result<u64, String> {
     }
 }
 
+fn parse_writers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a writer count (1 to 1024)")),
+    }
+}
+
 fn parse_threshold(text: &str) -> Result<Threshold, String> {
     match text.trim() {
         "none" | "off" => Ok(Threshold(None)),
@@ -182,5 +210,11 @@ mod tests {
             Some(vec![Threshold(None), Threshold(Some(10))])
         );
         assert_eq!(args.events, Some(vec![1000]));
+        let error = parse(&["--writers", "1,0"])
+            .expect_err("no writers")
+            .to_string();
+        assert!(error.contains("not a writer count"), "{error}");
+        let args = parse(&["--writers", "1,8,32"]).expect("valid");
+        assert_eq!(args.writers, Some(vec![1, 8, 32]));
     }
 }

@@ -10,6 +10,7 @@ mod compare;
 mod measure;
 mod report;
 mod stores;
+mod writers;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ enum Case {
     Threshold(EngineName, Threshold, u64),
     Codec(CodecName, u64),
     Append(EngineName, u64),
+    Writers(EngineName),
 }
 
 impl Case {
@@ -51,6 +53,7 @@ impl Case {
             Case::Append(engine, per_save) => {
                 format!("{} append, {per_save} per save", engine.name())
             }
+            Case::Writers(engine) => format!("{} concurrent writers", engine.name()),
         }
     }
 }
@@ -68,7 +71,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let work = async {
+        match &args.writer_child {
+            Some(url) => {
+                writers::child(
+                    url,
+                    args.writer_child_start.unwrap_or_default(),
+                    args.writer_child_writers.unwrap_or(1),
+                    args.writer_child_millis.unwrap_or_default(),
+                )
+                .await
+            }
+            None => run(args).await,
+        }
+    };
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("eventkv-bench: {error:#}");
@@ -122,6 +139,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .or_else(|| args.all.then(|| vec![CodecName::Bincode, CodecName::Json]));
     let append = args.append || args.all;
+    let writer_counts = args
+        .writers
+        .clone()
+        .or_else(|| args.all.then(|| vec![1, 8, 32]));
     if let Some(python) = &args.eventsource_py {
         std::process::Command::new(python)
             .arg("--version")
@@ -157,6 +178,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    if writer_counts.is_some() {
+        plan.extend(engines.iter().map(|&engine| Case::Writers(engine)));
+    }
+
     let progress = ProgressBar::new(plan.len() as u64);
     if args.no_progress {
         progress.set_draw_target(ProgressDrawTarget::hidden());
@@ -169,6 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stores,
         budget: Budget::new(args.quick),
         quick: args.quick,
+        writer_counts: writer_counts.unwrap_or_default(),
     };
     let mut results = Results {
         machine: Machine::describe(),
@@ -177,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         thresholds: Vec::new(),
         codecs: Vec::new(),
         appends: Vec::new(),
+        writers: Vec::new(),
         eventsource_py: None,
     };
     let outcome = execute(&runner, &plan, &progress, &mut results).await;
@@ -240,6 +267,11 @@ async fn execute(
             Case::Append(engine, per_save) => results.appends.push(
                 runner
                     .append_row(engine, per_save)
+                    .await
+                    .with_context(context)?,
+            ),
+            Case::Writers(engine) => results.writers.extend(
+                writers::rows(&runner.stores, engine, &runner.writer_counts, runner.quick)
                     .await
                     .with_context(context)?,
             ),

@@ -11,6 +11,7 @@ use crate::cases::{AppendRow, CodecRow, LoadRow, ThresholdRow};
 use crate::cli::EngineName;
 use crate::compare::PyReport;
 use crate::measure::format_ms;
+use crate::writers::WritersRow;
 
 /// Where and with what the numbers were measured.
 #[derive(Clone, Debug, Serialize)]
@@ -77,6 +78,7 @@ pub struct Results {
     pub thresholds: Vec<ThresholdRow>,
     pub codecs: Vec<CodecRow>,
     pub appends: Vec<AppendRow>,
+    pub writers: Vec<WritersRow>,
     pub eventsource_py: Option<PyReport>,
 }
 
@@ -268,15 +270,119 @@ impl Results {
             }
             let _ = writeln!(md);
         }
+        if !self.writers.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Concurrent writers (one event per append, durable defaults)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| Engine | Writers | Where | Appends per second | p50 | p99 | Conflicts retried |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+            for row in &self.writers {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    row.engine.name(),
+                    row.writers,
+                    row.scenario_label(),
+                    thousands(row.appends_per_second.round() as u64),
+                    format_ms(row.p50_ms),
+                    format_ms(row.p99_ms),
+                    thousands(row.conflicts)
+                );
+            }
+            let _ = writeln!(md);
+        }
     }
 
-    /// Writes results.json, results.md and chart.svg into `dir`.
+    /// Writes results.json, results.md, chart.svg and (with concurrent writers)
+    /// writers.svg into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_string_pretty(self)?;
         std::fs::write(dir.join("results.json"), json + "\n").context("writing results.json")?;
         std::fs::write(dir.join("results.md"), self.markdown()).context("writing results.md")?;
-        self.chart(&dir.join("chart.svg"))
+        self.chart(&dir.join("chart.svg"))?;
+        self.writers_chart(&dir.join("writers.svg"))
+    }
+
+    /// Appends per second by writer count, per engine (each writer on its own aggregate);
+    /// log scales.
+    fn writers_chart(&self, path: &Path) -> anyhow::Result<()> {
+        let rows: Vec<&WritersRow> = self
+            .writers
+            .iter()
+            .filter(|row| row.scenario == crate::writers::Scenario::OwnAggregate)
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (low, high) = rows.iter().fold((f64::MAX, f64::MIN), |(lo, hi), row| {
+            (
+                lo.min(row.appends_per_second),
+                hi.max(row.appends_per_second),
+            )
+        });
+        let most = rows.iter().map(|row| row.writers).max().unwrap_or(1) as f64;
+        let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("eventkv: appends per second by writers", ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(
+                (0.8..most * 1.25).log_scale(),
+                (low.max(1.0) * 0.5..high * 2.0).log_scale(),
+            )
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("concurrent writers, each on its own aggregate")
+            .x_label_formatter(&|writers| format!("{}", writers.round() as u64))
+            .y_desc("appends per second (one event each)")
+            .y_label_formatter(&|rate| thousands(rate.round() as u64))
+            .draw()
+            .map_err(plot_error)?;
+        let mut engines: Vec<EngineName> = Vec::new();
+        for row in &rows {
+            if !engines.contains(&row.engine) {
+                engines.push(row.engine);
+            }
+        }
+        for (index, engine) in engines.iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|row| row.engine == *engine)
+                .map(|row| (row.writers as f64, row.appends_per_second))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(engine.name())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&point| Circle::new(point, 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+        Ok(())
     }
 
     /// Event count against load time, per engine, with and without snapshots; log scales.

@@ -407,17 +407,6 @@ impl<K: OrderedKv> KvEventStore<K> {
         &self.kv
     }
 
-    pub(crate) async fn head(&self) -> Result<(u64, Option<Bytes>), EventStoreError> {
-        let key = keys::global_head();
-        match self.kv.get(&key).await? {
-            None => Ok((0, None)),
-            Some(value) => {
-                let head = envelope::decode_head(&value).map_err(|e| corrupt(&key, e))?;
-                Ok((head, Some(value)))
-            }
-        }
-    }
-
     async fn append_impl(
         &self,
         aggregate_type: &str,

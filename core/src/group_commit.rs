@@ -284,64 +284,37 @@ impl<K: OrderedKv> KvEventStore<K> {
             .collect()
     }
 
-    /// One engine write of the `pending` requests, at the current global head.
+    /// One engine write of the `pending` requests, at the global head as the write finds
+    /// it (read under the engine's write lock, where it has one).
     async fn write_once(
         &self,
         requests: &[AppendRequest<'_>],
         pending: &[usize],
     ) -> Result<Vec<Appended>, EventStoreError> {
-        let head_key = keys::global_head();
-        let (head, head_value) = self.head().await?;
-        let timestamp = Timestamp::now();
-        let mut batch = WriteBatch::new();
-        // The head first: a race lost to another writer is seen as such.
-        match head_value {
-            Some(value) => batch.check(head_key.clone(), Check::Equals(value)),
-            None => batch.check(head_key.clone(), Check::Absent),
+        let mut outcome = None;
+        let built = &mut outcome;
+        let build = move |values: &[Option<Bytes>]| {
+            let head = values.first().and_then(Option::as_ref);
+            match append_batch(requests, pending, head) {
+                Ok((batch, appended)) => {
+                    *built = Some(Ok(appended));
+                    Some(batch)
+                }
+                Err(error) => {
+                    *built = Some(Err(error));
+                    None
+                }
+            }
         };
-        let mut position = head;
-        let mut appended = Vec::with_capacity(pending.len());
-        for &index in pending {
-            let request = &requests[index];
-            let (stream, expected) = (&request.stream, request.expected_version);
-            if expected > 0 {
-                batch.check(stream.event(expected), Check::Present);
-            }
-            let first_key = stream.event(expected + 1);
-            batch.check(first_key.clone(), Check::Absent);
-            let too_large = || corrupt(&head_key, "the global head is too large to append");
-            let first_position = position.checked_add(1).ok_or_else(too_large)?;
-            let last_position = position
-                .checked_add(u64::from(request.count))
-                .ok_or_else(too_large)?;
-            for (offset, event) in (0..).zip(request.events.iter()) {
-                let key = stream.event(expected + 1 + offset);
-                let header = EventHeader {
-                    codec: event.codec,
-                    position: first_position + offset,
-                    event_id: event.event_id,
-                    timestamp,
-                    event_type: &event.event_type,
-                    metadata: event.metadata,
-                };
-                let value = envelope::encode_event(&key, &header, &event.payload);
-                batch.put(key, value);
-            }
-            batch.put(
-                keys::global_log(first_position),
-                envelope::encode_log_entry(request.count, &first_key),
-            );
-            appended.push(Appended {
-                first_version: expected + 1,
-                last_version: expected + u64::from(request.count),
-                first_position,
-                last_position,
-            });
-            position = last_position;
-        }
-        batch.put(head_key, envelope::encode_head(position));
-        self.kv().write(batch).await?;
-        Ok(appended)
+        self.kv()
+            .write_with(vec![keys::global_head()], Box::new(build))
+            .await?;
+        outcome.unwrap_or_else(|| {
+            Err(corrupt(
+                &keys::global_head(),
+                "the write never built its batch",
+            ))
+        })
     }
 
     /// The answer to a request whose check failed: where its events are, if an earlier
@@ -422,4 +395,61 @@ fn duplicate_kv(error: &KvError) -> KvError {
             message: message.clone(),
         },
     }
+}
+
+/// The batch that appends the `pending` requests after global position `head` (the head
+/// key's value; none for an empty store), and where each lands.
+fn append_batch(
+    requests: &[AppendRequest<'_>],
+    pending: &[usize],
+    head: Option<&Bytes>,
+) -> Result<(WriteBatch, Vec<Appended>), EventStoreError> {
+    let head_key = keys::global_head();
+    let mut position = match head {
+        Some(value) => envelope::decode_head(value).map_err(|e| corrupt(&head_key, e))?,
+        None => 0,
+    };
+    let timestamp = Timestamp::now();
+    let mut batch = WriteBatch::new();
+    let mut appended = Vec::with_capacity(pending.len());
+    for &index in pending {
+        let request = &requests[index];
+        let (stream, expected) = (&request.stream, request.expected_version);
+        if expected > 0 {
+            batch.check(stream.event(expected), Check::Present);
+        }
+        let first_key = stream.event(expected + 1);
+        batch.check(first_key.clone(), Check::Absent);
+        let too_large = || corrupt(&head_key, "the global head is too large to append");
+        let first_position = position.checked_add(1).ok_or_else(too_large)?;
+        let last_position = position
+            .checked_add(u64::from(request.count))
+            .ok_or_else(too_large)?;
+        for (offset, event) in (0..).zip(request.events.iter()) {
+            let key = stream.event(expected + 1 + offset);
+            let header = EventHeader {
+                codec: event.codec,
+                position: first_position + offset,
+                event_id: event.event_id,
+                timestamp,
+                event_type: &event.event_type,
+                metadata: event.metadata,
+            };
+            let value = envelope::encode_event(&key, &header, &event.payload);
+            batch.put(key, value);
+        }
+        batch.put(
+            keys::global_log(first_position),
+            envelope::encode_log_entry(request.count, &first_key),
+        );
+        appended.push(Appended {
+            first_version: expected + 1,
+            last_version: expected + u64::from(request.count),
+            first_position,
+            last_position,
+        });
+        position = last_position;
+    }
+    batch.put(head_key, envelope::encode_head(position));
+    Ok((batch, appended))
 }

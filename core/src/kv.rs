@@ -42,6 +42,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[cfg(target_arch = "wasm32")]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// Builds a batch from the current values of the keys an [`OrderedKv::write_with`] read
+/// (in the order given); `None` writes nothing. It runs while the engine holds its write
+/// lock, if it has one: keep it to CPU work.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BuildBatch<'a> = Box<dyn FnOnce(&[Option<Bytes>]) -> Option<WriteBatch> + Send + 'a>;
+/// Builds a batch from the current values of the keys an [`OrderedKv::write_with`] read
+/// (in the order given); `None` writes nothing.
+#[cfg(target_arch = "wasm32")]
+pub type BuildBatch<'a> = Box<dyn FnOnce(&[Option<Bytes>]) -> Option<WriteBatch> + 'a>;
+
 /// The error an engine wraps: its own, kept as the [`std::error::Error::source`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -508,6 +518,13 @@ impl WriteBatch {
         (self.checks, self.mutations)
     }
 
+    /// Adds the checks and then the mutations of `other` after this batch's own.
+    pub fn extend(&mut self, other: WriteBatch) -> &mut Self {
+        self.checks.extend(other.checks);
+        self.mutations.extend(other.mutations);
+        self
+    }
+
     /// Whether the batch has neither checks nor mutations.
     pub fn is_empty(&self) -> bool {
         self.checks.is_empty() && self.mutations.is_empty()
@@ -567,6 +584,37 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
 
     /// Applies `batch` atomically: all of it, or, on an error, none of it.
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend;
+
+    /// Reads `reads`, builds a batch from their values with `build`, and applies it as
+    /// [`write`](Self::write) does; returns whether a batch was written (`build` may
+    /// decline). The batch applies only if `reads` still hold the values `build` saw.
+    ///
+    /// This default reads before writing and checks the values in the batch, so a writer
+    /// that changed one in between makes it fail with [`KvError::Conflict`] on that key.
+    /// An engine with a write lock reads them under the lock instead, so the batch never
+    /// fails on them: writers of other processes then queue instead of racing.
+    fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> impl Future<Output = Result<bool, KvError>> + MaybeSend + 'a {
+        async move {
+            let mut values = Vec::with_capacity(reads.len());
+            for key in &reads {
+                values.push(self.get(key).await?);
+            }
+            let Some(built) = build(&values) else {
+                return Ok(false);
+            };
+            let mut batch = WriteBatch::new();
+            for (key, value) in reads.into_iter().zip(values) {
+                let check = value.map_or(Check::Absent, Check::Equals);
+                batch.check(key, check);
+            }
+            batch.extend(built);
+            self.write(batch).await.map(|()| true)
+        }
+    }
 }
 
 impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
@@ -586,6 +634,14 @@ impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
         (**self).write(batch)
     }
+
+    fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> impl Future<Output = Result<bool, KvError>> + MaybeSend + 'a {
+        (**self).write_with(reads, build)
+    }
 }
 
 /// The dyn-compatible form of [`OrderedKv`], implemented for every engine.
@@ -603,6 +659,12 @@ pub trait ErasedKv: MaybeSend + MaybeSync {
     ) -> BoxFuture<'a, Result<KvPage, KvError>>;
     /// See [`OrderedKv::write`].
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>>;
+    /// See [`OrderedKv::write_with`].
+    fn write_with_boxed<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> BoxFuture<'a, Result<bool, KvError>>;
 }
 
 impl<K: OrderedKv> ErasedKv for K {
@@ -621,6 +683,14 @@ impl<K: OrderedKv> ErasedKv for K {
 
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>> {
         Box::pin(self.write(batch))
+    }
+
+    fn write_with_boxed<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> BoxFuture<'a, Result<bool, KvError>> {
+        Box::pin(self.write_with(reads, build))
     }
 }
 
@@ -657,6 +727,14 @@ impl OrderedKv for DynKv {
 
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
         self.0.write_boxed(batch)
+    }
+
+    fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> impl Future<Output = Result<bool, KvError>> + MaybeSend + 'a {
+        self.0.write_with_boxed(reads, build)
     }
 }
 

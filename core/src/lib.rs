@@ -31,9 +31,9 @@ pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
 };
 pub use kv::{
-    BoxError, BoxFuture, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations, KeyRange,
-    KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation, OrderedKv,
-    WriteBatch, first_failed_check, prefix_successor,
+    BoxError, BoxFuture, BuildBatch, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations,
+    KeyRange, KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation,
+    OrderedKv, WriteBatch, first_failed_check, prefix_successor,
 };
 pub use memory::MemoryKv;
 pub use repository::{

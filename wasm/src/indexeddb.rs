@@ -10,8 +10,8 @@
 
 use bytes::Bytes;
 use eventkv::{
-    Direction, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_ENTRIES, OrderedKv, WriteBatch,
-    first_failed_check,
+    BuildBatch, Direction, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_ENTRIES, OrderedKv,
+    WriteBatch, first_failed_check,
 };
 use idb::{
     CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
@@ -319,6 +319,31 @@ impl IndexedDbKv {
     }
 }
 
+/// The values of `keys`, read in `store`'s transaction. Every read is requested (and its
+/// handlers attached, by `into_future`) before the first is awaited: they run in order,
+/// without a round trip each.
+async fn read_all(
+    store: &ObjectStore,
+    keys: &[Bytes],
+) -> Result<HashMap<Bytes, Option<Vec<u8>>>, KvError> {
+    let reads = keys
+        .iter()
+        .map(|key| {
+            let read = store.get(js_bytes(key)).map_err(engine_error)?;
+            Ok(IntoFuture::into_future(read))
+        })
+        .collect::<Result<Vec<_>, KvError>>()?;
+    let mut current = HashMap::with_capacity(keys.len());
+    for (key, read) in keys.iter().zip(reads) {
+        let value = read.await.map_err(engine_error)?;
+        current.insert(
+            key.clone(),
+            value.map(|value| rust_bytes(&value)).transpose()?,
+        );
+    }
+    Ok(current)
+}
+
 impl OrderedKv for IndexedDbKv {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         let (_tx, store) = self.transaction(TransactionMode::ReadOnly)?;
@@ -399,26 +424,34 @@ impl OrderedKv for IndexedDbKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        let (checks, mutations) = batch.into_parts();
+        self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
+            .await
+            .map(drop)
+    }
+
+    /// Reads `reads` inside the readwrite transaction, which other connections (other
+    /// tabs) wait for: none can change them before the batch applies.
+    async fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> Result<bool, KvError> {
         let (tx, store) = self.transaction(TransactionMode::ReadWrite)?;
-        // Every read is requested (and its handlers attached, by `into_future`) before the
-        // first is awaited: they run in order, in this transaction, without a round trip
-        // each.
-        let reads = checks
+        let mut values = read_all(&store, &reads).await?;
+        let values: Vec<Option<Bytes>> = reads
             .iter()
-            .map(|(key, _)| {
-                let read = store.get(js_bytes(key)).map_err(engine_error)?;
-                Ok(IntoFuture::into_future(read))
-            })
-            .collect::<Result<Vec<_>, KvError>>()?;
-        let mut current = HashMap::with_capacity(checks.len());
-        for ((key, _), read) in checks.iter().zip(reads) {
-            let value = read.await.map_err(engine_error)?;
-            current.insert(
-                key.clone(),
-                value.map(|value| rust_bytes(&value)).transpose()?,
-            );
-        }
+            .map(|key| values.remove(key).flatten().map(Bytes::from))
+            .collect();
+        let Some(batch) = build(&values) else {
+            tx.abort()
+                .map_err(engine_error)?
+                .await
+                .map_err(engine_error)?;
+            return Ok(false);
+        };
+        let (checks, mutations) = batch.into_parts();
+        let keys: Vec<Bytes> = checks.iter().map(|(key, _)| key.clone()).collect();
+        let current = read_all(&store, &keys).await?;
         let failed = first_failed_check(&checks, |key| {
             Ok::<_, KvError>(current.get(key).and_then(Option::as_ref))
         })?;
@@ -440,7 +473,7 @@ impl OrderedKv for IndexedDbKv {
                 .map_err(engine_error)?;
         }
         match tx.await.map_err(engine_error)? {
-            TransactionResult::Committed => Ok(()),
+            TransactionResult::Committed => Ok(true),
             // The reason (a full quota, found at commit) is on the transaction.
             TransactionResult::Aborted => Err(match store.transaction().error() {
                 Some(error) => exception_error(error.name(), error.message()),

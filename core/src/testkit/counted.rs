@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::yield_now;
-use crate::kv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use crate::kv::{BuildBatch, Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 
 /// Wraps an engine, counting its writes.
 #[derive(Debug)]
@@ -49,5 +49,15 @@ impl<K: OrderedKv> OrderedKv for Counted<K> {
         yield_now().await;
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(batch).await
+    }
+
+    async fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> Result<bool, KvError> {
+        yield_now().await;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write_with(reads, build).await
     }
 }

@@ -847,3 +847,47 @@ pub async fn queued_appends_to_one_stream_see_each_other<F: EngineFactory>(facto
         [a.event_id, c.event_id]
     );
 }
+
+/// Two stores on one engine, as two processes would be, race for the global head: the
+/// loser of each race waits and writes again. Nothing is lost, nothing written twice.
+pub async fn two_stores_on_one_engine_lose_nothing<F: EngineFactory>(factory: &F) {
+    let kv = Arc::new(Counted::new(fresh(factory).await));
+    let stores = [
+        KvEventStore::new(Arc::clone(&kv)),
+        KvEventStore::new(Arc::clone(&kv)),
+    ];
+    let writer = |store: usize, writer: u64| {
+        let store = &stores[store];
+        async move {
+            let id = format!("writer-{writer}");
+            for version in 0..10 {
+                let events = [deposit(writer * 100 + version)];
+                store
+                    .append("Account", &id, version, &events)
+                    .await
+                    .expect("append");
+            }
+        }
+    };
+    futures_util::future::join_all((0..8).map(|w| writer(usize::from(w % 2 == 1), w))).await;
+    let log = log_summary(&stores[0]).await;
+    assert_eq!(
+        log.iter()
+            .map(|(_, position, _)| *position)
+            .collect::<Vec<_>>(),
+        (1..=80).collect::<Vec<_>>(),
+        "positions are gap-free and unique"
+    );
+    let ids: HashSet<Uuid> = log.iter().map(|(_, _, id)| *id).collect();
+    assert_eq!(ids.len(), 80, "every event once");
+    for writer in 0..8 {
+        let stream = stream_summary(&stores[1], "Account", &format!("writer-{writer}")).await;
+        assert_eq!(
+            stream
+                .iter()
+                .map(|(version, _, _)| *version)
+                .collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+    }
+}

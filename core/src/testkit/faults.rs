@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-use crate::kv::{Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+use crate::kv::{BuildBatch, Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 
 /// Wraps an engine; every fault is off until switched on.
 #[derive(Debug)]
@@ -29,6 +29,25 @@ impl<K> Faulty<K> {
             fail_writes: AtomicBool::new(false),
             lose_next_ack: AtomicBool::new(false),
         }
+    }
+
+    fn write_fault(&self) -> Result<(), KvError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(KvError::engine("faulty", "disk full (injected)"));
+        }
+        Ok(())
+    }
+
+    /// After a write was applied: its acknowledgement lost, if so switched on.
+    fn ack_fault(&self) -> Result<(), KvError> {
+        if self.lose_next_ack.swap(false, Ordering::SeqCst) {
+            return Err(KvError::Ambiguous {
+                engine: "faulty",
+                what: "the commit acknowledgement was lost",
+                source: "connection reset (injected)".into(),
+            });
+        }
+        Ok(())
     }
 
     fn read_fault(&self) -> Result<(), KvError> {
@@ -61,17 +80,19 @@ impl<K: OrderedKv> OrderedKv for Faulty<K> {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(KvError::engine("faulty", "disk full (injected)"));
-        }
+        self.write_fault()?;
         self.inner.write(batch).await?;
-        if self.lose_next_ack.swap(false, Ordering::SeqCst) {
-            return Err(KvError::Ambiguous {
-                engine: "faulty",
-                what: "the commit acknowledgement was lost",
-                source: "connection reset (injected)".into(),
-            });
-        }
-        Ok(())
+        self.ack_fault()
+    }
+
+    async fn write_with<'a>(
+        &'a self,
+        reads: Vec<Bytes>,
+        build: BuildBatch<'a>,
+    ) -> Result<bool, KvError> {
+        self.write_fault()?;
+        let written = self.inner.write_with(reads, build).await?;
+        self.ack_fault()?;
+        Ok(written)
     }
 }

@@ -431,3 +431,87 @@ pub async fn scans_are_bounded<F: EngineFactory>(factory: &F) {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest.get(0).map(|(_, value)| value.len()), Some(big.len()));
 }
+
+fn counter(value: Option<&Bytes>) -> u64 {
+    value.map_or(0, |v| {
+        u64::from_be_bytes(v[..].try_into().expect("8 bytes"))
+    })
+}
+
+/// `write_with` reads, lets the caller build the batch from what it read, and writes it:
+/// nothing when the builder declines, nothing when a check of the built batch fails, and
+/// no increment lost when tasks taking turns increment one counter with it.
+pub async fn write_with_builds_from_what_it_read<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let written = kv
+        .write_with(
+            vec![Bytes::from_static(b"counter"), Bytes::from_static(b"other")],
+            Box::new(|values: &[Option<Bytes>]| {
+                assert_eq!(values, [None, None], "nothing stored yet");
+                let mut batch = WriteBatch::new();
+                batch.put(&b"counter"[..], 1u64.to_be_bytes().to_vec());
+                Some(batch)
+            }),
+        )
+        .await
+        .expect("write_with");
+    assert!(written);
+    assert_eq!(counter(kv.get(b"counter").await.expect("get").as_ref()), 1);
+
+    let declined = kv
+        .write_with(
+            vec![Bytes::from_static(b"counter")],
+            Box::new(|_: &[Option<Bytes>]| None),
+        )
+        .await
+        .expect("write_with");
+    assert!(!declined, "the builder declined: nothing written");
+
+    let refused = kv
+        .write_with(
+            vec![Bytes::from_static(b"counter")],
+            Box::new(|_: &[Option<Bytes>]| {
+                let mut batch = WriteBatch::new();
+                batch.check(&b"missing"[..], Check::Present);
+                batch.put(&b"counter"[..], 99u64.to_be_bytes().to_vec());
+                Some(batch)
+            }),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(KvError::Conflict { key }) if &key[..] == b"missing"),
+        "{refused:?}"
+    );
+    assert_eq!(counter(kv.get(b"counter").await.expect("get").as_ref()), 1);
+
+    let increments = |kv: std::sync::Arc<F::Kv>| async move {
+        for _ in 0..25 {
+            loop {
+                yield_now().await;
+                let result = kv
+                    .write_with(
+                        vec![Bytes::from_static(b"counter")],
+                        Box::new(|values: &[Option<Bytes>]| {
+                            let mut batch = WriteBatch::new();
+                            let next = counter(values[0].as_ref()) + 1;
+                            batch.put(&b"counter"[..], next.to_be_bytes().to_vec());
+                            Some(batch)
+                        }),
+                    )
+                    .await;
+                match result {
+                    Ok(true) => break,
+                    // Engines that read before locking report a concurrent change.
+                    Err(KvError::Conflict { key }) if &key[..] == b"counter" => continue,
+                    other => panic!("write_with failed: {other:?}"),
+                }
+            }
+        }
+    };
+    futures_util::future::join_all((0..8).map(|_| increments(kv.clone()))).await;
+    assert_eq!(
+        counter(kv.get(b"counter").await.expect("get").as_ref()),
+        1 + 8 * 25,
+        "no increment lost"
+    );
+}
