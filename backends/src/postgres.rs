@@ -64,7 +64,7 @@ fn is_retryable(error: &sqlx::Error) -> bool {
 struct Statements {
     table: String,
     get: String,
-    lock: String,
+    begin: String,
     check: String,
     delete: String,
     upsert: String,
@@ -75,9 +75,13 @@ impl Statements {
         let table = format!("\"{}\".\"{}\"", options.schema, options.table);
         Statements {
             get: format!("SELECT value FROM {table} WHERE key = $1"),
-            // One lock per table (schema-qualified), held until COMMIT or ROLLBACK.
-            lock: format!(
-                "SELECT pg_advisory_xact_lock(hashtextextended('eventkv write ' || {}, 0))",
+            // One round trip: the transaction, and the table's write lock (one per
+            // schema-qualified table), held until COMMIT or ROLLBACK. Every statement
+            // after it sees every commit made before it (READ COMMITTED takes a snapshot
+            // per statement).
+            begin: format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                 SELECT pg_advisory_xact_lock(hashtextextended('eventkv write ' || {}, 0))",
                 quote_literal(&table)
             ),
             check: format!("SELECT key, value FROM {table} WHERE key = ANY($1)"),
@@ -201,14 +205,9 @@ impl PostgresKv {
         build: &mut Option<BuildBatch<'_>>,
         built: &mut Option<(Vec<(Bytes, Check)>, FinalMutations)>,
     ) -> Result<bool, WriteError> {
-        // One round trip to begin; every statement after the lock sees every commit
-        // made before it (READ COMMITTED takes a snapshot per statement).
         let mut tx = self
             .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await?;
-        sqlx::query(AssertSqlSafe(self.sql.lock.as_str()))
-            .execute(&mut *tx)
+            .begin_with(AssertSqlSafe(self.sql.begin.clone()))
             .await?;
         if let Some(build) = build.take() {
             let read: Vec<&[u8]> = reads.iter().map(|key| &key[..]).collect();

@@ -12,7 +12,7 @@
 //! order, and a batch is one atomic engine write: gap-free, unique, in commit order.
 
 use std::borrow::Cow;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -79,7 +79,13 @@ struct QueueState {
     /// Whether an append is leading (writing a batch).
     leading: bool,
     waiting: VecDeque<Waiting>,
+    /// The latest version this store saw of recently written streams. Versions only
+    /// grow, so an append expecting less cannot land: it is answered without a write.
+    seen: HashMap<StreamKeys, u64>,
 }
+
+/// The most streams [`QueueState::seen`] remembers before it starts over.
+const MAX_SEEN_STREAMS: usize = 4096;
 
 struct Waiting {
     request: AppendRequest<'static>,
@@ -133,6 +139,24 @@ impl AppendQueue {
         }
         state.waiting = kept;
         batch
+    }
+
+    /// Whether the stream is known to be past `expected`.
+    fn is_past(&self, stream: &StreamKeys, expected: u64) -> bool {
+        self.lock()
+            .seen
+            .get(stream)
+            .is_some_and(|&version| version > expected)
+    }
+
+    /// Remembers that `stream` reached `version`.
+    fn saw(&self, stream: &StreamKeys, version: u64) {
+        let mut state = self.lock();
+        if state.seen.len() >= MAX_SEEN_STREAMS && !state.seen.contains_key(stream) {
+            state.seen.clear();
+        }
+        let seen = state.seen.entry(stream.clone()).or_default();
+        *seen = (*seen).max(version);
     }
 
     /// Gives the lead to the first queued append whose caller still waits, or ends it.
@@ -234,12 +258,28 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut results: Vec<Option<Result<Appended, EventStoreError>>> =
             requests.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..requests.len()).collect();
+        // Appends expecting a version their stream is known to be past are answered by
+        // reading (a retry of stored events, or a conflict), without a write that fails.
+        let mut index = 0;
+        while index < pending.len() {
+            let request = &requests[pending[index]];
+            if self
+                .queue()
+                .is_past(&request.stream, request.expected_version)
+            {
+                results[pending.remove(index)] = Some(self.refused(request).await);
+            } else {
+                index += 1;
+            }
+        }
         let mut backoff = Backoff::new();
         while !pending.is_empty() {
             let attempt = self.write_once(requests, &pending).await;
             match attempt {
                 Ok(appended) => {
                     for (index, appended) in pending.drain(..).zip(appended) {
+                        self.queue()
+                            .saw(&requests[index].stream, appended.last_version);
                         results[index] = Some(Ok(appended));
                     }
                 }
@@ -328,6 +368,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             return Ok(appended);
         }
         let actual = self.current_version_impl(&request.stream).await?;
+        self.queue().saw(&request.stream, actual);
         Err(request.conflict(actual))
     }
 }
