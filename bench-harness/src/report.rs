@@ -94,6 +94,22 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// A markdown section: `title`, then a table of `rows` under `headers`; nothing without
+/// rows.
+fn table(md: &mut String, title: &str, headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(md, "## {title}\n");
+    let _ = writeln!(md, "| {} |", headers.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(headers.len()));
+    for row in rows {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    let _ = writeln!(md);
+}
+
 fn engines_of(rows: &[LoadRow]) -> Vec<EngineName> {
     let mut engines: Vec<EngineName> = Vec::new();
     for row in rows {
@@ -206,95 +222,88 @@ impl Results {
     }
 
     fn markdown_sweeps(&self, md: &mut String) {
-        if !self.thresholds.is_empty() {
-            let _ = writeln!(
-                md,
-                "## Snapshot thresholds (saves of 10 events, sync mode)\n"
-            );
-            let _ = writeln!(
-                md,
-                "| Engine | Events | Threshold | Load | Save (mean) | Snapshots written | Stored bytes |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-            for row in &self.thresholds {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    row.engine.name(),
+        table(
+            md,
+            "Snapshot thresholds (saves of 10 events, sync mode)",
+            &[
+                "Engine",
+                "Events",
+                "Threshold",
+                "Load",
+                "Save (mean)",
+                "Snapshots written",
+                "Stored bytes",
+            ],
+            self.thresholds.iter().map(|row| {
+                vec![
+                    row.engine.name().to_owned(),
                     thousands(row.events),
-                    row.threshold,
+                    row.threshold.to_string(),
                     format_ms(row.load.median_ms),
                     format_ms(row.save_ms),
-                    row.snapshots_written,
-                    thousands(row.stored_bytes)
-                );
-            }
-            let _ = writeln!(md);
-        }
-        if !self.codecs.is_empty() {
-            let _ = writeln!(
-                md,
-                "## Snapshot codecs (memory engine; state: totals and the last 100 deposits)\n"
-            );
-            let _ = writeln!(
-                md,
-                "| Codec | State size | Encode | Decode | Event size | Load (snapshot 99 behind) |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|---|");
-            for row in &self.codecs {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} B | {:.0} ns | {:.0} ns | {} B | {} |",
-                    row.codec,
-                    row.snapshot_bytes,
-                    row.encode_ns,
-                    row.decode_ns,
-                    row.event_bytes,
-                    format_ms(row.load.median_ms)
-                );
-            }
-            let _ = writeln!(md);
-        }
-        if !self.appends.is_empty() {
-            let _ = writeln!(md, "## Append throughput\n");
-            let _ = writeln!(md, "| Engine | Events per save | Events per second |");
-            let _ = writeln!(md, "|---|---|---|");
-            for row in &self.appends {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} |",
-                    row.engine.name(),
+                    row.snapshots_written.to_string(),
+                    thousands(row.stored_bytes),
+                ]
+            }),
+        );
+        table(
+            md,
+            "Snapshot codecs (memory engine; state: totals and the last 100 deposits)",
+            &[
+                "Codec",
+                "State size",
+                "Encode",
+                "Decode",
+                "Event size",
+                "Load (snapshot 99 behind)",
+            ],
+            self.codecs.iter().map(|row| {
+                vec![
+                    row.codec.clone(),
+                    format!("{} B", row.snapshot_bytes),
+                    format!("{:.0} ns", row.encode_ns),
+                    format!("{:.0} ns", row.decode_ns),
+                    format!("{} B", row.event_bytes),
+                    format_ms(row.load.median_ms),
+                ]
+            }),
+        );
+        table(
+            md,
+            "Append throughput",
+            &["Engine", "Events per save", "Events per second"],
+            self.appends.iter().map(|row| {
+                vec![
+                    row.engine.name().to_owned(),
                     thousands(row.events_per_save),
-                    thousands(row.events_per_second.round() as u64)
-                );
-            }
-            let _ = writeln!(md);
-        }
-        if !self.writers.is_empty() {
-            let _ = writeln!(
-                md,
-                "## Concurrent writers (one event per append, durable defaults)\n"
-            );
-            let _ = writeln!(
-                md,
-                "| Engine | Writers | Where | Appends per second | p50 | p99 | Conflicts retried |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-            for row in &self.writers {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    row.engine.name(),
-                    row.writers,
-                    row.scenario_label(),
+                    thousands(row.events_per_second.round() as u64),
+                ]
+            }),
+        );
+        table(
+            md,
+            "Concurrent writers (one event per append, durable defaults)",
+            &[
+                "Engine",
+                "Writers",
+                "Where",
+                "Appends per second",
+                "p50",
+                "p99",
+                "Conflicts retried",
+            ],
+            self.writers.iter().map(|row| {
+                vec![
+                    row.engine.name().to_owned(),
+                    row.writers.to_string(),
+                    row.scenario_label().to_owned(),
                     thousands(row.appends_per_second.round() as u64),
                     format_ms(row.p50_ms),
                     format_ms(row.p99_ms),
-                    thousands(row.conflicts)
-                );
-            }
-            let _ = writeln!(md);
-        }
+                    thousands(row.conflicts),
+                ]
+            }),
+        );
     }
 
     /// Writes results.json, results.md, chart.svg and (with concurrent writers)
