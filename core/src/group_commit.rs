@@ -149,14 +149,24 @@ impl AppendQueue {
             .is_some_and(|&version| version > expected)
     }
 
-    /// Remembers that `stream` reached `version`.
+    /// Remembers that `stream` reached `version` (a write of this store: at least that).
     fn saw(&self, stream: &StreamKeys, version: u64) {
+        self.remember(stream, |seen| seen.max(version));
+    }
+
+    /// Remembers that `stream` is at `version` (just read: a store replaced behind this
+    /// one's back may be behind what it saw before).
+    fn read(&self, stream: &StreamKeys, version: u64) {
+        self.remember(stream, |_| version);
+    }
+
+    fn remember(&self, stream: &StreamKeys, update: impl FnOnce(u64) -> u64) {
         let mut state = self.lock();
         if state.seen.len() >= MAX_SEEN_STREAMS && !state.seen.contains_key(stream) {
             state.seen.clear();
         }
         let seen = state.seen.entry(stream.clone()).or_default();
-        *seen = (*seen).max(version);
+        *seen = update(*seen);
     }
 
     /// Gives the lead to the first queued append whose caller still waits, or ends it.
@@ -263,13 +273,21 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut index = 0;
         while index < pending.len() {
             let request = &requests[pending[index]];
-            if self
+            if !self
                 .queue()
                 .is_past(&request.stream, request.expected_version)
             {
-                results[pending.remove(index)] = Some(self.refused(request).await);
-            } else {
                 index += 1;
+                continue;
+            }
+            match self.refused(request).await {
+                // What this store saw is gone (the engine's data was replaced): write it.
+                Err(EventStoreError::Conflict { actual, .. })
+                    if actual == request.expected_version =>
+                {
+                    index += 1;
+                }
+                answer => results[pending.remove(index)] = Some(answer),
             }
         }
         let mut backoff = Backoff::new();
@@ -368,7 +386,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             return Ok(appended);
         }
         let actual = self.current_version_impl(&request.stream).await?;
-        self.queue().saw(&request.stream, actual);
+        self.queue().read(&request.stream, actual);
         Err(request.conflict(actual))
     }
 }

@@ -89,3 +89,38 @@ async fn an_append_dropped_while_queued_is_not_written() {
     );
     assert_eq!(kv.writes(), 2);
 }
+
+/// A store remembers how far it saw streams go, to answer stale appends without a write;
+/// when the engine's data is replaced behind its back (a restore), what it remembered must
+/// not refuse an append that is right for the data now there.
+#[tokio::test]
+async fn what_a_store_saw_does_not_outlive_a_restore() {
+    use eventkv::{OrderedKv, WriteBatch, keys::StreamKeys};
+    let kv = Arc::new(MemoryKv::new());
+    let store = KvEventStore::new(Arc::clone(&kv));
+    for version in 0..3 {
+        store
+            .append("Account", "a", version, &deposit(version))
+            .await
+            .expect("append");
+    }
+    // An older copy of the data comes back: the stream is at version 1 again.
+    let stream = StreamKeys::new("Account", "a").expect("stream");
+    let mut restore = WriteBatch::new();
+    restore.delete(stream.event(2)).delete(stream.event(3));
+    kv.write(restore).await.expect("restore");
+
+    let appended = store
+        .append("Account", "a", 1, &deposit(7))
+        .await
+        .expect("an append at the version now stored lands");
+    assert_eq!(appended.first_version, 2);
+    let stale = store.append("Account", "a", 1, &deposit(8)).await;
+    assert!(
+        matches!(
+            stale,
+            Err(eventkv::EventStoreError::Conflict { actual: 2, .. })
+        ),
+        "{stale:?}"
+    );
+}
