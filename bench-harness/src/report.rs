@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -110,14 +111,35 @@ fn table(md: &mut String, title: &str, headers: &[&str], rows: impl Iterator<Ite
     let _ = writeln!(md);
 }
 
-fn engines_of(rows: &[LoadRow]) -> Vec<EngineName> {
-    let mut engines: Vec<EngineName> = Vec::new();
-    for row in rows {
-        if !engines.contains(&row.engine) {
-            engines.push(row.engine);
+/// Each engine once, in the order of first appearance.
+fn engines_of(engines: impl Iterator<Item = EngineName>) -> Vec<EngineName> {
+    let mut unique: Vec<EngineName> = Vec::new();
+    for engine in engines {
+        if !unique.contains(&engine) {
+            unique.push(engine);
         }
     }
-    engines
+    unique
+}
+
+/// A log-log chart of the report.
+type LogChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// Draws the legend at `position` and writes the file.
+fn finish<'a, 'b: 'a>(
+    chart: &mut LogChart<'a, 'b>,
+    root: &DrawingArea<SVGBackend<'b>, Shift>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
 }
 
 impl Results {
@@ -135,7 +157,7 @@ impl Results {
         for note in &self.notes {
             let _ = writeln!(md, "> {note}\n");
         }
-        for engine in engines_of(&self.loads) {
+        for engine in engines_of(self.loads.iter().map(|row| row.engine)) {
             let _ = writeln!(md, "## {}\n", engine.name());
             let _ = writeln!(
                 md,
@@ -355,12 +377,7 @@ impl Results {
             .y_label_formatter(&|rate| thousands(rate.round() as u64))
             .draw()
             .map_err(plot_error)?;
-        let mut engines: Vec<EngineName> = Vec::new();
-        for row in &rows {
-            if !engines.contains(&row.engine) {
-                engines.push(row.engine);
-            }
-        }
+        let engines = engines_of(rows.iter().map(|row| row.engine));
         for (index, engine) in engines.iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
             let points: Vec<(f64, f64)> = rows
@@ -383,15 +400,7 @@ impl Results {
                 )
                 .map_err(plot_error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)?;
-        Ok(())
+        finish(&mut chart, &root, SeriesLabelPosition::LowerRight)
     }
 
     /// Event count against load time, per engine, with and without snapshots; log scales.
@@ -427,7 +436,7 @@ impl Results {
             .y_desc("load time (ms, median)")
             .draw()
             .map_err(plot_error)?;
-        let engines = engines_of(&self.loads);
+        let engines = engines_of(self.loads.iter().map(|row| row.engine));
         for (index, engine) in engines.iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
             let rows: Vec<&LoadRow> = self
@@ -476,15 +485,7 @@ impl Results {
                 )
                 .map_err(plot_error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)?;
-        Ok(())
+        finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)
     }
 }
 
