@@ -332,8 +332,8 @@ async fn hand_written_replay(kv: &DynKv, events: u64) -> anyhow::Result<Account>
     let mut seen = 0;
     loop {
         let page = kv.scan(&range, Direction::Forward, PAGE).await?;
-        for (_, value) in page.iter() {
-            let payload = payload_of(value).context("a malformed event envelope")?;
+        for (key, value) in page.iter() {
+            let payload = payload_of(key, value).context("a malformed event envelope")?;
             let event: AccountEvent = serde_json::from_slice(payload)?;
             state.apply(&event);
             seen += 1;
@@ -350,13 +350,19 @@ async fn hand_written_replay(kv: &DynKv, events: u64) -> anyhow::Result<Account>
 }
 
 /// The payload of an event envelope of format 2, per docs/format.md: between the
-/// metadata ids and the 4-byte checksum (which this limit does not verify).
-fn payload_of(value: &[u8]) -> Option<&[u8]> {
-    let type_len = usize::from(u16::from_be_bytes(value.get(34..36)?.try_into().ok()?));
+/// metadata ids and the 4-byte checksum, once the checksum (CRC-32C of key and value, big
+/// endian) is verified: a reader of format 2 that skips it would apply flipped bytes.
+fn payload_of<'a>(key: &[u8], value: &'a [u8]) -> Option<&'a [u8]> {
+    let (body, stored) = value.split_at(value.len().checked_sub(4)?);
+    let computed = crc32c::crc32c_append(crc32c::crc32c(key), body);
+    if computed != u32::from_be_bytes(stored.try_into().ok()?) {
+        return None;
+    }
+    let type_len = usize::from(u16::from_be_bytes(body.get(34..36)?.try_into().ok()?));
     let flags_at = 36 + type_len;
-    let flags = *value.get(flags_at)?;
+    let flags = *body.get(flags_at)?;
     let ids = (flags & 1) as usize + ((flags >> 1) & 1) as usize;
-    value.get(flags_at + 1 + 16 * ids..value.len().checked_sub(4)?)
+    body.get(flags_at + 1 + 16 * ids..)
 }
 
 /// Checks that the workload's events are stored as the harness expects (JSON).
