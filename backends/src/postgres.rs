@@ -211,10 +211,14 @@ impl PostgresKv {
             .await?;
         if let Some(build) = build.take() {
             let read: Vec<&[u8]> = reads.iter().map(|key| &key[..]).collect();
-            let mut current = self.read_keys(&mut tx, &read).await?;
+            let current = self.read_keys(&mut tx, &read).await?;
             let values: Vec<Option<Bytes>> = reads
                 .iter()
-                .map(|key| current.remove(&key[..]).map(Bytes::from))
+                .map(|key| {
+                    current
+                        .get(&key[..])
+                        .map(|value| Bytes::copy_from_slice(value))
+                })
                 .collect();
             *built = build(&values).map(|batch| {
                 let mut guarded = WriteBatch::new();

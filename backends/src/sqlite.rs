@@ -30,13 +30,7 @@ const ROW_BUFFER: usize = 4096;
 /// sqlx's error as a [`KvError`]: a full disk (SQLITE_FULL) is [`KvError::StorageFull`];
 /// a busy or locked database is retryable.
 fn engine_error(error: sqlx::Error) -> KvError {
-    // SQLite's primary result code is the low byte of its extended code.
-    let code = error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .and_then(|code| code.parse::<i32>().ok())
-        .map(|code| code & 0xff);
-    match code {
+    match primary_code(&error) {
         Some(SQLITE_FULL) => KvError::StorageFull {
             engine: ENGINE,
             message: error.to_string(),
@@ -46,9 +40,19 @@ fn engine_error(error: sqlx::Error) -> KvError {
     }
 }
 
+/// SQLite's primary result code: the low byte of its extended code.
+fn primary_code(error: &sqlx::Error) -> Option<i32> {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .map(|code| code & 0xff)
+}
+
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
 
 /// An engine on one SQLite database: a single file, many readers, one writer at a time
 /// (across processes too).
@@ -107,6 +111,15 @@ impl SqliteKv {
             .busy_timeout(BUSY_TIMEOUT)
             .row_buffer_size(ROW_BUFFER);
         let open_error = |error: sqlx::Error| match target {
+            SqliteTarget::File(path) if primary_code(&error) == Some(SQLITE_CANTOPEN) => {
+                OpenError::Engine {
+                    engine: ENGINE,
+                    message: format!(
+                        "cannot open or create {} (does its directory exist, and may this process write there?): {error}",
+                        path.display()
+                    ),
+                }
+            }
             SqliteTarget::File(path) => OpenError::NotADatabase {
                 engine: ENGINE,
                 path: path.clone(),
@@ -224,10 +237,14 @@ async fn write_on(
         .await
         .map_err(engine_error)?;
     let read: Vec<&Bytes> = reads.iter().collect();
-    let mut values = read_keys(&mut tx, &read).await?;
+    let current = read_keys(&mut tx, &read).await?;
     let values: Vec<Option<Bytes>> = reads
         .iter()
-        .map(|key| values.remove(&key[..]).map(Bytes::from))
+        .map(|key| {
+            current
+                .get(&key[..])
+                .map(|value| Bytes::copy_from_slice(value))
+        })
         .collect();
     let Some(batch) = build(&values) else {
         return Ok(false);

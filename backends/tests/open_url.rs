@@ -78,6 +78,23 @@ async fn unknown_and_malformed_urls_name_the_accepted_forms() {
     }
 }
 
+/// A SQLite file in a directory that does not exist: said so, not "not a database".
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_in_a_missing_directory_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("missing").join("events.sqlite");
+    let error = open(&format!("sqlite:{}", file.display()))
+        .await
+        .expect_err("no directory");
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot open or create") && message.contains("events.sqlite"),
+        "{message}"
+    );
+    assert!(!dir.path().join("missing").exists(), "nothing created");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_that_is_not_a_database_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");

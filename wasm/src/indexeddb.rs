@@ -437,10 +437,15 @@ impl OrderedKv for IndexedDbKv {
         build: BuildBatch<'a>,
     ) -> Result<bool, KvError> {
         let (tx, store) = self.transaction(TransactionMode::ReadWrite)?;
-        let mut values = read_all(&store, &reads).await?;
+        let current = read_all(&store, &reads).await?;
         let values: Vec<Option<Bytes>> = reads
             .iter()
-            .map(|key| values.remove(key).flatten().map(Bytes::from))
+            .map(|key| {
+                current
+                    .get(key)
+                    .and_then(Option::as_deref)
+                    .map(Bytes::copy_from_slice)
+            })
             .collect();
         let Some(batch) = build(&values) else {
             tx.abort()

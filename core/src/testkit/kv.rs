@@ -458,6 +458,22 @@ pub async fn write_with_builds_from_what_it_read<F: EngineFactory>(factory: &F) 
     assert!(written);
     assert_eq!(counter(kv.get(b"counter").await.expect("get").as_ref()), 1);
 
+    let twice = kv
+        .write_with(
+            vec![
+                Bytes::from_static(b"counter"),
+                Bytes::from_static(b"counter"),
+            ],
+            Box::new(|values: &[Option<Bytes>]| {
+                assert_eq!(values[0], values[1], "a key read twice has one value");
+                assert_eq!(counter(values[0].as_ref()), 1);
+                None
+            }),
+        )
+        .await
+        .expect("write_with");
+    assert!(!twice);
+
     let declined = kv
         .write_with(
             vec![Bytes::from_static(b"counter")],
