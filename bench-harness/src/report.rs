@@ -318,7 +318,7 @@ impl Results {
                 vec![
                     row.engine.name().to_owned(),
                     row.writers.to_string(),
-                    row.scenario_label().to_owned(),
+                    row.scenario.label().to_owned(),
                     thousands(row.appends_per_second.round() as u64),
                     format_ms(row.p50_ms),
                     format_ms(row.p99_ms),

@@ -30,7 +30,8 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    fn label(self) -> &'static str {
+    /// What the markdown table shows in its scenario column.
+    pub fn label(self) -> &'static str {
         match self {
             Scenario::OwnAggregate => "own aggregate",
             Scenario::SameAggregate => "same aggregate",
@@ -52,13 +53,6 @@ pub struct WritersRow {
     pub p99_ms: f64,
     /// Appends refused with `Conflict` and retried (same aggregate).
     pub conflicts: u64,
-}
-
-impl WritersRow {
-    /// What the markdown table shows in its scenario column.
-    pub fn scenario_label(&self) -> &'static str {
-        self.scenario.label()
-    }
 }
 
 /// What one process measured: its appends, conflicts and every append's latency.

@@ -428,7 +428,6 @@ impl<K: OrderedKv> KvEventStore<K> {
             stream,
             expected_version,
             events: Cow::Borrowed(events),
-            count: log_count,
         })
         .await
     }

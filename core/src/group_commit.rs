@@ -36,11 +36,14 @@ pub(crate) struct AppendRequest<'a> {
     pub stream: StreamKeys,
     pub expected_version: u64,
     pub events: Cow<'a, [NewEvent]>,
-    /// How many events.
-    pub count: u32,
 }
 
 impl AppendRequest<'_> {
+    /// How many events (validated to fit).
+    fn count(&self) -> u32 {
+        u32::try_from(self.events.len()).unwrap_or(u32::MAX)
+    }
+
     fn into_owned(self) -> AppendRequest<'static> {
         AppendRequest {
             events: Cow::Owned(self.events.into_owned()),
@@ -48,21 +51,26 @@ impl AppendRequest<'_> {
         }
     }
 
-    fn conflict(&self, actual: u64) -> EventStoreError {
+    fn names(&self) -> (String, String) {
         let (aggregate_type, aggregate_id) = self.stream.names().unwrap_or_default();
+        (aggregate_type.to_owned(), aggregate_id.to_owned())
+    }
+
+    fn conflict(&self, actual: u64) -> EventStoreError {
+        let (aggregate_type, aggregate_id) = self.names();
         EventStoreError::Conflict {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
+            aggregate_type,
+            aggregate_id,
             expected: self.expected_version,
             actual,
         }
     }
 
     fn contended(&self, attempts: u32) -> EventStoreError {
-        let (aggregate_type, aggregate_id) = self.stream.names().unwrap_or_default();
+        let (aggregate_type, aggregate_id) = self.names();
         EventStoreError::Contended {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
+            aggregate_type,
+            aggregate_id,
             attempts,
         }
     }
@@ -120,6 +128,9 @@ impl AppendQueue {
     /// dropped unwritten.
     fn take_batch(&self, own: &AppendRequest<'_>) -> Vec<Waiting> {
         let mut state = self.lock();
+        if state.waiting.is_empty() {
+            return Vec::new();
+        }
         let mut streams = HashSet::from([own.stream.clone()]);
         let mut events = own.events.len();
         let mut batch = Vec::new();
@@ -141,32 +152,32 @@ impl AppendQueue {
         batch
     }
 
-    /// Whether the stream is known to be past `expected`.
-    fn is_past(&self, stream: &StreamKeys, expected: u64) -> bool {
-        self.lock()
-            .seen
-            .get(stream)
-            .is_some_and(|&version| version > expected)
+    /// Which of `requests` expect a version their stream is known to be past.
+    fn known_past(&self, requests: &[AppendRequest<'_>]) -> Vec<bool> {
+        let state = self.lock();
+        requests
+            .iter()
+            .map(|request| {
+                state
+                    .seen
+                    .get(&request.stream)
+                    .is_some_and(|&version| version > request.expected_version)
+            })
+            .collect()
     }
 
-    /// Remembers that `stream` reached `version` (a write of this store: at least that).
-    fn saw(&self, stream: &StreamKeys, version: u64) {
-        self.remember(stream, |seen| seen.max(version));
+    /// Remembers the versions this store's writes took streams to (at least those).
+    fn wrote<'a>(&self, written: impl Iterator<Item = (&'a StreamKeys, u64)>) {
+        let mut state = self.lock();
+        for (stream, version) in written {
+            remember(&mut state.seen, stream, |seen| seen.max(version));
+        }
     }
 
     /// Remembers that `stream` is at `version` (just read: a store replaced behind this
     /// one's back may be behind what it saw before).
     fn read(&self, stream: &StreamKeys, version: u64) {
-        self.remember(stream, |_| version);
-    }
-
-    fn remember(&self, stream: &StreamKeys, update: impl FnOnce(u64) -> u64) {
-        let mut state = self.lock();
-        if state.seen.len() >= MAX_SEEN_STREAMS && !state.seen.contains_key(stream) {
-            state.seen.clear();
-        }
-        let seen = state.seen.entry(stream.clone()).or_default();
-        *seen = update(*seen);
+        remember(&mut self.lock().seen, stream, |_| version);
     }
 
     /// Gives the lead to the first queued append whose caller still waits, or ends it.
@@ -179,6 +190,18 @@ impl AppendQueue {
         }
         state.leading = false;
     }
+}
+
+fn remember(
+    seen: &mut HashMap<StreamKeys, u64>,
+    stream: &StreamKeys,
+    update: impl FnOnce(u64) -> u64,
+) {
+    if seen.len() >= MAX_SEEN_STREAMS && !seen.contains_key(stream) {
+        seen.clear();
+    }
+    let version = seen.entry(stream.clone()).or_default();
+    *version = update(*version);
 }
 
 /// The lead of one batch. Dropped, it answers every append of the batch still waiting
@@ -267,27 +290,23 @@ impl<K: OrderedKv> KvEventStore<K> {
     ) -> Vec<Result<Appended, EventStoreError>> {
         let mut results: Vec<Option<Result<Appended, EventStoreError>>> =
             requests.iter().map(|_| None).collect();
-        let mut pending: Vec<usize> = (0..requests.len()).collect();
+        let mut pending: Vec<usize> = Vec::with_capacity(requests.len());
         // Appends expecting a version their stream is known to be past are answered by
         // reading (a retry of stored events, or a conflict), without a write that fails.
-        let mut index = 0;
-        while index < pending.len() {
-            let request = &requests[pending[index]];
-            if !self
-                .queue()
-                .is_past(&request.stream, request.expected_version)
-            {
-                index += 1;
+        for (index, past) in self.queue().known_past(requests).into_iter().enumerate() {
+            if !past {
+                pending.push(index);
                 continue;
             }
+            let request = &requests[index];
             match self.refused(request).await {
                 // What this store saw is gone (the engine's data was replaced): write it.
                 Err(EventStoreError::Conflict { actual, .. })
                     if actual == request.expected_version =>
                 {
-                    index += 1;
+                    pending.push(index);
                 }
-                answer => results[pending.remove(index)] = Some(answer),
+                answer => results[index] = Some(answer),
             }
         }
         let mut backoff = Backoff::new();
@@ -295,9 +314,11 @@ impl<K: OrderedKv> KvEventStore<K> {
             let attempt = self.write_once(requests, &pending).await;
             match attempt {
                 Ok(appended) => {
+                    let written = pending.iter().zip(&appended);
+                    self.queue().wrote(written.map(|(&index, appended)| {
+                        (&requests[index].stream, appended.last_version)
+                    }));
                     for (index, appended) in pending.drain(..).zip(appended) {
-                        self.queue()
-                            .saw(&requests[index].stream, appended.last_version);
                         results[index] = Some(Ok(appended));
                     }
                 }
@@ -482,7 +503,7 @@ fn append_batch(
         let too_large = || corrupt(&head_key, "the global head is too large to append");
         let first_position = position.checked_add(1).ok_or_else(too_large)?;
         let last_position = position
-            .checked_add(u64::from(request.count))
+            .checked_add(u64::from(request.count()))
             .ok_or_else(too_large)?;
         for (offset, event) in (0..).zip(request.events.iter()) {
             let key = stream.event(expected + 1 + offset);
@@ -499,11 +520,11 @@ fn append_batch(
         }
         batch.put(
             keys::global_log(first_position),
-            envelope::encode_log_entry(request.count, &first_key),
+            envelope::encode_log_entry(request.count(), &first_key),
         );
         appended.push(Appended {
             first_version: expected + 1,
-            last_version: expected + u64::from(request.count),
+            last_version: expected + u64::from(request.count()),
             first_position,
             last_position,
         });

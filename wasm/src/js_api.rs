@@ -159,20 +159,13 @@ impl JsEventStore {
         })();
         self.run(move |stores| async move {
             let ((aggregate_type, aggregate_id), from, limit) = input?;
-            let events = JsEvents::new()?;
-            let mut from = from;
-            while events.len() < limit {
-                let wanted = PAGE.min(limit - events.len());
-                let page = stores
-                    .events
+            let read = async |from: u64, wanted: usize| {
+                let events = &stores.events;
+                events
                     .read_stream(&aggregate_type, &aggregate_id, from, u64::MAX, wanted)
-                    .await?;
-                match events.extend(&page, |event| event.version())? {
-                    Some(next) => from = next,
-                    None => break,
-                }
-            }
-            Ok(events.into())
+                    .await
+            };
+            read_up_to(limit, from, read, |event| event.version()).await
         })
     }
 
@@ -210,17 +203,9 @@ impl JsEventStore {
         let input = js_input::whole_number("fromPosition", &from, Some(1))
             .and_then(|from| Ok((from, limit_of(&limit.unwrap_or_default())?)));
         self.run(move |stores| async move {
-            let (mut from, limit) = input?;
-            let events = JsEvents::new()?;
-            while events.len() < limit {
-                let wanted = PAGE.min(limit - events.len());
-                let page = stores.events.read_all(from, wanted).await?;
-                match events.extend(&page, |event| event.position())? {
-                    Some(next) => from = next,
-                    None => break,
-                }
-            }
-            Ok(events.into())
+            let (from, limit) = input?;
+            let read = async |from: u64, wanted: usize| stores.events.read_all(from, wanted).await;
+            read_up_to(limit, from, read, |event| event.position()).await
         })
     }
 
@@ -425,6 +410,25 @@ fn limit_of(limit: &JsValue) -> Result<usize, ApiError> {
     }
     // At most MAX_LIMIT: it fits.
     Ok(limit as usize)
+}
+
+/// Up to `limit` events from `from`, read a page at a time by `read(from, wanted)`; the
+/// next page starts one past `key` of the last event read.
+async fn read_up_to(
+    limit: usize,
+    mut from: u64,
+    mut read: impl AsyncFnMut(u64, usize) -> Result<EventPage, EventStoreError>,
+    key: impl Fn(&StoredEvent<'_>) -> u64,
+) -> Result<JsValue, ApiError> {
+    let events = JsEvents::new()?;
+    while events.len() < limit {
+        let page = read(from, PAGE.min(limit - events.len())).await?;
+        match events.extend(&page, &key)? {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    Ok(events.into())
 }
 
 /// A JS array of `StoredEvent`s, filled a page at a time: each page crosses to JavaScript
