@@ -253,6 +253,37 @@ test("through the package's own glue, a bad argument rejects with InvalidInput: 
   await context.close();
 });
 
+test("concurrent calls from one page each get their own answer, and the log has no gap", async () => {
+  const { context, page } = await demo();
+  const result = await page.evaluate(async () => {
+    const { EventStore } = await import("/pkg/eventkv_wasm.js");
+    const store = await EventStore.open("eventkv-e2e-concurrent");
+    const event = (n) => [{ type: "Deposited", data: { n } }];
+    await store.append("Account", "taken", 0, event(0));
+    const calls = [
+      ...Array.from({ length: 40 }, (_, i) => store.append("Account", `a${i % 10}-${i}`, 0, event(i))),
+      ...Array.from({ length: 5 }, (_, i) => store.append("Account", "taken", 0, event(100 + i))),
+      store.readAll(1, 10_000),
+      store.load("Account", "taken", 1),
+    ];
+    const settled = await Promise.allSettled(calls);
+    const all = await store.readAll(1, 10_000);
+    store.close();
+    await EventStore.deleteDatabase("eventkv-e2e-concurrent");
+    return {
+      appended: settled.slice(0, 40).map((s) => s.status),
+      stale: settled.slice(40, 45).map((s) => s.reason?.code),
+      actual: settled.slice(40, 45).map((s) => s.reason?.actual),
+      positions: all.map((e) => e.position),
+    };
+  });
+  assert.deepEqual(new Set(result.appended), new Set(["fulfilled"]));
+  assert.deepEqual(result.stale, Array(5).fill("Conflict"));
+  assert.deepEqual(result.actual, Array(5).fill(1));
+  assert.deepEqual(result.positions, Array.from({ length: 41 }, (_, i) => i + 1), "gap-free, each once");
+  await context.close();
+});
+
 test("a write over the origin's quota rejects with QuotaExceeded and lands nothing", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
