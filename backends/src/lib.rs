@@ -12,7 +12,7 @@
 //! | `sqlite:PATH[?synchronous=full\|normal]`, `sqlite::memory:` | [`SqliteKv`] (feature `sqlite`) |
 //! | `postgres://…[?schema=S&table=T]`, `postgresql://…` | [`PostgresKv`] (feature `postgres`) |
 
-#[cfg(any(feature = "sled", feature = "redb"))]
+#[cfg(any(feature = "sled", feature = "redb", feature = "sqlite"))]
 mod blocking;
 mod error;
 #[cfg(any(feature = "sled", feature = "redb"))]

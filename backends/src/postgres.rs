@@ -18,12 +18,13 @@ use eventkv::{
     BuildBatch, Check, Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
     first_failed_check,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use futures_util::{Stream, TryStreamExt};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
-use crate::sql::{fill_page, first_bytes, require_tokio, scan_statement, sql_limit};
+use crate::sql::{scan_statement, sql_limit};
 use crate::url::redact;
 
 const ENGINE: &str = "postgres";
@@ -413,4 +414,35 @@ impl OrderedKv for PostgresKv {
 /// `text` as an SQL string literal.
 fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// sqlx runs on tokio: outside a tokio runtime it would panic, so calls refuse first.
+fn require_tokio(engine: &'static str) -> Result<(), String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "the {engine} engine runs on sqlx, which needs a tokio runtime: open and use it inside one (e.g. under #[tokio::main])"
+        )),
+    }
+}
+
+/// Copies rows of (key, value) into a page as they arrive, until the page is full (the
+/// rest of the result is not fetched).
+async fn fill_page(
+    mut rows: impl Stream<Item = Result<PgRow, sqlx::Error>> + Unpin,
+) -> Result<KvPage, sqlx::Error> {
+    let mut page = KvPage::default();
+    while let Some(row) = rows.try_next().await? {
+        page.push(row.try_get(0)?, row.try_get(1)?);
+        if page.is_full() {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+/// The first column of `row`, as owned bytes.
+fn first_bytes(row: Option<PgRow>) -> Result<Option<Bytes>, sqlx::Error> {
+    row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
+        .transpose()
 }

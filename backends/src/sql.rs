@@ -1,22 +1,9 @@
-//! What the SQL engines share: a batch reduced to final upserts and deletes, statement
-//! chunks of stable sizes, and scan statements.
+//! What the SQL engines share: scan statements.
 
 use std::ops::Bound;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, KvPage, MAX_SCAN_ENTRIES};
-use futures_util::{Stream, TryStreamExt};
-use sqlx::Row;
-
-/// sqlx runs on tokio: outside a tokio runtime it would panic, so calls refuse first.
-pub(crate) fn require_tokio(engine: &'static str) -> Result<(), String> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(_) => Ok(()),
-        Err(_) => Err(format!(
-            "the {engine} engine runs on sqlx, which needs a tokio runtime: open and use it inside one (e.g. under #[tokio::main])"
-        )),
-    }
-}
+use eventkv::{Direction, KeyRange, MAX_SCAN_ENTRIES};
 
 /// The statement of a paged scan of `table`, with the values to bind in order (the limit
 /// is bound last, after these). `placeholder` writes the engine's next placeholder.
@@ -58,34 +45,4 @@ pub(crate) fn scan_statement(
 /// A scan limit as SQL's signed 64-bit integer, never above a full page.
 pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit.min(MAX_SCAN_ENTRIES)).unwrap_or(i64::MAX)
-}
-
-/// Copies rows of (key, value) into a page as they arrive, until the page is full (the
-/// rest of the result is not fetched).
-pub(crate) async fn fill_page<R, S>(mut rows: S) -> Result<KvPage, sqlx::Error>
-where
-    R: Row,
-    S: Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    usize: sqlx::ColumnIndex<R>,
-{
-    let mut page = KvPage::default();
-    while let Some(row) = rows.try_next().await? {
-        page.push(row.try_get(0)?, row.try_get(1)?);
-        if page.is_full() {
-            break;
-        }
-    }
-    Ok(page)
-}
-
-/// The first column of `row`, as owned bytes.
-pub(crate) fn first_bytes<R>(row: Option<R>) -> Result<Option<Bytes>, sqlx::Error>
-where
-    R: Row,
-    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    usize: sqlx::ColumnIndex<R>,
-{
-    row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
-        .transpose()
 }

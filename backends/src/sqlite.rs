@@ -1,64 +1,80 @@
-//! [`SqliteKv`]: one SQLite file (or a private in-memory database) through sqlx.
+//! [`SqliteKv`]: one SQLite file (or a private in-memory database) through rusqlite.
 //!
-//! Table `eventkv (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID`, WAL journal. A batch is
-//! one `BEGIN IMMEDIATE` transaction: its checks are read under the write lock, then its
-//! deletes and upserts run as multi-row statements.
+//! Table `eventkv (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID`, WAL journal. Calls
+//! run in place like the other embedded engines ([`blocking::run`]), each on a connection
+//! whose statements are prepared once and cached: reads on a small pool of connections,
+//! writes on the one writer connection. A batch is one `BEGIN IMMEDIATE` transaction: its
+//! reads and checks happen under the write lock, then its mutations run in order.
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::{
-    BuildBatch, Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    BuildBatch, Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
     first_failed_check,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+use crate::blocking;
 use crate::error::OpenError;
 use crate::options::SqliteSynchronous;
-use crate::sql::{fill_page, first_bytes, require_tokio, scan_statement, sql_limit};
+use crate::sql::{scan_statement, sql_limit};
 use crate::url::SqliteTarget;
 
 const ENGINE: &str = "sqlite";
 /// How long a writer waits for another (process or connection) to release the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How many rows the connection thread may send ahead of the reader: a full scan page.
-const ROW_BUFFER: usize = 4096;
+/// Idle read connections kept open: more may be opened while many reads run at once.
+const IDLE_READERS: usize = 4;
+/// Prepared statements cached per connection: every scan shape, the point read, the
+/// mutations.
+const CACHED_STATEMENTS: usize = 32;
 
-/// sqlx's error as a [`KvError`]: a full disk (SQLITE_FULL) is [`KvError::StorageFull`];
-/// a busy or locked database is retryable.
-fn engine_error(error: sqlx::Error) -> KvError {
-    match primary_code(&error) {
-        Some(SQLITE_FULL) => KvError::StorageFull {
+const GET: &str = "SELECT value FROM eventkv WHERE key = ?1";
+const UPSERT: &str = "INSERT INTO eventkv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+const DELETE: &str = "DELETE FROM eventkv WHERE key = ?1";
+
+/// rusqlite's error as a [`KvError`]: a full disk (SQLITE_FULL) is
+/// [`KvError::StorageFull`]; a busy or locked database is retryable.
+fn engine_error(error: rusqlite::Error) -> KvError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => KvError::StorageFull {
             engine: ENGINE,
             message: error.to_string(),
         },
-        Some(SQLITE_BUSY | SQLITE_LOCKED) => KvError::from_source(ENGINE, true, error),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            KvError::from_source(ENGINE, true, error)
+        }
         _ => KvError::from_source(ENGINE, false, error),
     }
 }
 
-/// SQLite's primary result code: the low byte of its extended code.
-fn primary_code(error: &sqlx::Error) -> Option<i32> {
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .and_then(|code| code.parse::<i32>().ok())
-        .map(|code| code & 0xff)
+/// An engine on one SQLite database: a single file, many readers, one writer at a time
+/// (across processes too). Needs no async runtime of its own.
+#[derive(Clone)]
+pub struct SqliteKv {
+    inner: Arc<Inner>,
 }
 
-const SQLITE_BUSY: i32 = 5;
-const SQLITE_LOCKED: i32 = 6;
-const SQLITE_FULL: i32 = 13;
-const SQLITE_CANTOPEN: i32 = 14;
+struct Inner {
+    /// The file, or `None` for a private in-memory database (its one connection is the
+    /// writer, and reads use it too).
+    file: Option<PathBuf>,
+    synchronous: SqliteSynchronous,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
 
-/// An engine on one SQLite database: a single file, many readers, one writer at a time
-/// (across processes too).
-#[derive(Clone, Debug)]
-pub struct SqliteKv {
-    pool: SqlitePool,
+impl std::fmt::Debug for SqliteKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteKv")
+            .field("file", &self.inner.file)
+            .field("synchronous", &self.inner.synchronous)
+            .finish()
+    }
 }
 
 impl SqliteKv {
@@ -67,88 +83,206 @@ impl SqliteKv {
         target: &SqliteTarget,
         synchronous: SqliteSynchronous,
     ) -> Result<Self, OpenError> {
-        require_tokio(ENGINE).map_err(|message| OpenError::Engine {
+        let target = target.clone();
+        let inner = blocking::run(ENGINE, move || open_blocking(target, synchronous)).await?;
+        Ok(SqliteKv {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+fn open_blocking(target: SqliteTarget, synchronous: SqliteSynchronous) -> Result<Inner, OpenError> {
+    let open_error = |error: rusqlite::Error| match &target {
+        SqliteTarget::File(path) if error.sqlite_error_code() == Some(ErrorCode::CannotOpen) => {
+            OpenError::Engine {
+                engine: ENGINE,
+                message: format!(
+                    "cannot open or create {} (does its directory exist, and may this process write there?): {error}",
+                    path.display()
+                ),
+            }
+        }
+        SqliteTarget::File(path) => OpenError::NotADatabase {
             engine: ENGINE,
-            message,
-        })?;
-        let synchronous = match synchronous {
-            SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
-            SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
-        };
-        let (options, pool) = match target {
-            // One connection: a private in-memory database lives as long as it does.
-            SqliteTarget::Memory => {
-                let options =
-                    SqliteConnectOptions::from_str("sqlite::memory:").map_err(|error| {
-                        OpenError::Engine {
-                            engine: ENGINE,
-                            message: error.to_string(),
-                        }
-                    })?;
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .test_before_acquire(false);
-                (options, pool)
-            }
-            SqliteTarget::File(path) => {
-                let options = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal);
-                (
-                    options,
-                    SqlitePoolOptions::new()
-                        .max_connections(4)
-                        .test_before_acquire(false),
-                )
-            }
-        };
-        let options = options
-            .synchronous(synchronous)
-            .busy_timeout(BUSY_TIMEOUT)
-            .row_buffer_size(ROW_BUFFER);
-        let open_error = |error: sqlx::Error| match target {
-            SqliteTarget::File(path) if primary_code(&error) == Some(SQLITE_CANTOPEN) => {
-                OpenError::Engine {
-                    engine: ENGINE,
-                    message: format!(
-                        "cannot open or create {} (does its directory exist, and may this process write there?): {error}",
-                        path.display()
-                    ),
-                }
-            }
-            SqliteTarget::File(path) => OpenError::NotADatabase {
-                engine: ENGINE,
-                path: path.clone(),
-                message: error.to_string(),
-            },
-            SqliteTarget::Memory => OpenError::Engine {
-                engine: ENGINE,
-                message: error.to_string(),
-            },
-        };
-        let pool = pool.connect_with(options).await.map_err(open_error)?;
-        sqlx::query(
+            path: path.clone(),
+            message: error.to_string(),
+        },
+        SqliteTarget::Memory => OpenError::Engine {
+            engine: ENGINE,
+            message: error.to_string(),
+        },
+    };
+    let file = match &target {
+        SqliteTarget::File(path) => Some(path.clone()),
+        SqliteTarget::Memory => None,
+    };
+    let writer = connect(file.as_deref(), synchronous).map_err(open_error)?;
+    writer
+        .execute_batch(
             "CREATE TABLE IF NOT EXISTS eventkv (key BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
         )
-        .execute(&pool)
-        .await
         .map_err(open_error)?;
-        Ok(SqliteKv { pool })
+    Ok(Inner {
+        file,
+        synchronous,
+        writer: Mutex::new(writer),
+        readers: Mutex::new(Vec::new()),
+    })
+}
+
+/// A connection to `file` (`None`: a new private in-memory database), set up as every
+/// connection of the engine is.
+fn connect(file: Option<&Path>, synchronous: SqliteSynchronous) -> rusqlite::Result<Connection> {
+    // No SQLITE_OPEN_URI: the path is a file name, never parsed for parameters.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = match file {
+        Some(path) => Connection::open_with_flags(path, flags)?,
+        None => Connection::open_in_memory_with_flags(flags)?,
+    };
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
+    if file.is_some() {
+        // Returns the mode as a row, which `pragma_update` accepts and ignores.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
     }
+    let synchronous = match synchronous {
+        SqliteSynchronous::Full => "FULL",
+        SqliteSynchronous::Normal => "NORMAL",
+    };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    Ok(connection)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic never leaves a connection mid-transaction for long: a write rolls back
+    // what it finds open before it begins.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Inner {
+    /// Runs `read` on a read connection: one of the pool, or a new one if all are busy.
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T, KvError>) -> Result<T, KvError> {
+        let Some(file) = &self.file else {
+            return read(&lock(&self.writer));
+        };
+        let idle = lock(&self.readers).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => connect(Some(file), self.synchronous).map_err(engine_error)?,
+        };
+        let result = read(&connection);
+        let mut readers = lock(&self.readers);
+        if readers.len() < IDLE_READERS {
+            readers.push(connection);
+        }
+        result
+    }
+}
+
+/// Column `index` of `row`, which the table declares a BLOB.
+fn blob<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> Result<&'r [u8], KvError> {
+    match row.get_ref(index).map_err(engine_error)? {
+        ValueRef::Blob(bytes) => Ok(bytes),
+        other => Err(KvError::engine(
+            ENGINE,
+            format!(
+                "the eventkv table holds a {:?} where a BLOB belongs: was it written by another program?",
+                other.data_type()
+            ),
+        )),
+    }
+}
+
+fn get_blocking(connection: &Connection, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+    let mut statement = connection.prepare_cached(GET).map_err(engine_error)?;
+    let mut rows = statement.query([key]).map_err(engine_error)?;
+    match rows.next().map_err(engine_error)? {
+        Some(row) => Ok(Some(Bytes::copy_from_slice(blob(row, 0)?))),
+        None => Ok(None),
+    }
+}
+
+fn scan_blocking(
+    connection: &Connection,
+    range: &KeyRange,
+    direction: Direction,
+    limit: usize,
+) -> Result<KvPage, KvError> {
+    let mut page = KvPage::default();
+    let (sql, binds) = scan_statement("eventkv", range, direction, &mut || "?".to_owned());
+    let mut statement = connection.prepare_cached(&sql).map_err(engine_error)?;
+    for (index, bind) in binds.iter().enumerate() {
+        statement
+            .raw_bind_parameter(index + 1, &bind[..])
+            .map_err(engine_error)?;
+    }
+    statement
+        .raw_bind_parameter(binds.len() + 1, sql_limit(limit))
+        .map_err(engine_error)?;
+    let mut rows = statement.raw_query();
+    while let Some(row) = rows.next().map_err(engine_error)? {
+        page.push(blob(row, 0)?, blob(row, 1)?);
+        if page.is_full() {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+/// In one `BEGIN IMMEDIATE` transaction on the writer: reads `reads`, builds the batch
+/// from them, checks it and applies it.
+fn write_blocking(
+    connection: &mut Connection,
+    reads: &[Bytes],
+    build: BuildBatch<'_>,
+) -> Result<bool, KvError> {
+    if !connection.is_autocommit() {
+        // A transaction left open (SQLite keeps some after an I/O error): end it first.
+        connection.execute_batch("ROLLBACK").map_err(engine_error)?;
+    }
+    // Dropping the transaction without commit rolls it back: nothing is half-applied.
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(engine_error)?;
+    let values = reads
+        .iter()
+        .map(|key| get_blocking(&tx, key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(batch) = build(&values) else {
+        return Ok(false);
+    };
+    let (checks, mutations) = batch.into_parts();
+    let failed = first_failed_check(&checks, |key| get_blocking(&tx, key))?;
+    if let Some(key) = failed {
+        return Err(KvError::Conflict { key: key.clone() });
+    }
+    {
+        let mut upsert = tx.prepare_cached(UPSERT).map_err(engine_error)?;
+        let mut delete = tx.prepare_cached(DELETE).map_err(engine_error)?;
+        for mutation in &mutations {
+            match mutation {
+                Mutation::Put { key, value } => upsert.execute([&key[..], &value[..]]),
+                Mutation::Delete { key } => delete.execute([&key[..]]),
+            }
+            .map_err(engine_error)?;
+        }
+    }
+    tx.commit()
+        // A commit that finds the disk full writes no commit record: it stays StorageFull.
+        .map_err(|error| engine_error(error).unconfirmed("the commit was not confirmed"))?;
+    Ok(true)
 }
 
 impl OrderedKv for SqliteKv {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
-        let row = sqlx::query("SELECT value FROM eventkv WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await;
-        row.and_then(first_bytes).map_err(engine_error)
+        let inner = Arc::clone(&self.inner);
+        let key = key.to_vec();
+        blocking::run(ENGINE, move || {
+            inner.read(|connection| get_blocking(connection, &key))
+        })
+        .await
     }
 
     async fn scan(
@@ -157,17 +291,15 @@ impl OrderedKv for SqliteKv {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
         if range.is_empty() || limit == 0 {
             return Ok(KvPage::default());
         }
-        let (sql, binds) = scan_statement("eventkv", range, direction, &mut || "?".to_owned());
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for bind in &binds {
-            query = query.bind(&bind[..]);
-        }
-        let rows = query.bind(sql_limit(limit)).fetch(&self.pool);
-        fill_page(rows).await.map_err(engine_error)
+        let inner = Arc::clone(&self.inner);
+        let range = range.clone();
+        blocking::run(ENGINE, move || {
+            inner.read(|connection| scan_blocking(connection, &range, direction, limit))
+        })
+        .await
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
@@ -183,147 +315,10 @@ impl OrderedKv for SqliteKv {
         reads: Vec<Bytes>,
         build: BuildBatch<'a>,
     ) -> Result<bool, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
-        let mut connection = self.pool.acquire().await.map_err(engine_error)?;
-        let result = write_on(&mut connection, &reads, build).await;
-        if matches!(&result, Err(error) if !matches!(error, KvError::Conflict { .. })) {
-            // SQLite may have rolled the transaction back by itself (a full disk, an I/O
-            // error), and sqlx then fails its own rollback and keeps counting the
-            // connection as inside a transaction, refusing every later BEGIN on it: close
-            // it instead of returning it to the pool (closing also rolls back).
-            connection.close_on_drop();
-        }
-        result
-    }
-}
-
-/// The current values of `keys`, read in `connection`'s transaction.
-async fn read_keys(
-    connection: &mut SqliteConnection,
-    keys: &[&Bytes],
-) -> Result<HashMap<Vec<u8>, Vec<u8>>, KvError> {
-    let mut current = HashMap::with_capacity(keys.len());
-    for chunk in chunks(keys) {
-        let sql = format!(
-            "SELECT key, value FROM eventkv WHERE key IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(&key[..]);
-        }
-        for row in query
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(engine_error)?
-        {
-            let key: Vec<u8> = row.try_get(0).map_err(engine_error)?;
-            current.insert(key, row.try_get(1).map_err(engine_error)?);
-        }
-    }
-    Ok(current)
-}
-
-/// In one `BEGIN IMMEDIATE` transaction on `connection`: reads `reads`, builds the batch
-/// from them, and applies it.
-async fn write_on(
-    connection: &mut SqliteConnection,
-    reads: &[Bytes],
-    build: BuildBatch<'_>,
-) -> Result<bool, KvError> {
-    // Dropping the transaction without commit rolls it back: nothing is half-applied.
-    let mut tx = connection
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(engine_error)?;
-    let read: Vec<&Bytes> = reads.iter().collect();
-    let current = read_keys(&mut tx, &read).await?;
-    let values: Vec<Option<Bytes>> = reads
-        .iter()
-        .map(|key| {
-            current
-                .get(&key[..])
-                .map(|value| Bytes::copy_from_slice(value))
+        let inner = Arc::clone(&self.inner);
+        blocking::run_building(ENGINE, build, move |build| {
+            write_blocking(&mut lock(&inner.writer), &reads, build)
         })
-        .collect();
-    let Some(batch) = build(&values) else {
-        return Ok(false);
-    };
-    let (checks, mutations) = batch.into_parts();
-    if !checks.is_empty() {
-        let keys: Vec<&Bytes> = checks.iter().map(|(key, _)| key).collect();
-        let current = read_keys(&mut tx, &keys).await?;
-        let failed = first_failed_check(&checks, |key| Ok::<_, KvError>(current.get(key)))?;
-        if let Some(key) = failed {
-            return Err(KvError::Conflict { key: key.clone() });
-        }
-    }
-    let FinalMutations { upserts, deletes } = FinalMutations::new(mutations);
-    for chunk in chunks(&deletes) {
-        let sql = format!(
-            "DELETE FROM eventkv WHERE key IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(&key[..]);
-        }
-        query.execute(&mut *tx).await.map_err(engine_error)?;
-    }
-    for chunk in chunks(&upserts) {
-        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO eventkv (key, value) VALUES {rows} ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (key, value) in chunk {
-            query = query.bind(&key[..]).bind(&value[..]);
-        }
-        query.execute(&mut *tx).await.map_err(engine_error)?;
-    }
-    tx.commit()
         .await
-        // A commit that finds the disk full writes no commit record: it stays StorageFull.
-        .map_err(|error| engine_error(error).unconfirmed("the commit was not confirmed"))?;
-    Ok(true)
-}
-
-/// The most rows one multi-row statement carries.
-pub(crate) const MAX_CHUNK: usize = 256;
-
-/// Splits `items` into chunks of at most [`MAX_CHUNK`], each a power of two long, so that
-/// few distinct statements are prepared and cached.
-pub(crate) fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let size = if rest.len() >= MAX_CHUNK {
-            MAX_CHUNK
-        } else {
-            1 << rest.len().ilog2()
-        };
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-fn placeholders(count: usize) -> String {
-    vec!["?"; count].join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_powers_of_two_and_cover_everything() {
-        let items: Vec<u32> = (0..1000).collect();
-        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(sizes, vec![256, 256, 256, 128, 64, 32, 8]);
-        assert_eq!(chunks(&items).flatten().copied().collect::<Vec<_>>(), items);
-        assert_eq!(chunks::<u32>(&[]).count(), 0);
     }
 }

@@ -20,7 +20,7 @@ async fn append_and_read(kv: DynKv) {
 }
 
 /// No tokio runtime at all: the embedded engines open and work (their blocking calls run
-/// inline); the sqlx engines refuse with a clear error instead of panicking.
+/// inline); PostgreSQL (sqlx) refuses with a clear error instead of panicking.
 #[test]
 fn engines_outside_a_tokio_runtime() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -31,6 +31,13 @@ fn engines_outside_a_tokio_runtime() {
     if cfg!(feature = "sled") {
         urls.push(format!("sled:{}", dir.path().join("plain.sled").display()));
     }
+    if cfg!(feature = "sqlite") {
+        urls.push("sqlite::memory:".to_owned());
+        urls.push(format!(
+            "sqlite:{}",
+            dir.path().join("plain.sqlite").display()
+        ));
+    }
     for url in &urls {
         futures_executor::block_on(async {
             let kv = eventkv_backends::open(url)
@@ -39,21 +46,71 @@ fn engines_outside_a_tokio_runtime() {
             append_and_read(kv).await;
         });
     }
-    let mut sqlx_urls = Vec::new();
-    if cfg!(feature = "sqlite") {
-        sqlx_urls.push("sqlite::memory:".to_owned());
-    }
     if cfg!(feature = "postgres") {
-        sqlx_urls.push(common::postgres_url());
-    }
-    for url in &sqlx_urls {
+        let url = common::postgres_url();
         let error =
-            futures_executor::block_on(eventkv_backends::open(url)).expect_err("sqlx needs tokio");
+            futures_executor::block_on(eventkv_backends::open(&url)).expect_err("sqlx needs tokio");
         assert!(
             error.to_string().contains("needs a tokio runtime"),
             "{url}: {error}"
         );
     }
+}
+
+/// On a current-thread runtime SQLite writes on tokio's blocking pool while the batch is
+/// built on the caller's task: concurrent appends share writes and all land, and a write
+/// whose caller goes away before its batch is built writes nothing.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_on_a_current_thread_runtime() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+    use eventkv::{OrderedKv, WriteBatch};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("current.sqlite").display());
+    let kv = eventkv_backends::open(&url).await.expect("open");
+    append_and_read(kv.clone()).await;
+
+    let store = KvEventStore::new(kv.clone());
+    let appends = (0..8).map(|writer| {
+        let store = &store;
+        async move {
+            let event = NewEvent::encode("Opened", &writer, Codec::Json).expect("encode");
+            store.append("T", &format!("w{writer}"), 0, &[event]).await
+        }
+    });
+    for result in futures_util::future::join_all(appends).await {
+        result.expect("append");
+    }
+    let all = store.read_all(0, 100).await.expect("read_all");
+    assert_eq!(all.len(), 9, "every append landed once");
+
+    let key = Bytes::from_static(b"zz-abandoned");
+    let mut put = WriteBatch::new();
+    put.put(key.clone(), Bytes::from_static(b"v"));
+    let write = kv.write_with(
+        vec![key.clone()],
+        Box::new(move |_: &[Option<Bytes>]| Some(put)),
+    );
+    let mut write = Box::pin(write);
+    let first = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(
+        matches!(first, Poll::Pending),
+        "the write waits for the blocking pool"
+    );
+    drop(write);
+    // The next write queues behind the abandoned one on the writer connection.
+    let mut next = WriteBatch::new();
+    next.put(Bytes::from_static(b"zz-next"), Bytes::from_static(b"v"));
+    kv.write(next).await.expect("write after the abandoned one");
+    assert_eq!(
+        kv.get(&key).await.expect("get"),
+        None,
+        "the abandoned write wrote nothing"
+    );
 }
 
 /// A load joined with a timer in the same task: the timer keeps ticking while the load
