@@ -1,5 +1,7 @@
 //! Two processes append 500 events each to one aggregate, retrying on conflict: the
-//! stream ends at 1..1000 with every event once. SQLite file and PostgreSQL.
+//! stream ends at 1..1000 with every event once. Two processes of 8 writers each append
+//! to their own aggregates while a reader follows the global log: it sees every event
+//! once, in position order, with no gap. SQLite file and PostgreSQL.
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
 mod common;
@@ -44,6 +46,100 @@ async fn two_writers(url: &str) {
     );
 }
 
+/// Writers per child process, and appends (of one event) per writer.
+const WRITERS: u64 = 8;
+const APPENDS: u64 = 100;
+
+/// Two child processes of [`WRITERS`] writers append while this process follows the
+/// global log from its last position.
+async fn reader_follows_two_processes(url: &str) {
+    let mut children: Vec<_> = ["1", "2"]
+        .iter()
+        .map(|tag| common::spawn_child(&format!("writers {tag} {url}")))
+        .collect();
+    let store = KvEventStore::new(eventkv_backends::open(url).await.expect("open"));
+    let total = 2 * WRITERS * APPENDS;
+    let mut seen = 0u64;
+    let mut ids = std::collections::HashSet::new();
+    let mut versions = std::collections::HashMap::new();
+    let mut polls = 0u32;
+    while seen < total {
+        let page = store.read_all(seen + 1, 500).await.expect("read all");
+        for event in page.iter() {
+            assert_eq!(
+                event.position(),
+                seen + 1,
+                "{url}: a skipped or repeated position"
+            );
+            assert!(ids.insert(event.event_id()), "{url}: an event seen twice");
+            let stream = event.aggregate_id().to_owned();
+            let version = versions.entry(stream).or_insert(0u64);
+            assert_eq!(
+                event.version(),
+                *version + 1,
+                "{url}: a stream out of order"
+            );
+            *version += 1;
+            seen += 1;
+        }
+        polls += 1;
+        if page.is_empty() {
+            let exited = children
+                .iter_mut()
+                .all(|child| matches!(child.try_wait(), Ok(Some(_))));
+            let more = store.read_all(seen + 1, 1).await.expect("read all");
+            assert!(
+                !exited || !more.is_empty(),
+                "{url}: the writers exited and the reader saw {seen} of {total} events"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    for child in &mut children {
+        let status = child.wait().expect("wait for writer");
+        assert!(status.success(), "a writer failed: {status}");
+    }
+    assert!(
+        store
+            .read_all(total + 1, 10)
+            .await
+            .expect("read all")
+            .is_empty(),
+        "{url}: nothing past the last append"
+    );
+    assert_eq!(
+        versions.len() as u64,
+        2 * WRITERS,
+        "{url}: every writer's stream"
+    );
+    eprintln!("{url}: the reader saw {seen} events in {polls} polls");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_follows_two_sqlite_processes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("follow.sqlite").display());
+    drop(eventkv_backends::open(&url).await.expect("create"));
+    reader_follows_two_processes(&url).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_follows_two_postgres_processes() {
+    if common::require_postgres("a_reader_follows_two_postgres_processes")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let schema = common::unique_schema("eventkv_follow");
+    let url = format!("{}?schema={schema}&table=events", common::postgres_url());
+    drop(eventkv_backends::open(&url).await.expect("create"));
+    reader_follows_two_processes(&url).await;
+    common::drop_schema(&schema);
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_a_sqlite_file() {
@@ -86,5 +182,25 @@ fn child() {
             conflicts += append_retrying(&store, "Account", "shared", &event).await;
         }
         eprintln!("writer {tag}: {conflicts} conflicts retried");
+    });
+    // Role `writers TAG URL`: WRITERS tasks append APPENDS single events each, every one
+    // to its own aggregate.
+    common::run_child("writers ", |rest| async move {
+        let (tag, url) = rest.split_once(' ').expect("TAG URL");
+        let store = KvEventStore::new(eventkv_backends::open(url).await.expect("child opens"));
+        let writers = (0..WRITERS).map(|writer| {
+            let (store, id) = (&store, format!("p{tag}-w{writer}"));
+            async move {
+                for i in 0..APPENDS {
+                    let event = AccountEvent::Deposited { amount: i };
+                    let event = NewEvent::encode("Deposited", &event, Codec::Json).expect("encode");
+                    store
+                        .append("Account", &id, i, &[event])
+                        .await
+                        .expect("append to its own aggregate");
+                }
+            }
+        });
+        futures_util::future::join_all(writers).await;
     });
 }
