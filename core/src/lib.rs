@@ -15,6 +15,7 @@ mod event_store;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group_commit;
+pub mod inspect;
 pub mod keys;
 mod kv;
 mod memory;

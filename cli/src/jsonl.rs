@@ -1,0 +1,289 @@
+//! Events as JSON lines: `eventkv export`, `eventkv tail` and `eventkv import`.
+//!
+//! One line per event:
+//! `{"position":1,"aggregate_type":"Account","aggregate_id":"a-1","version":1,
+//! "event_id":"…","event_type":"Opened","timestamp":"2026-11-30T05:43:30.123456Z",
+//! "correlation_id":null,"causation_id":null,"codec":"json","payload":{…}}`.
+//! A JSON payload is the JSON itself; a bincode payload is a base64 string.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use eventkv::{
+    Codec, DynKv, EventMetadata, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
+    Timestamp, Uuid, keys,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{CliError, Progress};
+
+/// How many events one read of the global log asks for.
+const PAGE: usize = 1000;
+
+/// One event, as a JSON line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLine {
+    /// Its position in the global log it was exported from (an import gives new ones).
+    #[serde(default)]
+    pub position: Option<u64>,
+    /// The aggregate type.
+    pub aggregate_type: String,
+    /// The aggregate id.
+    pub aggregate_id: String,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its id.
+    pub event_id: Uuid,
+    /// Its type name.
+    pub event_type: String,
+    /// When it was appended (RFC 3339; an import records its own time).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// The correlation id.
+    #[serde(default)]
+    pub correlation_id: Option<Uuid>,
+    /// The causation id.
+    #[serde(default)]
+    pub causation_id: Option<Uuid>,
+    /// `json` or `bincode`.
+    pub codec: String,
+    /// The event: JSON for `json`, a base64 string for `bincode`.
+    pub payload: serde_json::Value,
+}
+
+/// `timestamp` as RFC 3339 with microseconds, in UTC.
+pub fn rfc3339(timestamp: Timestamp) -> String {
+    match timestamp.to_system_time() {
+        Some(time) => humantime::format_rfc3339_micros(time).to_string(),
+        None => format!("{} µs from the Unix epoch", timestamp.as_micros()),
+    }
+}
+
+impl EventLine {
+    /// The line of a stored event.
+    pub fn of(event: &StoredEvent<'_>) -> Result<Self, CliError> {
+        let payload = match event.codec() {
+            Codec::Json => serde_json::from_slice(event.payload()).map_err(|error| {
+                CliError::Failed(format!(
+                    "event at position {}: its JSON payload does not parse: {error}",
+                    event.position()
+                ))
+            })?,
+            _ => serde_json::Value::String(BASE64.encode(event.payload())),
+        };
+        let metadata = event.metadata();
+        Ok(EventLine {
+            position: Some(event.position()),
+            aggregate_type: event.aggregate_type().to_owned(),
+            aggregate_id: event.aggregate_id().to_owned(),
+            version: event.version(),
+            event_id: event.event_id(),
+            event_type: event.event_type().to_owned(),
+            timestamp: Some(rfc3339(event.timestamp())),
+            correlation_id: metadata.correlation_id,
+            causation_id: metadata.causation_id,
+            codec: event.codec().name().to_owned(),
+            payload,
+        })
+    }
+
+    /// The event to append, checked; `line` numbers the error.
+    fn new_event(&self, line: u64) -> Result<NewEvent, CliError> {
+        let bad = |what: String| CliError::Usage(format!("line {line}: {what}"));
+        keys::StreamKeys::new(&self.aggregate_type, &self.aggregate_id)
+            .map_err(|error| bad(error.to_string()))?;
+        if self.version == 0 {
+            return Err(bad("version 0: versions start at 1".to_owned()));
+        }
+        let codec: Codec = self
+            .codec
+            .parse()
+            .map_err(|error: eventkv::CodecError| bad(error.to_string()))?;
+        let payload = match (codec, &self.payload) {
+            (Codec::Json, value) => {
+                Bytes::from(serde_json::to_vec(value).map_err(|e| bad(e.to_string()))?)
+            }
+            (_, serde_json::Value::String(text)) => Bytes::from(
+                BASE64
+                    .decode(text)
+                    .map_err(|error| bad(format!("payload is not base64: {error}")))?,
+            ),
+            (codec, _) => {
+                return Err(bad(format!("a {codec} payload must be a base64 string")));
+            }
+        };
+        Ok(NewEvent {
+            event_id: self.event_id,
+            event_type: self.event_type.clone(),
+            codec,
+            payload,
+            metadata: EventMetadata {
+                correlation_id: self.correlation_id,
+                causation_id: self.causation_id,
+            },
+        })
+    }
+}
+
+/// Writes every event from `from` on (of `aggregate_type`, if given) to `out` as JSON
+/// lines, in position order. With `follow`, then waits for new events, polling every
+/// `interval`, and never returns but on an error.
+pub async fn write_log(
+    kv: &DynKv,
+    from: u64,
+    aggregate_type: Option<&str>,
+    follow: Option<Duration>,
+    out: &mut impl Write,
+    progress: &Progress,
+) -> Result<u64, CliError> {
+    let store = KvEventStore::new(kv.clone());
+    let mut next = from.max(1);
+    let mut written = 0;
+    loop {
+        let page = store.read_all(next, PAGE).await?;
+        for event in page.iter() {
+            next = event.position() + 1;
+            progress.advance(1);
+            if aggregate_type.is_some_and(|name| name != event.aggregate_type()) {
+                continue;
+            }
+            serde_json::to_writer(&mut *out, &EventLine::of(&event)?)
+                .map_err(|error| CliError::Failed(error.to_string()))?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+        if page.may_have_more() {
+            continue;
+        }
+        out.flush()?;
+        match follow {
+            Some(interval) => tokio::time::sleep(interval).await,
+            None => {
+                progress.finish();
+                return Ok(written);
+            }
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Lines read.
+    pub lines: u64,
+    /// Events imported (or found already stored, when an import runs again).
+    pub events: u64,
+}
+
+/// The most events of one aggregate appended at once.
+const MAX_RUN: usize = 1000;
+
+/// Imports JSON lines into `kv`.
+///
+/// Every line is parsed and checked before anything is written: a line that does not
+/// parse, or whose versions do not follow the line before of the same aggregate, fails
+/// the import with its line number and nothing written. Then each run of consecutive
+/// lines of one aggregate (up to 1,000) is one append, at the version its first line
+/// names: events get new positions and timestamps, and keep their ids, types, metadata,
+/// codecs and payloads. An append refused by the store (its stream is not at that
+/// version) stops the import; appends before it stay. Running the same import again
+/// finishes it: events already stored are recognized by id and version, not duplicated.
+pub async fn import(
+    kv: &DynKv,
+    input: impl BufRead,
+    progress: &Progress,
+) -> Result<ImportReport, CliError> {
+    let mut spool = tempfile::tempfile()?;
+    let mut report = ImportReport::default();
+    let mut versions = std::collections::HashMap::<(String, String), u64>::new();
+    for (number, line) in (1u64..).zip(input.lines()) {
+        let line = line?;
+        report.lines = number;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: EventLine = serde_json::from_str(&line)
+            .map_err(|error| CliError::Usage(format!("line {number}: {error}")))?;
+        event.new_event(number)?;
+        let last = versions
+            .entry((event.aggregate_type.clone(), event.aggregate_id.clone()))
+            .or_insert(event.version - 1);
+        if event.version != *last + 1 {
+            return Err(CliError::Usage(format!(
+                "line {number}: {}/{} version {} does not follow version {last} of the lines before",
+                event.aggregate_type, event.aggregate_id, event.version
+            )));
+        }
+        *last = event.version;
+        writeln!(spool, "{line}")?;
+    }
+    drop(versions);
+    std::io::Seek::rewind(&mut spool)?;
+    let store = KvEventStore::new(kv.clone());
+    let mut run: Vec<(u64, EventLine)> = Vec::new();
+    let lines = std::io::BufReader::new(spool).lines();
+    for (number, line) in (1u64..).zip(lines) {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: EventLine = serde_json::from_str(&line)
+            .map_err(|error| CliError::Failed(format!("line {number}: {error}")))?;
+        let joins = run.last().is_some_and(|(_, last)| {
+            last.aggregate_type == event.aggregate_type && last.aggregate_id == event.aggregate_id
+        });
+        if !joins || run.len() == MAX_RUN {
+            append_run(&store, &mut run, &mut report, progress).await?;
+        }
+        run.push((number, event));
+    }
+    append_run(&store, &mut run, &mut report, progress).await?;
+    progress.finish();
+    Ok(report)
+}
+
+async fn append_run(
+    store: &KvEventStore<DynKv>,
+    run: &mut Vec<(u64, EventLine)>,
+    report: &mut ImportReport,
+    progress: &Progress,
+) -> Result<(), CliError> {
+    let Some((first_line, first)) = run.first() else {
+        return Ok(());
+    };
+    let events = run
+        .iter()
+        .map(|(number, line)| line.new_event(*number))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expected = first.version - 1;
+    match store
+        .append(
+            &first.aggregate_type,
+            &first.aggregate_id,
+            expected,
+            &events,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(EventStoreError::Conflict { actual, .. }) => {
+            return Err(CliError::Failed(format!(
+                "line {first_line}: {}/{} is at version {actual} in the destination, not {expected}: nothing from this line on was imported",
+                first.aggregate_type, first.aggregate_id
+            )));
+        }
+        Err(error) => {
+            return Err(CliError::Failed(format!(
+                "line {first_line}: {error}: nothing from this line on was imported"
+            )));
+        }
+    }
+    report.events += events.len() as u64;
+    progress.advance(events.len() as u64);
+    run.clear();
+    Ok(())
+}

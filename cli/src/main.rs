@@ -1,0 +1,408 @@
+//! `eventkv`: copy a store between engines, verify it, see what is in it, prune its
+//! snapshots, export and import its events, follow its global log.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use eventkv_cli::{CliError, Progress};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "eventkv",
+    version,
+    about = "Operate eventkv stores: copy between engines, verify, stats, snapshots, export, import, tail",
+    after_help = "STORE URLs: memory:, sled:PATH, redb:PATH, sqlite:PATH, postgres://USER@HOST/DB[?schema=S&table=T]\nExit codes: 0 success, 1 a check failed or the work failed, 2 bad usage."
+)]
+struct Cli {
+    /// Print the result as JSON (one object; `export` and `tail` always print JSON lines).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Draw no progress bar.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Copy every event and snapshot, byte for byte, into an empty store.
+    Copy {
+        /// The store to read.
+        source: String,
+        /// The store to write: empty, or holding an interrupted copy (with --resume).
+        destination: String,
+        /// Go on with an interrupted copy into DESTINATION.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Read everything and check the store is whole; exit 1 if a problem is found.
+    Verify {
+        /// The store to check.
+        url: String,
+        /// Also compare it, record by record, with this store (e.g. after a copy).
+        #[arg(long, value_name = "OTHER_URL")]
+        against: Option<String>,
+    },
+    /// Count aggregates, events, snapshots and bytes.
+    Stats {
+        /// The store.
+        url: String,
+    },
+    /// List or prune snapshots.
+    Snapshots {
+        #[command(subcommand)]
+        command: SnapshotsCommand,
+    },
+    /// Print events as JSON lines, in global order.
+    Export {
+        /// The store.
+        url: String,
+        /// Only events of this aggregate type.
+        #[arg(long = "type", value_name = "TYPE")]
+        aggregate_type: Option<String>,
+    },
+    /// Append events from JSON lines on standard input (as `export` prints them).
+    Import {
+        /// The store to append to.
+        url: String,
+    },
+    /// Print the global log as JSON lines, and with --follow wait for more.
+    Tail {
+        /// The store.
+        url: String,
+        /// The first position to print.
+        #[arg(long, default_value_t = 1, value_name = "POSITION")]
+        from: u64,
+        /// Keep waiting for new events (stop with Ctrl-C).
+        #[arg(long)]
+        follow: bool,
+        /// How often --follow polls for new events, in milliseconds.
+        #[arg(long, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+        interval_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotsCommand {
+    /// List snapshots: aggregate, version, schema version, codec, when made, size.
+    List {
+        /// The store.
+        url: String,
+        /// Only snapshots of this aggregate type.
+        #[arg(long = "type", value_name = "TYPE")]
+        aggregate_type: Option<String>,
+    },
+    /// Delete the snapshots of a type: all, or those below a schema version.
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// The store.
+    url: String,
+    /// The aggregate type.
+    #[arg(long = "type", value_name = "TYPE")]
+    aggregate_type: String,
+    /// Delete those whose schema version is below N.
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    schema_below: Option<u32>,
+    /// Delete all of them.
+    #[arg(long)]
+    all: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("eventkv: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("eventkv: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Runs the command; the exit code when it completed (1 when a check failed).
+async fn run(cli: &Cli) -> Result<u8, CliError> {
+    let progress = |total: Option<u64>, unit: &str| {
+        if cli.no_progress {
+            Progress::hidden()
+        } else {
+            Progress::new(total, unit)
+        }
+    };
+    match &cli.command {
+        Command::Copy {
+            source,
+            destination,
+            resume,
+        } => {
+            eventkv_cli::check_distinct(source, destination)?;
+            let from = eventkv_cli::open_existing(source).await?;
+            let to = eventkv_cli::open_lasting(destination).await?;
+            let total = eventkv_cli::head_position(&from).await?;
+            let report =
+                eventkv_cli::copy(&from, &to, *resume, &progress(Some(total), "events")).await?;
+            print(cli, &report, || {
+                let resumed = report
+                    .resumed_after
+                    .as_ref()
+                    .map(|key| format!(" (resumed after {key})"))
+                    .unwrap_or_default();
+                format!(
+                    "copied {} records{resumed}: {} events, {} snapshots, {} bytes in {:.2} s ({:.0} events/s)",
+                    report.records,
+                    report.events,
+                    report.snapshots,
+                    report.bytes,
+                    report.seconds,
+                    report.events_per_second
+                )
+            })?;
+            Ok(0)
+        }
+        Command::Verify { url, against } => {
+            let kv = eventkv_cli::open_existing(url).await?;
+            let other = match against {
+                Some(other) => Some(eventkv_cli::open_existing(other).await?),
+                None => None,
+            };
+            let total = eventkv_cli::head_position(&kv).await?;
+            let report = eventkv_cli::verify(&kv, &progress(Some(total), "events")).await?;
+            let comparison = match &other {
+                Some(other) => Some(eventkv_cli::compare(&kv, other).await?),
+                None => None,
+            };
+            let failed = report.problem_count > 0
+                || comparison.as_ref().is_some_and(|c| c.difference_count > 0);
+            #[derive(Serialize)]
+            struct Output<'a> {
+                ok: bool,
+                #[serde(flatten)]
+                report: &'a eventkv_cli::VerifyReport,
+                comparison: Option<&'a eventkv_cli::Comparison>,
+            }
+            let output = Output {
+                ok: !failed,
+                report: &report,
+                comparison: comparison.as_ref(),
+            };
+            print(cli, &output, || verify_text(&report, comparison.as_ref()))?;
+            Ok(u8::from(failed))
+        }
+        Command::Stats { url } => {
+            let kv = eventkv_cli::open_existing(url).await?;
+            let total = eventkv_cli::head_position(&kv).await?;
+            let stats = eventkv_cli::stats(&kv, &progress(Some(total), "events")).await?;
+            print(cli, &stats, || stats_text(&stats))?;
+            Ok(0)
+        }
+        Command::Snapshots {
+            command:
+                SnapshotsCommand::List {
+                    url,
+                    aggregate_type,
+                },
+        } => {
+            let kv = eventkv_cli::open_existing(url).await?;
+            let mut out = std::io::stdout().lock();
+            let json = cli.json;
+            let listed = eventkv_cli::list_snapshots(&kv, aggregate_type.as_deref(), |info| {
+                if json {
+                    serde_json::to_writer(&mut out, &info)
+                        .map_err(|error| CliError::Failed(error.to_string()))?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}/{}\tversion {}\tschema {}\t{}\t{}\t{} bytes",
+                        info.aggregate_type,
+                        info.aggregate_id,
+                        info.version,
+                        info.schema_version,
+                        info.codec,
+                        info.created_at,
+                        info.state_bytes
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+            if !json {
+                writeln!(out, "{listed} snapshots")?;
+            }
+            Ok(0)
+        }
+        Command::Snapshots {
+            command: SnapshotsCommand::Prune(args),
+        } => {
+            let kv = eventkv_cli::open_existing(&args.url).await?;
+            let below = if args.all { None } else { args.schema_below };
+            let deleted = eventkv_cli::prune_snapshots(&kv, &args.aggregate_type, below).await?;
+            #[derive(Serialize)]
+            struct Output {
+                deleted: u64,
+            }
+            print(cli, &Output { deleted }, || {
+                format!("deleted {deleted} snapshots of {}", args.aggregate_type)
+            })?;
+            Ok(0)
+        }
+        Command::Export {
+            url,
+            aggregate_type,
+        } => {
+            let kv = eventkv_cli::open_existing(url).await?;
+            let total = eventkv_cli::head_position(&kv).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = eventkv_cli::write_log(
+                &kv,
+                1,
+                aggregate_type.as_deref(),
+                None,
+                &mut out,
+                &progress(Some(total), "events"),
+            )
+            .await?;
+            out.flush()?;
+            eprintln!("exported {written} events");
+            Ok(0)
+        }
+        Command::Import { url } => {
+            let kv = eventkv_cli::open_lasting(url).await?;
+            let input = std::io::stdin().lock();
+            let report = eventkv_cli::import(&kv, input, &progress(None, "events")).await?;
+            print(cli, &report, || {
+                format!(
+                    "imported {} events from {} lines",
+                    report.events, report.lines
+                )
+            })?;
+            Ok(0)
+        }
+        Command::Tail {
+            url,
+            from,
+            follow,
+            interval_ms,
+        } => {
+            let kv = eventkv_cli::open_existing(url).await?;
+            let interval = follow.then(|| Duration::from_millis(*interval_ms));
+            let mut out = std::io::stdout().lock();
+            eventkv_cli::write_log(&kv, *from, None, interval, &mut out, &Progress::hidden())
+                .await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Prints `value` as JSON with --json, else `text()`.
+fn print<T: Serialize>(
+    cli: &Cli,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    let line = if cli.json {
+        serde_json::to_string(value).map_err(|error| CliError::Failed(error.to_string()))?
+    } else {
+        text()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+fn verify_text(
+    report: &eventkv_cli::VerifyReport,
+    comparison: Option<&eventkv_cli::Comparison>,
+) -> String {
+    let mut text = String::new();
+    for problem in &report.problems {
+        text += &format!("problem: {}: {}\n", problem.key, problem.problem);
+    }
+    if let Some(comparison) = comparison {
+        for difference in &comparison.differences {
+            text += &format!("difference: {}: {}\n", difference.key, difference.problem);
+        }
+    }
+    text += &format!(
+        "read {} records: {} events in {} streams, {} log entries, {} snapshots; head {}",
+        report.records,
+        report.events,
+        report.streams,
+        report.log_entries,
+        report.snapshots,
+        report
+            .head
+            .map_or("missing".to_owned(), |head| head.to_string())
+    );
+    text += &match report.problem_count {
+        0 => "\nno problems".to_owned(),
+        count => format!(
+            "\n{count} problems (the first {} listed)",
+            report.problems.len()
+        ),
+    };
+    if let Some(comparison) = comparison {
+        text += &match comparison.difference_count {
+            0 => format!(
+                "\nthe two stores hold the same {} records",
+                comparison.records
+            ),
+            count => format!("\n{count} records differ between the two stores"),
+        };
+    }
+    text
+}
+
+fn stats_text(stats: &eventkv_cli::Stats) -> String {
+    let mut text = format!("global position {}\n", stats.global_position);
+    text += "aggregate type\taggregates\tevents\n";
+    for (name, totals) in &stats.types {
+        text += &format!("{name}\t{}\t{}\n", totals.aggregates, totals.events);
+    }
+    text += "longest streams\n";
+    for stream in &stats.longest_streams {
+        text += &format!(
+            "  {}/{}\t{} events\n",
+            stream.aggregate_type, stream.aggregate_id, stream.events
+        );
+    }
+    text += "snapshots (type, schema version: count)\n";
+    for (name, schemas) in &stats.snapshots {
+        for (schema, count) in schemas {
+            text += &format!("  {name}\tschema {schema}\t{count}\n");
+        }
+    }
+    text += &format!("events behind snapshots (most {})\n", stats.most_behind);
+    for (bucket, count) in &stats.events_behind_snapshots {
+        text += &format!("  {bucket}\t{count}\n");
+    }
+    text += "bytes\n";
+    for (kind, bytes) in &stats.bytes {
+        text += &format!("  {kind}\t{bytes}\n");
+    }
+    if stats.unknown_records > 0 {
+        text += &format!("records of unknown kinds: {}\n", stats.unknown_records);
+    }
+    text.trim_end().to_owned()
+}

@@ -1,0 +1,107 @@
+//! Opening stores by URL, and telling whether two URLs name the same one.
+
+use std::path::{Path, PathBuf};
+
+use eventkv::DynKv;
+use eventkv_backends::{EngineUrl, SqliteTarget};
+
+use crate::CliError;
+
+/// Opens the store `url` names, creating it if it does not exist (a destination).
+pub async fn open(url: &str) -> Result<DynKv, CliError> {
+    Ok(eventkv_backends::open(url).await?)
+}
+
+/// Opens a store that must already exist: a file or directory that is not there is
+/// named, rather than created empty (a mistyped source would read as an empty store).
+pub async fn open_existing(url: &str) -> Result<DynKv, CliError> {
+    if let Some(path) = file_of(url)?
+        && !path.exists()
+    {
+        return Err(CliError::Usage(format!(
+            "there is no store at {}: check the path of {url}",
+            path.display()
+        )));
+    }
+    open(url).await
+}
+
+/// The file or directory of a file engine's URL.
+fn file_of(url: &str) -> Result<Option<PathBuf>, CliError> {
+    Ok(match EngineUrl::parse(url).map_err(CliError::from)? {
+        EngineUrl::Sled { path }
+        | EngineUrl::Redb { path, .. }
+        | EngineUrl::Sqlite {
+            target: SqliteTarget::File(path),
+            ..
+        } => Some(path),
+        _ => None,
+    })
+}
+
+/// Opens a store that a command writes to and that must outlive it: `memory:` (gone when
+/// the command exits) is refused.
+pub async fn open_lasting(url: &str) -> Result<DynKv, CliError> {
+    if identity(url)?.is_none() {
+        return Err(CliError::Usage(format!(
+            "{url} lives only as long as this command: write to a store that lasts (a file or a server)"
+        )));
+    }
+    open(url).await
+}
+
+/// Refuses `source` and `destination` when they name the same store.
+pub fn check_distinct(source: &str, destination: &str) -> Result<(), CliError> {
+    match (identity(source)?, identity(destination)?) {
+        (Some(a), Some(b)) if a == b => Err(CliError::Usage(format!(
+            "source and destination are the same store ({a}): name another destination"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Where a URL's data lives (`None`: a new in-memory store, never the same as another).
+fn identity(url: &str) -> Result<Option<String>, CliError> {
+    let parsed = EngineUrl::parse(url).map_err(CliError::from)?;
+    Ok(match parsed {
+        EngineUrl::Memory
+        | EngineUrl::Sqlite {
+            target: SqliteTarget::Memory,
+            ..
+        } => None,
+        EngineUrl::Sled { path }
+        | EngineUrl::Redb { path, .. }
+        | EngineUrl::Sqlite {
+            target: SqliteTarget::File(path),
+            ..
+        } => Some(format!("the file {}", canonical(&path).display())),
+        EngineUrl::Postgres { url, options } => Some(format!(
+            "the table {}.{} of {}",
+            options.schema,
+            options.table,
+            eventkv_backends::redact(&url)
+        )),
+        _ => Some(url.to_owned()),
+    })
+}
+
+/// `path` made absolute with links resolved, also when the file does not exist yet.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(path) = path.canonicalize() {
+        return path;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            parent
+                .canonicalize()
+                .map(|parent| parent.join(name))
+                .unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}

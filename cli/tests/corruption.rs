@@ -1,0 +1,168 @@
+//! Damage that `verify` must find, each named with its key: a flipped byte in an event, a
+//! missing log entry, a gap in a stream, a snapshot ahead of its stream.
+
+mod common;
+
+use bytes::Bytes;
+use eventkv::keys::{self, StreamKeys};
+use eventkv::{
+    Codec, DynKv, EventStore, KvEventStore, KvSnapshotStore, NewEvent, OrderedKv, Snapshot,
+    SnapshotStore, Timestamp, WriteBatch,
+};
+use eventkv_cli::{Progress, VerifyReport, verify};
+
+/// A store of three streams: "a" (5 events in one append), "b" (5 appends of one), "c"
+/// (3 events).
+async fn small_store(url: &str) -> DynKv {
+    let kv = eventkv_cli::open(url).await.expect("open");
+    let store = KvEventStore::new(kv.clone());
+    let events = |n: u64| -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| NewEvent::encode("Happened", &i, Codec::Json).expect("encode"))
+            .collect()
+    };
+    store
+        .append("T", "a", 0, &events(5))
+        .await
+        .expect("append a");
+    for version in 0..5 {
+        store
+            .append("T", "b", version, &events(1))
+            .await
+            .expect("append b");
+    }
+    store
+        .append("T", "c", 0, &events(3))
+        .await
+        .expect("append c");
+    kv
+}
+
+async fn checked(kv: &DynKv) -> VerifyReport {
+    verify(kv, &Progress::hidden()).await.expect("verify runs")
+}
+
+/// Whether a problem names `key` and says `what`.
+fn names(report: &VerifyReport, key: &[u8], what: &str) -> bool {
+    let key = eventkv::DisplayKey(key).to_string();
+    report
+        .problems
+        .iter()
+        .any(|problem| problem.key == key && problem.problem.contains(what))
+}
+
+async fn each_corruption_is_found(url_of: impl Fn(&str) -> String) {
+    let a = StreamKeys::new("T", "a").expect("stream");
+    let b = StreamKeys::new("T", "b").expect("stream");
+
+    let kv = small_store(&url_of("whole")).await;
+    let report = checked(&kv).await;
+    assert_eq!(report.problems, Vec::new(), "a whole store has no problem");
+    assert_eq!(
+        (report.events, report.streams, report.head),
+        (13, 3, Some(13))
+    );
+
+    // A flipped byte in an event.
+    let kv = small_store(&url_of("flipped")).await;
+    let key = a.event(3);
+    let mut value = kv.get(&key).await.expect("get").expect("stored").to_vec();
+    value[20] ^= 0x01;
+    let mut batch = WriteBatch::new();
+    batch.put(key.clone(), Bytes::from(value));
+    kv.write(batch).await.expect("write");
+    let report = checked(&kv).await;
+    assert!(names(&report, &key, "checksum"), "{:#?}", report.problems);
+
+    // A missing log entry: b's third append (position 8).
+    let kv = small_store(&url_of("no-log-entry")).await;
+    let mut batch = WriteBatch::new();
+    batch.delete(keys::global_log(8));
+    kv.write(batch).await.expect("write");
+    let report = checked(&kv).await;
+    assert!(
+        names(
+            &report,
+            &keys::global_log(9),
+            "no entry for positions 8 to 8"
+        ),
+        "{:#?}",
+        report.problems
+    );
+    assert!(
+        names(&report, &b.event(3), "no global log entry covers"),
+        "{:#?}",
+        report.problems
+    );
+
+    // A gap in a stream: b's version 2 removed.
+    let kv = small_store(&url_of("gap")).await;
+    let mut batch = WriteBatch::new();
+    batch.delete(b.event(2));
+    kv.write(batch).await.expect("write");
+    let report = checked(&kv).await;
+    assert!(
+        names(&report, &b.event(3), "version 2 is missing"),
+        "{:#?}",
+        report.problems
+    );
+
+    // A snapshot ahead of its stream.
+    let kv = small_store(&url_of("ahead")).await;
+    let snapshots = KvSnapshotStore::new(kv.clone());
+    let snapshot = Snapshot {
+        aggregate_id: "c".to_owned(),
+        aggregate_type: "T".to_owned(),
+        version: 50,
+        anchor_event_id: None,
+        schema_version: 1,
+        codec: Codec::Json,
+        state: Bytes::from_static(b"{}"),
+        created_at: Timestamp::now(),
+    };
+    assert!(snapshots.save_snapshot(&snapshot).await.expect("save"));
+    let report = checked(&kv).await;
+    assert!(
+        names(
+            &report,
+            &keys::snapshot("T", "c").expect("key"),
+            "at version 50, but its stream ends at version 3"
+        ),
+        "{:#?}",
+        report.problems
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_each_corruption_in_memory_and_sqlite() {
+    each_corruption_is_found(|_| "memory:".to_owned()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    each_corruption_is_found(|name| format!("sqlite:{}", dir.path().join(name).display())).await;
+}
+
+/// The binary reports a problem with its key and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_exits_1_on_a_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("damaged.sqlite").display());
+    let kv = small_store(&url).await;
+    let whole = common::eventkv(&["verify", &url], None);
+    assert!(whole.status.success(), "{}", common::described(&whole));
+    assert!(String::from_utf8_lossy(&whole.stdout).contains("no problems"));
+    let mut batch = WriteBatch::new();
+    batch.delete(keys::global_log(1));
+    kv.write(batch).await.expect("write");
+    let damaged = common::eventkv(&["verify", &url], None);
+    assert_eq!(
+        damaged.status.code(),
+        Some(1),
+        "{}",
+        common::described(&damaged)
+    );
+    let out = String::from_utf8_lossy(&damaged.stdout);
+    assert!(out.contains("problem: \"g"), "{out}");
+    assert!(
+        out.contains("no global log entry covers this event"),
+        "{out}"
+    );
+}
