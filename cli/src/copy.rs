@@ -3,9 +3,10 @@
 use std::time::Instant;
 
 use eventkv::inspect::RecordKind;
-use eventkv::{Direction, DisplayKey, DynKv, KeyRange, MAX_SCAN_ENTRIES, OrderedKv, WriteBatch};
+use eventkv::{Direction, DisplayKey, DynKv, KeyRange, OrderedKv, WriteBatch};
 use serde::Serialize;
 
+use crate::pages::Pages;
 use crate::{CliError, Progress};
 
 /// What a copy did.
@@ -28,7 +29,7 @@ pub struct CopyReport {
 }
 
 /// Copies every record of `source` into `destination`, in key order, one page (of at most
-/// [`MAX_SCAN_ENTRIES`]) per atomic batch: memory stays bounded, and an interrupted copy
+/// [`eventkv::MAX_SCAN_ENTRIES`]) per atomic batch: memory stays bounded, and an interrupted copy
 /// leaves the destination holding a prefix of the source in key order. The destination
 /// must be empty, or, with `resume`, hold such a prefix: the copy goes on after it.
 ///
@@ -59,10 +60,8 @@ pub async fn copy(
         range = range.after_page(key, Direction::Forward);
         report.resumed_after = Some(shown);
     }
-    loop {
-        let page = source
-            .scan(&range, Direction::Forward, MAX_SCAN_ENTRIES)
-            .await?;
+    let mut pages = Pages::new(range);
+    while let Some(page) = pages.next(source).await? {
         let mut batch = WriteBatch::new();
         let mut events = 0;
         for (key, value) in page.iter() {
@@ -83,12 +82,6 @@ pub async fn copy(
         }
         report.events += events;
         progress.advance(events);
-        match page.last_key() {
-            Some(last) if page.may_have_more(MAX_SCAN_ENTRIES) => {
-                range = range.after_page(last, Direction::Forward);
-            }
-            _ => break,
-        }
     }
     progress.finish();
     report.seconds = started.elapsed().as_secs_f64();

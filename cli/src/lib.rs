@@ -5,6 +5,7 @@
 mod copy;
 mod error;
 mod jsonl;
+mod pages;
 mod progress;
 mod snapshots;
 mod stats;

@@ -2,13 +2,12 @@
 
 use bytes::Bytes;
 use eventkv::inspect::{self, Record};
-use eventkv::{
-    Direction, DynKv, KvSnapshotStore, MAX_SCAN_ENTRIES, OrderedKv, SnapshotStore, keys,
-};
+use eventkv::{DynKv, KvSnapshotStore, SnapshotStore, keys};
 use serde::Serialize;
 
 use crate::CliError;
 use crate::jsonl::rfc3339;
+use crate::pages::Pages;
 
 /// One stored snapshot, described.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -35,16 +34,14 @@ pub async fn list(
     aggregate_type: Option<&str>,
     mut each: impl FnMut(SnapshotInfo) -> Result<(), CliError>,
 ) -> Result<u64, CliError> {
-    let mut range = match aggregate_type {
+    let range = match aggregate_type {
         Some(name) => keys::snapshots_of_type(name)
             .map_err(|error| CliError::Usage(format!("--type: {error}")))?,
         None => keys::all_snapshots(),
     };
+    let mut pages = Pages::new(range);
     let mut listed = 0;
-    loop {
-        let page = kv
-            .scan(&range, Direction::Forward, MAX_SCAN_ENTRIES)
-            .await?;
+    while let Some(page) = pages.next(kv).await? {
         for (key, value) in page.iter() {
             let Record::Snapshot(snapshot) = inspect::decode(key, &Bytes::copy_from_slice(value))?
             else {
@@ -61,13 +58,8 @@ pub async fn list(
             })?;
             listed += 1;
         }
-        match page.last_key() {
-            Some(last) if page.may_have_more(MAX_SCAN_ENTRIES) => {
-                range = range.after_page(last, Direction::Forward);
-            }
-            _ => return Ok(listed),
-        }
     }
+    Ok(listed)
 }
 
 /// Deletes the snapshots of `aggregate_type` whose schema version is below

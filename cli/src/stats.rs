@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BinaryHeap};
 use bytes::Bytes;
 use eventkv::inspect::{self, Record, RecordKind};
 use eventkv::keys::{self, StreamKeys};
-use eventkv::{Direction, DynKv, KeyRange, MAX_SCAN_ENTRIES, OrderedKv};
+use eventkv::{Direction, DynKv, KeyRange, OrderedKv};
 use serde::Serialize;
 
+use crate::pages::Pages;
 use crate::{CliError, Progress};
 
 /// How many of the longest streams are listed.
@@ -70,11 +71,8 @@ pub async fn stats(kv: &DynKv, progress: &Progress) -> Result<Stats, CliError> {
     let mut stats = Stats::default();
     let mut longest: BinaryHeap<Reverse<StreamLength>> = BinaryHeap::new();
     let mut current: Option<(StreamKeys, u64)> = None;
-    let mut range = KeyRange::all();
-    loop {
-        let page = kv
-            .scan(&range, Direction::Forward, MAX_SCAN_ENTRIES)
-            .await?;
+    let mut pages = Pages::new(KeyRange::all());
+    while let Some(page) = pages.next(kv).await? {
         for (key, value) in page.iter() {
             let kind = RecordKind::of(key);
             let size = (key.len() + value.len()) as u64;
@@ -131,12 +129,6 @@ pub async fn stats(kv: &DynKv, progress: &Progress) -> Result<Stats, CliError> {
                 }
                 _ => {}
             }
-        }
-        match page.last_key() {
-            Some(last) if page.may_have_more(MAX_SCAN_ENTRIES) => {
-                range = range.after_page(last, Direction::Forward);
-            }
-            _ => break,
         }
     }
     if let Some(done) = current.take() {

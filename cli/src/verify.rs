@@ -3,9 +3,10 @@
 use bytes::Bytes;
 use eventkv::inspect::{self, Record, RecordKind};
 use eventkv::keys::{self, StreamKeys};
-use eventkv::{Direction, DisplayKey, DynKv, KeyRange, MAX_SCAN_ENTRIES, OrderedKv};
+use eventkv::{Direction, DisplayKey, DynKv, KeyRange, OrderedKv};
 use serde::Serialize;
 
+use crate::pages::Pages;
 use crate::{CliError, Progress};
 
 /// The most problems a report lists; the rest are counted.
@@ -102,11 +103,8 @@ pub async fn verify(kv: &DynKv, progress: &Progress) -> Result<VerifyReport, Cli
     let mut positions = Positions::default();
     let mut stream: Option<(StreamKeys, u64)> = None;
     let mut next_log_position = 1u64;
-    let mut range = KeyRange::all();
-    loop {
-        let page = kv
-            .scan(&range, Direction::Forward, MAX_SCAN_ENTRIES)
-            .await?;
+    let mut pages = Pages::new(KeyRange::all());
+    while let Some(page) = pages.next(kv).await? {
         for (key, value) in page.iter() {
             report.records += 1;
             let value = Bytes::copy_from_slice(value);
@@ -149,12 +147,6 @@ pub async fn verify(kv: &DynKv, progress: &Progress) -> Result<VerifyReport, Cli
                     check_snapshot(kv, &mut report, key, &snapshot).await?;
                 }
             }
-        }
-        match page.last_key() {
-            Some(last) if page.may_have_more(MAX_SCAN_ENTRIES) => {
-                range = range.after_page(last, Direction::Forward);
-            }
-            _ => break,
         }
     }
     let last_position = next_log_position - 1;
@@ -360,11 +352,8 @@ async fn name_uncovered_events(
     if !positions.states.contains(&HELD) {
         return Ok(());
     }
-    let mut range = KeyRange::prefix(Bytes::from_static(b"e"));
-    loop {
-        let page = kv
-            .scan(&range, Direction::Forward, MAX_SCAN_ENTRIES)
-            .await?;
+    let mut pages = Pages::new(KeyRange::prefix(Bytes::from_static(b"e")));
+    while let Some(page) = pages.next(kv).await? {
         for (key, value) in page.iter() {
             let Ok(Record::Event(event)) = inspect::decode(key, &Bytes::copy_from_slice(value))
             else {
@@ -387,13 +376,8 @@ async fn name_uncovered_events(
                 );
             }
         }
-        match page.last_key() {
-            Some(last) if page.may_have_more(MAX_SCAN_ENTRIES) => {
-                range = range.after_page(last, Direction::Forward);
-            }
-            _ => return Ok(()),
-        }
     }
+    Ok(())
 }
 
 /// How two stores differ.
@@ -410,8 +394,8 @@ pub struct Comparison {
 /// Compares every record of `a` and `b`, walking both in key order.
 pub async fn compare(a: &DynKv, b: &DynKv) -> Result<Comparison, CliError> {
     let mut comparison = Comparison::default();
-    let mut left = Pages::new(a);
-    let mut right = Pages::new(b);
+    let mut left = Records::new(a);
+    let mut right = Records::new(b);
     let differ = |comparison: &mut Comparison, key: &[u8], what: &str| {
         comparison.difference_count += 1;
         if comparison.differences.len() < MAX_LISTED {
@@ -452,46 +436,38 @@ pub async fn compare(a: &DynKv, b: &DynKv) -> Result<Comparison, CliError> {
         };
         comparison.records += 1;
         if step.0 {
-            left.next();
+            left.advance();
         }
         if step.1 {
-            right.next();
+            right.advance();
         }
     }
 }
 
-/// A store's records in key order, a page at a time.
-struct Pages<'a> {
+/// A store's records in key order, read a page at a time.
+struct Records<'a> {
     kv: &'a DynKv,
-    range: Option<KeyRange>,
+    pages: Pages,
     page: Vec<(Bytes, Bytes)>,
     at: usize,
 }
 
-impl<'a> Pages<'a> {
+impl<'a> Records<'a> {
     fn new(kv: &'a DynKv) -> Self {
-        Pages {
+        Records {
             kv,
-            range: Some(KeyRange::all()),
+            pages: Pages::new(KeyRange::all()),
             page: Vec::new(),
             at: 0,
         }
     }
 
+    /// The next record, without moving past it.
     async fn peek(&mut self) -> Result<Option<(Bytes, Bytes)>, CliError> {
-        if self.at == self.page.len() {
-            let Some(range) = self.range.take() else {
+        while self.at == self.page.len() {
+            let Some(page) = self.pages.next(self.kv).await? else {
                 return Ok(None);
             };
-            let page = self
-                .kv
-                .scan(&range, Direction::Forward, MAX_SCAN_ENTRIES)
-                .await?;
-            if let Some(last) = page.last_key()
-                && page.may_have_more(MAX_SCAN_ENTRIES)
-            {
-                self.range = Some(range.after_page(last, Direction::Forward));
-            }
             self.page = page
                 .iter()
                 .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
@@ -501,7 +477,7 @@ impl<'a> Pages<'a> {
         Ok(self.page.get(self.at).cloned())
     }
 
-    fn next(&mut self) {
+    fn advance(&mut self) {
         self.at += 1;
     }
 }
