@@ -117,6 +117,9 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
     runtime
         .block_on(seed_account(&repo, "snapshot", EVENTS, Some(99)))
         .expect("seed snapshot");
+    runtime
+        .block_on(seed_account(&repo, "replay10k", 10_000, None))
+        .expect("seed replay10k");
     group.throughput(Throughput::Elements(EVENTS));
     group.bench_function(BenchmarkId::new("raw_scan", EVENTS), |b| {
         let stream = eventkv::keys::StreamKeys::new("Account", "replay").expect("names");
