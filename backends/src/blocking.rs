@@ -117,3 +117,71 @@ async fn in_place<T>(work: impl FnOnce() -> T) -> T {
     }
     result
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::future::Future;
+    use std::sync::mpsc;
+    use std::task::{Context, Waker};
+
+    use bytes::Bytes;
+    use eventkv::WriteBatch;
+
+    use super::*;
+
+    fn batch() -> Option<WriteBatch> {
+        let mut batch = WriteBatch::new();
+        batch.put(Bytes::from_static(b"k"), Bytes::from_static(b"v"));
+        Some(batch)
+    }
+
+    /// On a current-thread runtime the blocking work gets the batch the caller's builder
+    /// makes from the values the work read.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_builder_runs_on_the_callers_task() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let build_saw = seen.clone();
+        let built = run_building(
+            "test",
+            Box::new(move |values: &[Option<Bytes>]| {
+                *build_saw.lock().expect("lock") = Some(values.to_vec());
+                batch()
+            }),
+            |build| Ok(build(&[Some(Bytes::from_static(b"read"))]).map(|b| b.into_parts().1.len())),
+        )
+        .await
+        .expect("runs");
+        assert_eq!(built, Some(1));
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            Some(vec![Some(Bytes::from_static(b"read"))])
+        );
+    }
+
+    /// A caller that goes away before its batch is built leaves the work a `None`: the
+    /// engine writes nothing.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_caller_gone_before_the_build_writes_nothing() {
+        let (go, wait) = mpsc::channel::<()>();
+        let (done, outcome) = mpsc::channel::<bool>();
+        let write = run_building(
+            "test",
+            Box::new(|_: &[Option<Bytes>]| batch()),
+            move |build| {
+                wait.recv().ok();
+                let built = build(&[]).is_some();
+                done.send(built).ok();
+                Ok(built)
+            },
+        );
+        let mut write = Box::pin(write);
+        let first = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(first.is_pending(), "the work waits on the blocking pool");
+        drop(write);
+        go.send(()).expect("the work waits");
+        let built = tokio::task::spawn_blocking(move || outcome.recv().expect("the work ends"))
+            .await
+            .expect("join");
+        assert!(!built, "no batch for a caller that went away");
+    }
+}

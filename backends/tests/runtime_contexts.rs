@@ -58,17 +58,10 @@ fn engines_outside_a_tokio_runtime() {
 }
 
 /// On a current-thread runtime SQLite writes on tokio's blocking pool while the batch is
-/// built on the caller's task: concurrent appends share writes and all land, and a write
-/// whose caller goes away before its batch is built writes nothing.
+/// built on the caller's task: concurrent appends share writes and all land.
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "current_thread")]
 async fn sqlite_on_a_current_thread_runtime() {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
-
-    use bytes::Bytes;
-    use eventkv::{OrderedKv, WriteBatch};
-
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("current.sqlite").display());
     let kv = eventkv_backends::open(&url).await.expect("open");
@@ -87,30 +80,6 @@ async fn sqlite_on_a_current_thread_runtime() {
     }
     let all = store.read_all(0, 100).await.expect("read_all");
     assert_eq!(all.len(), 9, "every append landed once");
-
-    let key = Bytes::from_static(b"zz-abandoned");
-    let mut put = WriteBatch::new();
-    put.put(key.clone(), Bytes::from_static(b"v"));
-    let write = kv.write_with(
-        vec![key.clone()],
-        Box::new(move |_: &[Option<Bytes>]| Some(put)),
-    );
-    let mut write = Box::pin(write);
-    let first = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-    assert!(
-        matches!(first, Poll::Pending),
-        "the write waits for the blocking pool"
-    );
-    drop(write);
-    // The next write queues behind the abandoned one on the writer connection.
-    let mut next = WriteBatch::new();
-    next.put(Bytes::from_static(b"zz-next"), Bytes::from_static(b"v"));
-    kv.write(next).await.expect("write after the abandoned one");
-    assert_eq!(
-        kv.get(&key).await.expect("get"),
-        None,
-        "the abandoned write wrote nothing"
-    );
 }
 
 /// A load joined with a timer in the same task: the timer keeps ticking while the load
