@@ -79,9 +79,12 @@ impl Statements {
             // One round trip: the transaction, and the table's write lock (one per
             // schema-qualified table), held until COMMIT or ROLLBACK. Every statement
             // after it sees every commit made before it (READ COMMITTED takes a snapshot
-            // per statement).
+            // per statement). Its `key = ANY($1)` statements are planned for the table as
+            // it is: a plan cached while the table was small scans it whole (measured:
+            // 5.5 ms per statement at 10,000 rows, against 0.1 ms through the index).
             begin: format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                 SET LOCAL plan_cache_mode = force_custom_plan; \
                  SELECT pg_advisory_xact_lock(hashtextextended('eventkv write ' || {}, 0))",
                 quote_literal(&table)
             ),
