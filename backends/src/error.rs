@@ -76,6 +76,15 @@ pub enum OpenError {
         /// The driver's message.
         message: String,
     },
+    /// [`open_existing`](crate::open_existing) found no store where the URL points, and
+    /// created none.
+    #[error("there is no {engine} store at {location}: check the URL (nothing was created)")]
+    Missing {
+        /// The engine.
+        engine: &'static str,
+        /// Where the store was looked for.
+        location: String,
+    },
     /// The engine failed otherwise.
     #[error("{engine}: {message}")]
     Engine {

@@ -56,7 +56,41 @@ use eventkv::{DynKv, MemoryKv};
 /// # }
 /// ```
 pub async fn open(url: &str) -> Result<DynKv, OpenError> {
+    open_parsed(EngineUrl::parse(url)?).await
+}
+
+/// Opens the store `url` names, which must exist already: a file, directory or
+/// PostgreSQL table that is not there is [`OpenError::Missing`], and nothing is created.
+/// For tools that read a store, where a mistyped path must not read as an empty store.
+pub async fn open_existing(url: &str) -> Result<DynKv, OpenError> {
     let parsed = EngineUrl::parse(url)?;
+    let file = match &parsed {
+        #[cfg(feature = "sled")]
+        EngineUrl::Sled { path } => Some(path),
+        #[cfg(feature = "redb")]
+        EngineUrl::Redb { path, .. } => Some(path),
+        #[cfg(feature = "sqlite")]
+        EngineUrl::Sqlite {
+            target: SqliteTarget::File(path),
+            ..
+        } => Some(path),
+        #[cfg(feature = "postgres")]
+        EngineUrl::Postgres { url, options } => {
+            let kv = PostgresKv::connect_existing(url, options.clone()).await?;
+            return Ok(DynKv::new(kv));
+        }
+        _ => None,
+    };
+    if let Some(path) = file.filter(|path: &&std::path::PathBuf| !path.exists()) {
+        return Err(OpenError::Missing {
+            engine: parsed.engine(),
+            location: path.display().to_string(),
+        });
+    }
+    open_parsed(parsed).await
+}
+
+async fn open_parsed(parsed: EngineUrl) -> Result<DynKv, OpenError> {
     tracing::debug!(engine = parsed.engine(), "opening engine");
     match parsed {
         EngineUrl::Memory => Ok(DynKv::new(MemoryKv::new())),

@@ -110,6 +110,20 @@ impl PostgresKv {
     /// Connects to `url` (`postgres://USER@HOST:PORT/DB`) and creates the schema and table
     /// of `options` when they are missing.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, OpenError> {
+        Self::connect_to(url, options, true).await
+    }
+
+    /// Connects to `url`, whose table of `options` must exist: a missing one is
+    /// [`OpenError::Missing`], and nothing is created.
+    pub async fn connect_existing(url: &str, options: PostgresOptions) -> Result<Self, OpenError> {
+        Self::connect_to(url, options, false).await
+    }
+
+    async fn connect_to(
+        url: &str,
+        options: PostgresOptions,
+        create: bool,
+    ) -> Result<Self, OpenError> {
         require_tokio(ENGINE).map_err(|message| OpenError::Engine {
             engine: ENGINE,
             message,
@@ -162,12 +176,22 @@ impl PostgresKv {
             .await
             .map_err(connect_error)?;
         let sql = Statements::new(&options);
-        create_table(&pool, &options, &sql.table)
+        if create {
+            create_table(&pool, &options, &sql.table)
+                .await
+                .map_err(|error| OpenError::Engine {
+                    engine: ENGINE,
+                    message: format!("creating {}: {error}", sql.table),
+                })?;
+        } else if !table_exists(&pool, &sql.table)
             .await
-            .map_err(|error| OpenError::Engine {
+            .map_err(connect_error)?
+        {
+            return Err(OpenError::Missing {
                 engine: ENGINE,
-                message: format!("creating {}: {error}", sql.table),
-            })?;
+                location: format!("{} of {}", sql.table, redact(url)),
+            });
+        }
         Ok(PostgresKv {
             pool,
             sql: Arc::new(sql),
@@ -288,6 +312,14 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
+/// Whether `table` (schema-qualified, quoted) exists.
+async fn table_exists(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(pool)
+        .await
+}
+
 /// Creates the schema and table when they are missing. A table that exists is used as it
 /// is, so a role with only the rights to read and write it (no CREATE) can open it.
 async fn create_table(
@@ -295,11 +327,7 @@ async fn create_table(
     options: &PostgresOptions,
     table: &str,
 ) -> Result<(), sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table)
-        .fetch_one(pool)
-        .await?;
-    if exists {
+    if table_exists(pool, table).await? {
         return Ok(());
     }
     let schema_exists: bool =

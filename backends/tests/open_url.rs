@@ -95,6 +95,54 @@ async fn a_sqlite_file_in_a_missing_directory_is_named() {
     assert!(!dir.path().join("missing").exists(), "nothing created");
 }
 
+/// `open_existing` names a store that is not there and creates nothing: files and
+/// directories of every embedded engine (and a PostgreSQL table, below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_existing_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for engine in ["sled", "redb", "sqlite"] {
+        let path = dir.path().join(format!("absent.{engine}"));
+        let url = format!("{engine}:{}", path.display());
+        match eventkv_backends::open_existing(&url).await {
+            Err(OpenError::Missing { .. }) => {}
+            Err(OpenError::FeatureDisabled { .. }) => continue,
+            other => panic!("{url}: {:?}", other.map(drop)),
+        }
+        assert!(!path.exists(), "{url}: nothing created");
+        drop(open(&url).await.expect("create it"));
+        eventkv_backends::open_existing(&url)
+            .await
+            .unwrap_or_else(|error| panic!("{url} exists now: {error}"));
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_existing_creates_no_table() {
+    if common::require_postgres("open_existing_creates_no_table")
+        .await
+        .is_ok()
+    {
+        let schema = common::unique_schema("eventkv_existing");
+        let url = format!("{}?schema={schema}&table=events", common::postgres_url());
+        for _ in 0..2 {
+            let error = eventkv_backends::open_existing(&url)
+                .await
+                .map(drop)
+                .expect_err("no such table");
+            assert!(
+                matches!(error, OpenError::Missing { .. }) && error.to_string().contains("events"),
+                "{error}"
+            );
+        }
+        drop(open(&url).await.expect("create it"));
+        eventkv_backends::open_existing(&url)
+            .await
+            .expect("the table exists now");
+        common::drop_schema(&schema);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_that_is_not_a_database_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -30,7 +30,8 @@ impl From<OpenError> for CliError {
         match error {
             OpenError::UnknownScheme { .. }
             | OpenError::Malformed { .. }
-            | OpenError::FeatureDisabled { .. } => CliError::Usage(error.to_string()),
+            | OpenError::FeatureDisabled { .. }
+            | OpenError::Missing { .. } => CliError::Usage(error.to_string()),
             other => CliError::Failed(other.to_string()),
         }
     }

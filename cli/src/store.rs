@@ -12,31 +12,11 @@ pub async fn open(url: &str) -> Result<DynKv, CliError> {
     Ok(eventkv_backends::open(url).await?)
 }
 
-/// Opens a store that must already exist: a file or directory that is not there is
-/// named, rather than created empty (a mistyped source would read as an empty store).
+/// Opens a store that must already exist: a file, directory or PostgreSQL table that is
+/// not there is named, rather than created empty (a mistyped source would read as an
+/// empty store).
 pub async fn open_existing(url: &str) -> Result<DynKv, CliError> {
-    if let Some(path) = file_of(url)?
-        && !path.exists()
-    {
-        return Err(CliError::Usage(format!(
-            "there is no store at {}: check the path of {url}",
-            path.display()
-        )));
-    }
-    open(url).await
-}
-
-/// The file or directory of a file engine's URL.
-fn file_of(url: &str) -> Result<Option<PathBuf>, CliError> {
-    Ok(match EngineUrl::parse(url).map_err(CliError::from)? {
-        EngineUrl::Sled { path }
-        | EngineUrl::Redb { path, .. }
-        | EngineUrl::Sqlite {
-            target: SqliteTarget::File(path),
-            ..
-        } => Some(path),
-        _ => None,
-    })
+    Ok(eventkv_backends::open_existing(url).await?)
 }
 
 /// Opens a store that a command writes to and that must outlive it: `memory:` (gone when

@@ -21,7 +21,7 @@ async fn bad_urls_and_stores_are_named() {
     let absent = eventkv(&["copy", &missing, &format!("{url}-copy")], None);
     assert_eq!(absent.status.code(), Some(2), "{}", described(&absent));
     assert!(
-        stderr(&absent).contains("there is no store at"),
+        stderr(&absent).contains("there is no sqlite store at"),
         "{}",
         described(&absent)
     );
@@ -68,6 +68,21 @@ async fn bad_urls_and_stores_are_named() {
         "{}",
         described(&unreachable)
     );
+
+    if common::postgres_available("bad_urls_and_stores_are_named").await {
+        let schema = common::unique_schema("eventkv_cli_absent");
+        let absent = common::postgres_store(&schema);
+        let table = eventkv(&["stats", &absent], None);
+        assert_eq!(table.status.code(), Some(2), "{}", described(&table));
+        assert!(
+            stderr(&table).contains("there is no postgres store at"),
+            "{}",
+            described(&table)
+        );
+        // Nothing was created: the schema is still absent.
+        assert_eq!(eventkv(&["stats", &absent], None).status.code(), Some(2));
+        common::drop_schema(&schema).await;
+    }
 
     let target = format!("redb:{}", dir.path().join("b.redb").display());
     let copied = eventkv(&["copy", &url, &target], None);
