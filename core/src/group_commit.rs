@@ -127,21 +127,33 @@ impl AppendQueue {
     /// most one per stream, within the batch bounds. Appends whose caller gave up are
     /// dropped unwritten.
     fn take_batch(&self, own: &AppendRequest<'_>) -> Vec<Waiting> {
+        let mut streams = HashSet::from([own.stream.clone()]);
+        self.take(&mut streams, 1, own.events.len())
+    }
+
+    /// Removes the queued appends that fit beside a batch of `appends` appends and
+    /// `events` events on `streams` (each taken append's stream is added to it), in queue
+    /// order. Appends whose caller gave up are dropped unwritten.
+    fn take(
+        &self,
+        streams: &mut HashSet<StreamKeys>,
+        mut appends: usize,
+        mut events: usize,
+    ) -> Vec<Waiting> {
         let mut state = self.lock();
         if state.waiting.is_empty() {
             return Vec::new();
         }
-        let mut streams = HashSet::from([own.stream.clone()]);
-        let mut events = own.events.len();
         let mut batch = Vec::new();
         let mut kept = VecDeque::with_capacity(state.waiting.len());
         for waiting in state.waiting.drain(..) {
             if waiting.turn.is_canceled() {
                 continue;
             }
-            let fits = batch.len() + 1 < MAX_BATCH_APPENDS
+            let fits = appends < MAX_BATCH_APPENDS
                 && events + waiting.request.events.len() <= MAX_BATCH_EVENTS;
             if fits && streams.insert(waiting.request.stream.clone()) {
+                appends += 1;
                 events += waiting.request.events.len();
                 batch.push(waiting);
             } else {
@@ -150,6 +162,14 @@ impl AppendQueue {
         }
         state.waiting = kept;
         batch
+    }
+
+    /// Puts `appends` back at the head of the queue, in their order.
+    fn put_back(&self, appends: Vec<Waiting>) {
+        let mut state = self.lock();
+        for waiting in appends.into_iter().rev() {
+            state.waiting.push_front(waiting);
+        }
     }
 
     /// Which of `requests` expect a version their stream is known to be past.
@@ -310,10 +330,12 @@ impl<K: OrderedKv> KvEventStore<K> {
             }
         }
         let mut backoff = Backoff::new();
+        let mut refused = HashSet::new();
         while !pending.is_empty() {
-            let attempt = self.write_once(requests, &pending).await;
+            let attempt = self.write_once(requests, &pending, &mut refused).await;
             match attempt {
-                Ok(appended) => {
+                Ok(None) => {}
+                Ok(Some(appended)) => {
                     let written = pending.iter().zip(&appended);
                     self.queue().wrote(written.map(|(&index, appended)| {
                         (&requests[index].stream, appended.last_version)
@@ -364,17 +386,34 @@ impl<K: OrderedKv> KvEventStore<K> {
     }
 
     /// One engine write of the `pending` requests, at the global head as the write finds
-    /// it (read under the engine's write lock, where it has one).
+    /// it (read under the engine's write lock, where it has one). The appends that queued
+    /// while the write waited for that lock join the batch when it is built (except those
+    /// on `refused` streams): each is answered here. `Ok(None)`: one of those failed its
+    /// check; they are back in the queue and the write is to be made again.
     async fn write_once(
         &self,
         requests: &[AppendRequest<'_>],
         pending: &[usize],
-    ) -> Result<Vec<Appended>, EventStoreError> {
+        refused: &mut HashSet<StreamKeys>,
+    ) -> Result<Option<Vec<Appended>>, EventStoreError> {
         let mut outcome = None;
-        let built = &mut outcome;
+        let mut joined: Vec<Waiting> = Vec::new();
+        let (built, late) = (&mut outcome, &mut joined);
+        let excluded = &*refused;
         let build = move |values: &[Option<Bytes>]| {
             let head = values.first().and_then(Option::as_ref);
-            match append_batch(requests, pending, head) {
+            let mut streams: HashSet<StreamKeys> = excluded.clone();
+            let mut events = 0;
+            for &index in pending {
+                streams.insert(requests[index].stream.clone());
+                events += requests[index].events.len();
+            }
+            *late = self.queue().take(&mut streams, pending.len(), events);
+            let batch = pending.iter().map(|&index| &requests[index]).chain(
+                late.iter()
+                    .map(|waiting| -> &AppendRequest<'_> { &waiting.request }),
+            );
+            match append_batch(batch, head) {
                 Ok((batch, appended)) => {
                     *built = Some(Ok(appended));
                     Some(batch)
@@ -385,15 +424,57 @@ impl<K: OrderedKv> KvEventStore<K> {
                 }
             }
         };
-        self.kv()
+        let written = self
+            .kv()
             .write_with(vec![keys::global_head()], Box::new(build))
-            .await?;
-        outcome.unwrap_or_else(|| {
-            Err(corrupt(
-                &keys::global_head(),
-                "the write never built its batch",
-            ))
-        })
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(KvError::Conflict { key }) => {
+                let stream = StreamKeys::from_event_key(&key).map(|(stream, _)| stream);
+                let theirs = joined
+                    .iter()
+                    .any(|waiting| Some(&waiting.request.stream) == stream.as_ref());
+                self.queue().put_back(joined);
+                if let (true, Some(stream)) = (theirs, stream) {
+                    refused.insert(stream);
+                    return Ok(None);
+                }
+                return Err(KvError::Conflict { key }.into());
+            }
+            Err(error) => {
+                let error = EventStoreError::Kv(error);
+                for waiting in joined {
+                    let _ = waiting.turn.send(Turn::Done(Err(duplicate(&error))));
+                }
+                return Err(error);
+            }
+        }
+        let mut appended = match outcome {
+            Some(Ok(appended)) => appended,
+            Some(Err(error)) => {
+                self.queue().put_back(joined);
+                return Err(error);
+            }
+            None => {
+                self.queue().put_back(joined);
+                return Err(corrupt(
+                    &keys::global_head(),
+                    "the write never built its batch",
+                ));
+            }
+        };
+        let theirs = appended.split_off(pending.len());
+        self.queue().wrote(
+            joined
+                .iter()
+                .zip(&theirs)
+                .map(|(waiting, appended)| (&waiting.request.stream, appended.last_version)),
+        );
+        for (waiting, appended) in joined.into_iter().zip(theirs) {
+            let _ = waiting.turn.send(Turn::Done(Ok(appended)));
+        }
+        Ok(Some(appended))
     }
 
     /// The answer to a request whose check failed: where its events are, if an earlier
@@ -477,11 +558,10 @@ fn duplicate_kv(error: &KvError) -> KvError {
     }
 }
 
-/// The batch that appends the `pending` requests after global position `head` (the head
+/// The batch that appends `requests`, in order, after global position `head` (the head
 /// key's value; none for an empty store), and where each lands.
-fn append_batch(
-    requests: &[AppendRequest<'_>],
-    pending: &[usize],
+fn append_batch<'r, 'a: 'r>(
+    requests: impl Iterator<Item = &'r AppendRequest<'a>>,
     head: Option<&Bytes>,
 ) -> Result<(WriteBatch, Vec<Appended>), EventStoreError> {
     let head_key = keys::global_head();
@@ -491,9 +571,8 @@ fn append_batch(
     };
     let timestamp = Timestamp::now();
     let mut batch = WriteBatch::new();
-    let mut appended = Vec::with_capacity(pending.len());
-    for &index in pending {
-        let request = &requests[index];
+    let mut appended = Vec::new();
+    for request in requests {
         let (stream, expected) = (&request.stream, request.expected_version);
         if expected > 0 {
             batch.check(stream.event(expected), Check::Present);

@@ -1,13 +1,90 @@
-//! Group commit when callers give up: an append whose future is dropped while it leads a
-//! batch, or while it waits in the queue.
+//! Group commit: appends that queue while a write waits join its batch when it is built;
+//! an append whose future is dropped while it leads a batch, or while it waits in the
+//! queue.
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use eventkv::testkit::aggregates::AccountEvent;
 use eventkv::testkit::counted::Counted;
-use eventkv::{Codec, EventStore, KvEventStore, MemoryKv, NewEvent};
+use eventkv::{
+    Codec, Direction, EventStore, KeyRange, KvError, KvEventStore, KvPage, MemoryKv, NewEvent,
+    OrderedKv, WriteBatch,
+};
 use futures_util::FutureExt;
+
+/// `MemoryKv` whose writes are counted and take a scheduler turn after the batch is built
+/// (it keeps the default `write_with`): a leader dropped then is dropped mid-write.
+#[derive(Default)]
+struct SlowWrites {
+    inner: MemoryKv,
+    writes: AtomicU64,
+}
+
+impl OrderedKv for SlowWrites {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.inner.get(key).await
+    }
+
+    async fn scan(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<KvPage, KvError> {
+        self.inner.scan(range, direction, limit).await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
+        tokio::task::yield_now().await;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write(batch).await
+    }
+}
+
+impl SlowWrites {
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+/// Appends that queue while the leader's write waits for the engine (before its batch is
+/// built) are written in that batch.
+#[tokio::test]
+async fn appends_queued_before_the_build_join_the_batch() {
+    let kv = Arc::new(Counted::new(MemoryKv::new()));
+    let store = KvEventStore::new(Arc::clone(&kv));
+    let (a, b, c) = (deposit(1), deposit(2), deposit(3));
+
+    let mut first = pin!(store.append("Account", "a", 0, &a));
+    assert!(
+        first.as_mut().now_or_never().is_none(),
+        "waiting for the engine"
+    );
+    let mut second = pin!(store.append("Account", "b", 0, &b));
+    let mut third = pin!(store.append("Account", "a", 0, &c));
+    assert!(second.as_mut().now_or_never().is_none(), "queued");
+    assert!(third.as_mut().now_or_never().is_none(), "queued");
+    let appended = first.now_or_never().expect("written").expect("appended");
+    assert_eq!(appended.first_position, 1);
+    let joined = second
+        .now_or_never()
+        .expect("written with it")
+        .expect("appended");
+    assert_eq!((joined.first_position, kv.writes()), (2, 1), "one write");
+    // One append per stream per batch: the second append to "a" waits for the next, and
+    // is refused there (the stream moved).
+    let refused = third.await.expect_err("a is at version 1");
+    assert!(
+        matches!(
+            refused,
+            eventkv::EventStoreError::Conflict { actual: 1, .. }
+        ),
+        "{refused}"
+    );
+}
 
 fn deposit(amount: u64) -> Vec<NewEvent> {
     vec![
@@ -24,7 +101,7 @@ fn deposit(amount: u64) -> Vec<NewEvent> {
 /// their outcome is unknown (ambiguous, so retried), and the lead passes on.
 #[tokio::test]
 async fn a_leader_dropped_mid_write_answers_its_batch_and_hands_over() {
-    let kv = Arc::new(Counted::new(MemoryKv::new()));
+    let kv = Arc::new(SlowWrites::default());
     let store = KvEventStore::new(Arc::clone(&kv));
     let (a, b, c) = (deposit(1), deposit(2), deposit(3));
 
@@ -56,7 +133,7 @@ async fn a_leader_dropped_mid_write_answers_its_batch_and_hands_over() {
 /// An append dropped while it waits in the queue is never written.
 #[tokio::test]
 async fn an_append_dropped_while_queued_is_not_written() {
-    let kv = Arc::new(Counted::new(MemoryKv::new()));
+    let kv = Arc::new(SlowWrites::default());
     let store = KvEventStore::new(Arc::clone(&kv));
     let (a, b, c) = (deposit(1), deposit(2), deposit(3));
 
