@@ -1,10 +1,12 @@
 //! Group commit: concurrent appends to one [`KvEventStore`] share engine writes.
 //!
 //! An append that finds no write in flight leads: it writes its own events, together with
-//! every append that queued meanwhile. An append that finds a write in flight queues and
-//! waits; when the write is done, the leader hands each its result, and hands the lead to
-//! the first append still queued, which writes the next batch. Every engine write (and
-//! every fsync) thus carries as many appends as arrived while the previous one ran.
+//! every append that queued meanwhile, and those that queue until its batch is built
+//! (under the engine's write lock, where it has one). An append that finds a write in
+//! flight queues and waits; when the write is done, the leader hands each its result, and
+//! hands the lead to the first append still queued, which writes the next batch. Every
+//! engine write (and every fsync) thus carries as many appends as arrived while the
+//! previous one ran.
 //!
 //! Each append keeps its own checks: one whose stream moved fails alone (`Conflict`), the
 //! others land. A batch holds at most one append per stream, so that each is checked
