@@ -201,7 +201,12 @@ pub async fn import(
     let mut report = ImportReport::default();
     let mut versions = std::collections::HashMap::<(String, String), u64>::new();
     for (number, line) in (1u64..).zip(input.lines()) {
-        let line = line?;
+        let line = line.map_err(|error| match error.kind() {
+            std::io::ErrorKind::InvalidData => {
+                CliError::Usage(format!("line {number}: not UTF-8 text"))
+            }
+            _ => CliError::from(error),
+        })?;
         report.lines = number;
         if line.trim().is_empty() {
             continue;

@@ -133,6 +133,15 @@ fn an_import_with_a_bad_line_imports_nothing() {
             "line 1: unknown field",
         ),
     ];
+    let mut binary = format!("{}\n", line(1)).into_bytes();
+    binary.extend_from_slice(b"\xff\xfe not text\n");
+    let output = eventkv(&["import", &url], Some(&binary));
+    assert_eq!(output.status.code(), Some(2), "{}", described(&output));
+    assert!(
+        stderr(&output).contains("line 2: not UTF-8"),
+        "{}",
+        described(&output)
+    );
     for (input, expected) in cases {
         let output = eventkv(&["import", &url], Some(input.as_bytes()));
         assert_eq!(output.status.code(), Some(2), "{}", described(&output));
