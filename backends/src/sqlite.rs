@@ -6,6 +6,7 @@
 //! writes on the one writer connection. A batch is one `BEGIN IMMEDIATE` transaction: its
 //! reads and checks happen under the write lock, then its mutations run in order.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -65,6 +66,8 @@ struct Inner {
     file: Option<PathBuf>,
     synchronous: SqliteSynchronous,
     writer: Mutex<Connection>,
+    /// `FILE-writers`, the queue of this file's eventkv writers (see [`WriterQueue`]).
+    writer_queue: Option<WriterQueue>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -122,7 +125,9 @@ fn open_blocking(target: SqliteTarget, synchronous: SqliteSynchronous) -> Result
             "CREATE TABLE IF NOT EXISTS eventkv (key BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
         )
         .map_err(open_error)?;
+    let writer_queue = file.as_deref().map(WriterQueue::open).transpose()?;
     Ok(Inner {
+        writer_queue,
         file,
         synchronous,
         writer: Mutex::new(writer),
@@ -153,6 +158,57 @@ fn connect(file: Option<&Path>, synchronous: SqliteSynchronous) -> rusqlite::Res
     };
     connection.pragma_update(None, "synchronous", synchronous)?;
     Ok(connection)
+}
+
+/// An exclusive lock on the file `FILE-writers` beside the database, taken by every eventkv
+/// writer of the file before `BEGIN IMMEDIATE`. SQLite's own write lock has no queue: a
+/// writer that finds it taken sleeps (1 ms, then 2, 5, 10… up to 100 ms) and tries again,
+/// far longer than a commit holds it (~0.1 ms), so the process that just committed kept it
+/// and a second process added nothing. Waiters of a file lock sleep in the kernel and are
+/// woken as it is released. SQLite's lock still decides: other programs need not take this
+/// one.
+struct WriterQueue {
+    path: PathBuf,
+    file: File,
+}
+
+/// A writer's turn: the queue's lock, released when dropped.
+struct Turn<'q>(&'q WriterQueue);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Closing the file would release it too; an unlock that fails leaves it to that.
+        let _ = self.0.file.unlock();
+    }
+}
+
+impl WriterQueue {
+    fn open(database: &Path) -> Result<Self, OpenError> {
+        let mut path = database.as_os_str().to_owned();
+        path.push("-writers");
+        let path = PathBuf::from(path);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|error| OpenError::Engine {
+                engine: ENGINE,
+                message: format!("cannot open or create {}: {error}", path.display()),
+            })?;
+        Ok(WriterQueue { path, file })
+    }
+
+    /// Waits for this writer's turn.
+    fn wait(&self) -> Result<Turn<'_>, KvError> {
+        self.file.lock().map_err(|error| {
+            KvError::engine(
+                ENGINE,
+                format!("cannot lock {}: {error}", self.path.display()),
+            )
+        })?;
+        Ok(Turn(self))
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -317,7 +373,13 @@ impl OrderedKv for SqliteKv {
     ) -> Result<bool, KvError> {
         let inner = Arc::clone(&self.inner);
         blocking::run_building(ENGINE, build, move |build| {
-            write_blocking(&mut lock(&inner.writer), &reads, build)
+            let mut writer = lock(&inner.writer);
+            let _turn = inner
+                .writer_queue
+                .as_ref()
+                .map(WriterQueue::wait)
+                .transpose()?;
+            write_blocking(&mut writer, &reads, build)
         })
         .await
     }

@@ -55,7 +55,7 @@ async fn a_connection_killed_mid_batch_applies_nothing() {
     };
 
     let mut killer = PgConnection::connect(&url).await.expect("killer connects");
-    let find = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO %' \
+    let find = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO%' \
                 AND pid <> pg_backend_pid() AND query LIKE $1";
     let pattern = format!("%{}%", kv.table());
     let mut killed = false;
@@ -109,6 +109,99 @@ async fn a_connection_killed_mid_batch_applies_nothing() {
         .await
         .expect("the engine keeps working after a lost connection");
     common::drop_schema(&schema);
+}
+
+/// A batch whose future is dropped while it waits inside its transaction leaves no
+/// transaction open behind it: its connection is closed, not pooled, so the write lock is
+/// released and nothing of the batch lands with a later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_mid_transaction_leaves_nothing_open() {
+    if common::require_postgres("a_batch_dropped_mid_transaction_leaves_nothing_open")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let url = common::postgres_url();
+    let schema = common::unique_schema("eventkv_drop");
+    let options = PostgresOptions {
+        schema: schema.clone(),
+        table: "kv".into(),
+    };
+    let kv = PostgresKv::connect(&url, options).await.expect("connect");
+    let mut setup = WriteBatch::new();
+    setup.put(&b"blocker"[..], &b"before"[..]);
+    kv.write(setup).await.expect("setup");
+
+    // Another session holds the row lock on "blocker", so the batch waits mid-statement.
+    let mut locker = PgConnection::connect(&url).await.expect("locker connects");
+    sqlx::query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .expect("begin");
+    let lock = format!(
+        "SELECT value FROM {} WHERE key = 'blocker'::bytea FOR UPDATE",
+        kv.table()
+    );
+    sqlx::query(AssertSqlSafe(lock))
+        .fetch_one(&mut locker)
+        .await
+        .expect("lock the row");
+    let mut batch = WriteBatch::new();
+    batch.put(&b"dropped"[..], &b"never"[..]);
+    batch.put(&b"blocker"[..], &b"after"[..]);
+    let writer = {
+        let kv = kv.clone();
+        tokio::spawn(async move { kv.write(batch).await })
+    };
+    let mut watcher = PgConnection::connect(&url).await.expect("watcher connects");
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                   AND pid <> pg_backend_pid() AND query LIKE $1";
+    let open = "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
+                AND pid <> pg_backend_pid() AND query LIKE $1";
+    let pattern = format!("%{}%", kv.table());
+    let mut started = false;
+    for _ in 0..200 {
+        if sessions(&mut watcher, waiting, &pattern).await > 0 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started, "the batch never waited on the locked row");
+    writer.abort();
+    assert!(writer.await.expect_err("aborted").is_cancelled());
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("release the row");
+
+    let mut after = WriteBatch::new();
+    after.put(&b"after"[..], &b"ok"[..]);
+    tokio::time::timeout(Duration::from_secs(10), kv.write(after))
+        .await
+        .expect("the write lock was released")
+        .expect("a later batch lands");
+    assert_eq!(
+        sessions(&mut watcher, open, &pattern).await,
+        0,
+        "no transaction left open"
+    );
+    assert_eq!(kv.get(b"dropped").await.expect("get"), None);
+    assert_eq!(
+        kv.get(b"blocker").await.expect("get").as_deref(),
+        Some(&b"before"[..])
+    );
+    common::drop_schema(&schema);
+}
+
+/// How many sessions other than `watcher`'s `sql` counts, for queries like `pattern`.
+async fn sessions(watcher: &mut PgConnection, sql: &'static str, pattern: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(pattern)
+        .fetch_one(watcher)
+        .await
+        .expect("count sessions")
 }
 
 /// A role that may only read and write an existing table (no CREATE on the database or
