@@ -228,4 +228,26 @@ impl OrderedKv for RedbKv {
         let durability = self.durability;
         blocking::run(ENGINE, move || write_blocking(&db, durability, batch)).await
     }
+
+    /// One read transaction.
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        let db = Arc::clone(&self.db);
+        let keys = keys.to_vec();
+        blocking::run(ENGINE, move || {
+            let mut page = KvPage::default();
+            let txn = db.begin_read().map_err(engine_error)?;
+            let table = match txn.open_table(TABLE) {
+                Ok(table) => table,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(page),
+                Err(error) => return Err(engine_error(error)),
+            };
+            for key in &keys {
+                if let Some(value) = table.get(&key[..]).map_err(engine_error)? {
+                    page.push(key, value.value());
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
 }

@@ -219,4 +219,19 @@ impl OrderedKv for SledKv {
         let tree = self.tree.clone();
         blocking::run(ENGINE, move || write_blocking(&tree, &batch)).await
     }
+
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        let tree = self.tree.clone();
+        let keys = keys.to_vec();
+        blocking::run(ENGINE, move || {
+            let mut page = KvPage::default();
+            for key in &keys {
+                if let Some(value) = tree.get(key).map_err(engine_error)? {
+                    page.push(key, &value);
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
 }

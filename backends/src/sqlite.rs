@@ -358,6 +358,26 @@ impl OrderedKv for SqliteKv {
         .await
     }
 
+    /// One read connection, one cached statement.
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        let inner = Arc::clone(&self.inner);
+        let keys = keys.to_vec();
+        blocking::run(ENGINE, move || {
+            inner.read(|connection| {
+                let mut page = KvPage::default();
+                let mut statement = connection.prepare_cached(GET).map_err(engine_error)?;
+                for key in &keys {
+                    let mut rows = statement.query([&key[..]]).map_err(engine_error)?;
+                    if let Some(row) = rows.next().map_err(engine_error)? {
+                        page.push(key, blob(row, 0)?);
+                    }
+                }
+                Ok(page)
+            })
+        })
+        .await
+    }
+
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
         self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
             .await

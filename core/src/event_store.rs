@@ -224,6 +224,48 @@ impl EventPage {
         })
     }
 
+    /// Adds a stream whose events [`push_logged`](Self::push_logged) will add; returns
+    /// its index.
+    fn add_stream(&mut self, aggregate_type: &str, aggregate_id: &str) -> usize {
+        self.streams
+            .push((aggregate_type.into(), aggregate_id.into()));
+        self.streams.len() - 1
+    }
+
+    /// Adds the events of `page`, read for `wanted`: one entry each, in order, each with
+    /// the version and position the global log gave it.
+    fn push_logged(&mut self, page: KvPage, wanted: &[Wanted]) -> Result<(), EventStoreError> {
+        let page_index = self.pages.len();
+        if page.len() != wanted.len() {
+            let found = |wanted: &Wanted| page.iter().any(|(key, _)| key == &wanted.key[..]);
+            let missing = wanted.iter().find(|wanted| !found(wanted));
+            let position = missing.or(wanted.first()).map_or(0, |wanted| wanted.position);
+            return Err(corrupt(
+                &keys::global_log(position),
+                "global log points at a missing event",
+            ));
+        }
+        for (entry, ((key, value), wanted)) in page.iter().zip(wanted).enumerate() {
+            let log_key = || keys::global_log(wanted.position);
+            if key != &wanted.key[..] {
+                return Err(corrupt(&log_key(), "global log points at a missing event"));
+            }
+            let event = EventValue::parse(key, value).map_err(|e| corrupt(key, e))?;
+            if event.position() != wanted.position {
+                return Err(corrupt(&log_key(), "global log and stream disagree"));
+            }
+            self.slots.push(Slot {
+                page: page_index,
+                entry,
+                stream: wanted.stream,
+                version: wanted.version,
+                layout: event.layout(),
+            });
+        }
+        self.pages.push(page);
+        Ok(())
+    }
+
     /// Adds the events of `page`, all of one stream, checking each.
     fn push_stream(
         &mut self,
@@ -387,6 +429,8 @@ pub trait EventStore: MaybeSend + MaybeSync {
 pub struct KvEventStore<K> {
     kv: K,
     queue: Arc<AppendQueue>,
+    /// Notified after each write of appends: wakes this store's subscriptions.
+    appended: Arc<event_listener::Event>,
 }
 
 impl<K: OrderedKv> KvEventStore<K> {
@@ -395,11 +439,16 @@ impl<K: OrderedKv> KvEventStore<K> {
         KvEventStore {
             kv,
             queue: Arc::default(),
+            appended: Arc::default(),
         }
     }
 
     pub(crate) fn queue(&self) -> &AppendQueue {
         &self.queue
+    }
+
+    pub(crate) fn appended(&self) -> &event_listener::Event {
+        &self.appended
     }
 
     /// The engine underneath.
@@ -528,9 +577,10 @@ impl<K: OrderedKv> KvEventStore<K> {
         // Every entry holds at least one event: `limit` entries are enough.
         let range = KeyRange::between(start, keys::global_log_end());
         let log = self.kv.scan(&range, Direction::Forward, limit).await?;
+        let mut wanted: Vec<Wanted> = Vec::new();
         for (key, value) in log.iter() {
-            let remaining = limit - events.len();
-            if remaining == 0 || events.bytes() >= MAX_SCAN_BYTES {
+            let remaining = limit - wanted.len();
+            if remaining == 0 {
                 events.more = true;
                 break;
             }
@@ -540,48 +590,49 @@ impl<K: OrderedKv> KvEventStore<K> {
                 .min(run.len);
             run.skip(skip);
             run.len = run.len.min(u64::try_from(remaining).unwrap_or(u64::MAX));
-            if run.len > 0 {
-                self.read_run(&run, &mut events).await?;
+            if run.len == 0 {
+                continue;
             }
+            let (aggregate_type, aggregate_id) = run
+                .stream
+                .names()
+                .ok_or_else(|| corrupt(key, "unreadable aggregate names"))?;
+            let stream = events.add_stream(aggregate_type, aggregate_id);
+            for offset in 0..run.len {
+                wanted.push(Wanted {
+                    key: run.stream.event(run.first_version + offset),
+                    stream,
+                    version: run.first_version + offset,
+                    position: run.first_position + offset,
+                });
+            }
+        }
+        // The events themselves, a bounded number of keys per engine call, whatever the
+        // sizes of the appends.
+        for chunk in wanted.chunks(EVENTS_PER_GET) {
+            if events.bytes() >= MAX_SCAN_BYTES {
+                events.more = true;
+                break;
+            }
+            let keys: Vec<Bytes> = chunk.iter().map(|wanted| wanted.key.clone()).collect();
+            let page = self.kv.get_many(&keys).await?;
+            events.push_logged(page, chunk)?;
         }
         events.more |= events.len() >= limit || log.may_have_more(limit);
         Ok(events)
     }
+}
 
-    /// Reads the events of one append's log entry (one stream scan, more when the run is
-    /// longer than a page), checking that log and stream agree.
-    async fn read_run(&self, run: &LogRun, out: &mut EventPage) -> Result<(), EventStoreError> {
-        let log_key = keys::global_log(run.first_position);
-        let (aggregate_type, aggregate_id) = run
-            .stream
-            .names()
-            .ok_or_else(|| corrupt(&log_key, "unreadable aggregate names"))?;
-        let last_version = run.first_version + (run.len - 1);
-        let mut range = run.stream.versions(run.first_version, last_version);
-        let mut read = 0u64;
-        while read < run.len {
-            let wanted = usize::try_from(run.len - read).unwrap_or(usize::MAX);
-            let page = self.kv.scan(&range, Direction::Forward, wanted).await?;
-            let Some(last_key) = page.last_key().map(Bytes::copy_from_slice) else {
-                return Err(corrupt(&log_key, "global log points at a missing event"));
-            };
-            let first = out.len();
-            out.push_stream(aggregate_type, aggregate_id, page)?;
-            for index in first..out.len() {
-                let offset = read;
-                let agrees = out.get(index).is_some_and(|event| {
-                    event.version() == run.first_version + offset
-                        && event.position() == run.first_position + offset
-                });
-                if !agrees {
-                    return Err(corrupt(&log_key, "global log and stream disagree"));
-                }
-                read += 1;
-            }
-            range = range.after_page(&last_key, Direction::Forward);
-        }
-        Ok(())
-    }
+/// How many events [`KvEventStore::read_all`] asks the engine for in one call.
+const EVENTS_PER_GET: usize = 256;
+
+/// An event the global log says is at `position`.
+struct Wanted {
+    key: Bytes,
+    /// Its stream's index in the [`EventPage`] being filled.
+    stream: usize,
+    version: u64,
+    position: u64,
 }
 
 /// Checks what `append` cannot store.

@@ -338,6 +338,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             match attempt {
                 Ok(None) => {}
                 Ok(Some(appended)) => {
+                    self.appended().notify(usize::MAX);
                     let written = pending.iter().zip(&appended);
                     self.queue().wrote(written.map(|(&index, appended)| {
                         (&requests[index].stream, appended.last_version)

@@ -585,6 +585,25 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
     /// Applies `batch` atomically: all of it, or, on an error, none of it.
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend;
 
+    /// The entries of those of `keys` that have a value, in the order of `keys` (a key
+    /// given twice, twice). Unlike [`scan`](Self::scan) it has no page bound: callers ask
+    /// for a bounded number of keys. This default reads them one by one; engines read
+    /// them in one call where they can (one transaction, one statement).
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [Bytes],
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend + 'a {
+        async move {
+            let mut page = KvPage::default();
+            for key in keys {
+                if let Some(value) = self.get(key).await? {
+                    page.push(key, &value);
+                }
+            }
+            Ok(page)
+        }
+    }
+
     /// Reads `reads`, builds a batch from their values with `build`, and applies it as
     /// [`write`](Self::write) does; returns whether a batch was written (`build` may
     /// decline). The batch applies only if `reads` still hold the values `build` saw.
@@ -635,6 +654,13 @@ impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
         (**self).write(batch)
     }
 
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [Bytes],
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend + 'a {
+        (**self).get_many(keys)
+    }
+
     fn write_with<'a>(
         &'a self,
         reads: Vec<Bytes>,
@@ -659,6 +685,8 @@ pub trait ErasedKv: MaybeSend + MaybeSync {
     ) -> BoxFuture<'a, Result<KvPage, KvError>>;
     /// See [`OrderedKv::write`].
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>>;
+    /// See [`OrderedKv::get_many`].
+    fn get_many_boxed<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, Result<KvPage, KvError>>;
     /// See [`OrderedKv::write_with`].
     fn write_with_boxed<'a>(
         &'a self,
@@ -683,6 +711,10 @@ impl<K: OrderedKv> ErasedKv for K {
 
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>> {
         Box::pin(self.write(batch))
+    }
+
+    fn get_many_boxed<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, Result<KvPage, KvError>> {
+        Box::pin(self.get_many(keys))
     }
 
     fn write_with_boxed<'a>(
@@ -727,6 +759,13 @@ impl OrderedKv for DynKv {
 
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
         self.0.write_boxed(batch)
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [Bytes],
+    ) -> impl Future<Output = Result<KvPage, KvError>> + MaybeSend + 'a {
+        self.0.get_many_boxed(keys)
     }
 
     fn write_with<'a>(

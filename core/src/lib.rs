@@ -19,8 +19,10 @@ pub mod inspect;
 pub mod keys;
 mod kv;
 mod memory;
+mod recorded;
 mod repository;
 mod snapshot;
+mod subscription;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod timestamp;
@@ -37,10 +39,12 @@ pub use kv::{
     OrderedKv, WriteBatch, first_failed_check, prefix_successor,
 };
 pub use memory::MemoryKv;
+pub use recorded::RecordedEvent;
 pub use repository::{
     DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome,
     SnapshotMiss, SnapshotMode, SnapshotOutcome, SnapshotReadFailure,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
+pub use subscription::{LONGEST_RETRY_PAUSE, SubscribeOptions};
 pub use timestamp::Timestamp;
 pub use uuid::Uuid;

@@ -123,4 +123,16 @@ impl OrderedKv for MemoryKv {
         cooperate().await;
         self.write_now(batch)
     }
+
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        cooperate().await;
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let mut page = KvPage::with_capacity(keys.len(), keys.len() * 128);
+        for key in keys {
+            if let Some(value) = map.get(key) {
+                page.push(key, value);
+            }
+        }
+        Ok(page)
+    }
 }

@@ -357,6 +357,25 @@ impl OrderedKv for IndexedDbKv {
             .transpose()
     }
 
+    /// One transaction: every request is made before the first is awaited.
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        let mut page = KvPage::default();
+        if keys.is_empty() {
+            return Ok(page);
+        }
+        let (_tx, store) = self.transaction(TransactionMode::ReadOnly)?;
+        let requests = keys
+            .iter()
+            .map(|key| store.get(js_bytes(key)).map_err(engine_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, request) in keys.iter().zip(requests) {
+            if let Some(value) = request.await.map_err(engine_error)? {
+                page.push(key, &rust_bytes(&value)?);
+            }
+        }
+        Ok(page)
+    }
+
     async fn scan(
         &self,
         range: &KeyRange,

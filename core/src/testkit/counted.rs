@@ -1,6 +1,6 @@
-//! [`Counted`]: any engine whose writes are counted, each taking a turn of the scheduler
-//! before it starts, as a real engine's write does while it waits for I/O. Appends that
-//! run meanwhile queue for the next write: what group commit is about.
+//! [`Counted`]: any engine whose calls are counted, each write taking a turn of the
+//! scheduler before it starts, as a real engine's write does while it waits for I/O.
+//! Appends that run meanwhile queue for the next write: what group commit is about.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,10 +9,11 @@ use bytes::Bytes;
 use super::yield_now;
 use crate::kv::{BuildBatch, Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 
-/// Wraps an engine, counting its writes.
+/// Wraps an engine, counting its reads and writes.
 #[derive(Debug)]
 pub struct Counted<K> {
     inner: K,
+    reads: AtomicU64,
     writes: AtomicU64,
 }
 
@@ -21,8 +22,14 @@ impl<K> Counted<K> {
     pub fn new(inner: K) -> Self {
         Counted {
             inner,
+            reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         }
+    }
+
+    /// How many reads (`get`, `scan`, `get_many`) were made.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
     }
 
     /// How many writes were made.
@@ -33,7 +40,13 @@ impl<K> Counted<K> {
 
 impl<K: OrderedKv> OrderedKv for Counted<K> {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
+    }
+
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_many(keys).await
     }
 
     async fn scan(
@@ -42,6 +55,7 @@ impl<K: OrderedKv> OrderedKv for Counted<K> {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.scan(range, direction, limit).await
     }
 

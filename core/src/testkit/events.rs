@@ -702,6 +702,45 @@ pub async fn reads_are_bounded<F: EngineFactory>(factory: &F) {
     assert_eq!((position - 1, pages), (count, 2));
 }
 
+/// Reading the global log costs a bounded number of engine calls per page, whatever the
+/// sizes of the appends: here 2 scans of the log and one call per 256 events.
+pub async fn catch_up_calls_are_bounded<F: EngineFactory>(factory: &F) {
+    let kv = Arc::new(Counted::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
+    let mut expected = 0u64;
+    for round in 0..300u64 {
+        let id = format!("a{}", round % 7);
+        let count = [1, 1, 1, 2, 5][(round % 5) as usize];
+        let version = store.current_version("Account", &id).await.expect("version");
+        store
+            .append("Account", &id, version, &deposits(expected + 1, count))
+            .await
+            .expect("append");
+        expected += count;
+    }
+    let mut position = 1;
+    let mut calls = Vec::new();
+    while position <= expected {
+        let before = kv.reads();
+        let page = store.read_all(position, 500).await.expect("read all");
+        calls.push(kv.reads() - before);
+        for event in page.iter() {
+            assert_eq!(event.position(), position, "in order, none skipped");
+            let amount = match event.decode::<AccountEvent>().expect("decode") {
+                AccountEvent::Deposited { amount } => amount,
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(amount, position, "the event at its position");
+            position += 1;
+        }
+    }
+    assert_eq!(position - 1, expected);
+    assert!(
+        calls.iter().all(|&calls| calls <= 4),
+        "engine calls per page of 500: {calls:?}"
+    );
+}
+
 /// Reads the global log from position 1 as it grows, until it has seen `total` events:
 /// every position once, in order, none skipped.
 async fn follow_log(store: &impl EventStore, total: u64) {

@@ -438,6 +438,49 @@ fn counter(value: Option<&Bytes>) -> u64 {
     })
 }
 
+/// `get_many` answers the keys that have a value, in the order asked (twice when asked
+/// twice), with their values; empty keys and values included.
+pub async fn get_many_in_order<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let empty = kv.get_many(&[]).await.expect("get_many of nothing");
+    assert!(empty.is_empty());
+    for key in ordered_keys() {
+        let value = [b"v:".as_slice(), &key].concat();
+        put(&kv, &key, &value).await;
+    }
+    put(&kv, b"empty", b"").await;
+    let asked: Vec<Bytes> = [
+        &b"b"[..],
+        b"missing",
+        b"",
+        b"empty",
+        b"\xff\xff\xff",
+        b"b",
+        b"a\x00",
+        b"\xff\xff",
+    ]
+    .into_iter()
+    .map(Bytes::copy_from_slice)
+    .collect();
+    let page = kv.get_many(&asked).await.expect("get_many");
+    let got: Vec<(Vec<u8>, Vec<u8>)> = page
+        .iter()
+        .map(|(key, value)| (key.to_vec(), value.to_vec()))
+        .collect();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = [
+        (&b"b"[..], &b"v:b"[..]),
+        (b"", b"v:"),
+        (b"empty", b""),
+        (b"\xff\xff\xff", b"v:\xff\xff\xff"),
+        (b"b", b"v:b"),
+        (b"a\x00", b"v:a\x00"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_vec(), value.to_vec()))
+    .collect();
+    assert_eq!(got, expected);
+}
+
 /// `write_with` reads, lets the caller build the batch from what it read, and writes it:
 /// nothing when the builder declines, nothing when a check of the built batch fails, and
 /// no increment lost when tasks taking turns increment one counter with it.

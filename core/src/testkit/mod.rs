@@ -21,6 +21,7 @@ pub mod faults;
 pub mod kv;
 pub mod repository;
 pub mod snapshots;
+pub mod subscriptions;
 
 /// Makes fresh, empty engines for the suite.
 pub trait EngineFactory {
@@ -69,14 +70,14 @@ macro_rules! conformance_tests {
             kv::get_put_delete, kv::empty_value_is_present, kv::scan_byte_order,
             kv::scan_bounds, kv::scan_paging, kv::failed_check_applies_nothing,
             kv::checks, kv::batch_order, kv::large_values, kv::interleaved_compare_and_set, kv::scans_are_bounded,
-            kv::write_with_builds_from_what_it_read,
+            kv::write_with_builds_from_what_it_read, kv::get_many_in_order,
             events::append_and_read, events::expected_version_conflict, events::read_ranges_and_pages,
             events::read_all_in_commit_order, events::interleaved_appends_lose_nothing,
             events::invalid_appends_write_nothing, events::streams_are_isolated,
             events::retried_append_is_idempotent, events::flipped_event_bytes_are_corrupt,
             events::impossible_stored_numbers_are_corrupt, events::reads_are_bounded,
             events::concurrent_appends_share_writes, events::queued_appends_to_one_stream_see_each_other,
-            events::two_stores_on_one_engine_lose_nothing,
+            events::two_stores_on_one_engine_lose_nothing, events::catch_up_calls_are_bounded,
             snapshots::save_get_delete, snapshots::monotonic, snapshots::delete_by_type,
             snapshots::clear_and_count, snapshots::invalid_snapshots,
             snapshots::discard_only_the_same_snapshot,
@@ -89,7 +90,10 @@ macro_rules! conformance_tests {
             repository::paged_replay, repository::foreign_snapshot_is_not_applied,
             repository::flipped_snapshot_bytes_are_never_applied,
             repository::retried_save_is_idempotent, repository::unreadable_snapshot_store,
-            repository::invalid_id_counts_no_miss
+            repository::invalid_id_counts_no_miss,
+            subscriptions::subscription_catches_up, subscriptions::subscription_follows_live_appends,
+            subscriptions::subscription_filters_by_type,
+            subscriptions::subscription_under_concurrent_writers_skips_nothing
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -1,0 +1,172 @@
+//! Catch-up subscriptions: the global log from a position, then each new event as it is
+//! appended, in position order, each once.
+//!
+//! The global log is gap-free and in commit order (a position is given under the engine's
+//! write lock, in the batch that commits it), so a reader that goes on from the last
+//! position it saw never skips an event committed late, and never sees one twice.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use futures_util::future::{Either, select};
+use futures_util::{Stream, stream};
+
+use crate::event_store::{EventStore, EventStoreError, KvEventStore};
+use crate::kv::{MaybeSend, OrderedKv};
+use crate::recorded::RecordedEvent;
+
+/// The first pause after a failed read (before jitter); pauses double up to
+/// [`LONGEST_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two failed reads (before jitter).
+pub const LONGEST_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// How a subscription reads and waits.
+#[derive(Clone, Debug)]
+pub struct SubscribeOptions {
+    poll_interval: Duration,
+    page_size: usize,
+    aggregate_type: Option<String>,
+}
+
+impl Default for SubscribeOptions {
+    /// Polls every 500 ms, reads pages of 1,000 events, every aggregate type.
+    fn default() -> Self {
+        SubscribeOptions {
+            poll_interval: Duration::from_millis(500),
+            page_size: 1000,
+            aggregate_type: None,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    /// How often a subscription that caught up looks for events appended by other
+    /// processes (or other stores on the same engine). Appends through the same store
+    /// wake it at once. At least 1 ms.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many events one read of the log asks for (1 to 4,096).
+    pub fn page_size(mut self, events: usize) -> Self {
+        self.page_size = events.clamp(1, crate::kv::MAX_SCAN_ENTRIES);
+        self
+    }
+
+    /// Only the events of aggregates of this type (the others are read and passed over).
+    pub fn aggregate_type(mut self, aggregate_type: impl Into<String>) -> Self {
+        self.aggregate_type = Some(aggregate_type.into());
+        self
+    }
+
+    fn wants(&self, aggregate_type: &str) -> bool {
+        self.aggregate_type
+            .as_deref()
+            .is_none_or(|wanted| wanted == aggregate_type)
+    }
+}
+
+/// Where a subscription is.
+struct Follow<'s, K> {
+    store: &'s KvEventStore<K>,
+    options: SubscribeOptions,
+    /// The position of the next event to read.
+    next: u64,
+    /// Events read and not yet handed out.
+    ready: VecDeque<RecordedEvent>,
+    /// The pauses after failed reads, while reads fail.
+    retries: Option<ExponentialBackoff>,
+    /// To wait before the next read.
+    pause: Option<Duration>,
+}
+
+impl<K: OrderedKv> KvEventStore<K> {
+    /// The events of the global log from `from_position` (positions start at 1), then
+    /// each event appended after them, for as long as the stream is polled: see
+    /// [`subscribe`](Self::subscribe).
+    pub fn subscribe_all(
+        &self,
+        from_position: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, EventStoreError>> + MaybeSend + '_ {
+        self.subscribe(from_position, SubscribeOptions::default())
+    }
+
+    /// The events of the global log from `from_position`, in position order, each once;
+    /// once caught up, it waits for new ones: woken at once by appends through this store
+    /// (or a clone of it), and looking every [`SubscribeOptions::poll_interval`] for those
+    /// of other processes. The stream never ends: drop it to stop.
+    ///
+    /// A read that fails is handed out as an `Err` item, then tried again from the same
+    /// position after a pause (from 100 ms, doubling up to [`LONGEST_RETRY_PAUSE`], with
+    /// jitter): nothing is skipped or repeated. An error that does not heal (corrupt
+    /// data) thus comes back every few seconds until the caller stops.
+    pub fn subscribe(
+        &self,
+        from_position: u64,
+        options: SubscribeOptions,
+    ) -> impl Stream<Item = Result<RecordedEvent, EventStoreError>> + MaybeSend + '_ {
+        let follow = Follow {
+            store: self,
+            options,
+            next: from_position.max(1),
+            ready: VecDeque::new(),
+            retries: None,
+            pause: None,
+        };
+        stream::unfold(follow, |mut follow| async move {
+            let item = follow.next_item().await;
+            Some((item, follow))
+        })
+    }
+}
+
+impl<K: OrderedKv> Follow<'_, K> {
+    async fn next_item(&mut self) -> Result<RecordedEvent, EventStoreError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(event);
+            }
+            if let Some(pause) = self.pause.take() {
+                futures_timer::Delay::new(pause).await;
+            }
+            // Listening before the read: an append committed after it wakes the wait.
+            let appended = self.store.appended().listen();
+            let page = match self.store.read_all(self.next, self.options.page_size).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let retries = self.retries.get_or_insert_with(retry_pauses);
+                    self.pause = Some(retries.next().unwrap_or(LONGEST_RETRY_PAUSE));
+                    return Err(error);
+                }
+            };
+            self.retries = None;
+            if page.is_empty() {
+                let poll = futures_timer::Delay::new(self.options.poll_interval);
+                if let Either::Left(((), _)) = select(poll, appended).await {
+                    tracing::trace!(position = self.next, "polling the global log");
+                }
+                continue;
+            }
+            for event in page.iter() {
+                self.next = event.position().saturating_add(1);
+                if self.options.wants(event.aggregate_type()) {
+                    self.ready.push_back(event.into());
+                }
+            }
+        }
+    }
+}
+
+fn retry_pauses() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST_RETRY_PAUSE)
+        .with_max_delay(LONGEST_RETRY_PAUSE)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_jitter_seed(uuid::Uuid::new_v4().as_u64_pair().0)
+        .without_max_times()
+        .build()
+}
