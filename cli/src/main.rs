@@ -345,12 +345,14 @@ fn verify_text(
         }
     }
     text += &format!(
-        "read {} records: {} events in {} streams, {} log entries, {} snapshots; head {}",
+        "read {} records: {} events in {} streams, {} log entries, {} snapshots, {} checkpoints, {} read model entries; head {}",
         report.records,
         report.events,
         report.streams,
         report.log_entries,
         report.snapshots,
+        report.checkpoints,
+        report.read_model_entries,
         report
             .head
             .map_or("missing".to_owned(), |head| head.to_string())
@@ -396,6 +398,10 @@ fn stats_text(stats: &eventkv_cli::Stats) -> String {
     text += &format!("events behind snapshots (most {})\n", stats.most_behind);
     for (bucket, count) in &stats.events_behind_snapshots {
         text += &format!("  {bucket}\t{count}\n");
+    }
+    text += "checkpoints (name: last position handled)\n";
+    for (name, position) in &stats.checkpoints {
+        text += &format!("  {name}\t{position}\n");
     }
     text += "bytes\n";
     for (kind, bytes) in &stats.bytes {

@@ -35,6 +35,8 @@ pub struct Stats {
     pub unknown_records: u64,
     /// The last global position (the head).
     pub global_position: u64,
+    /// Checkpoints, by name: the position of the last event each consumer handled.
+    pub checkpoints: BTreeMap<String, u64>,
 }
 
 /// Streams and events of one aggregate type.
@@ -101,6 +103,13 @@ pub async fn stats(kv: &DynKv, progress: &Progress) -> Result<Stats, CliError> {
                         inspect::decode(key, &Bytes::copy_from_slice(value))
                     {
                         stats.global_position = position;
+                    }
+                }
+                Some(RecordKind::Checkpoint) => {
+                    if let Ok(Record::Checkpoint { name, position }) =
+                        inspect::decode(key, &Bytes::copy_from_slice(value))
+                    {
+                        stats.checkpoints.insert(name, position);
                     }
                 }
                 Some(RecordKind::Snapshot) => {

@@ -34,6 +34,10 @@ pub struct VerifyReport {
     pub log_entries: u64,
     /// Snapshots read.
     pub snapshots: u64,
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// Read model entries of projections read.
+    pub read_model_entries: u64,
     /// The global head, if stored.
     pub head: Option<u64>,
     /// How many problems were found.
@@ -95,7 +99,8 @@ const MAX_POSITION_LEAD: u64 = 1 << 24;
 ///   position 1 and point at the events that hold those positions;
 /// - the global head equals the last position;
 /// - every snapshot is anchored: its version exists in its stream and, where it records
-///   one, the event there has its anchor id.
+///   one, the event there has its anchor id;
+/// - no checkpoint is past the last position.
 ///
 /// Memory: 5 bytes per global position, plus one page.
 pub async fn verify(kv: &DynKv, progress: &Progress) -> Result<VerifyReport, CliError> {
@@ -103,6 +108,7 @@ pub async fn verify(kv: &DynKv, progress: &Progress) -> Result<VerifyReport, Cli
     let mut positions = Positions::default();
     let mut stream: Option<(StreamKeys, u64)> = None;
     let mut next_log_position = 1u64;
+    let mut checkpoints = Vec::new();
     let mut pages = Pages::new(KeyRange::all());
     while let Some(page) = pages.next(kv).await? {
         for (key, value) in page.iter() {
@@ -146,6 +152,11 @@ pub async fn verify(kv: &DynKv, progress: &Progress) -> Result<VerifyReport, Cli
                     report.snapshots += 1;
                     check_snapshot(kv, &mut report, key, &snapshot).await?;
                 }
+                Record::Checkpoint { name, position } => {
+                    report.checkpoints += 1;
+                    checkpoints.push((Bytes::copy_from_slice(key), name, position));
+                }
+                Record::ReadModel { .. } => report.read_model_entries += 1,
             }
         }
     }
@@ -162,6 +173,16 @@ pub async fn verify(kv: &DynKv, progress: &Progress) -> Result<VerifyReport, Cli
             ),
         ),
         _ => {}
+    }
+    for (key, name, position) in checkpoints {
+        if position > last_position {
+            report.problem(
+                &key,
+                format!(
+                    "checkpoint {name:?} is at position {position}, past the last event ({last_position})"
+                ),
+            );
+        }
     }
     name_uncovered_events(kv, &mut report, &positions).await?;
     progress.finish();

@@ -1,13 +1,15 @@
 //! Damage that `verify` must find, each named with its key: a flipped byte in an event, a
-//! missing log entry, a gap in a stream, a snapshot ahead of its stream.
+//! missing log entry, a gap in a stream, a snapshot ahead of its stream, a checkpoint past
+//! the last event.
 
 mod common;
 
 use bytes::Bytes;
 use eventkv::keys::{self, StreamKeys};
 use eventkv::{
-    Codec, DynKv, EventStore, KvEventStore, KvSnapshotStore, NewEvent, OrderedKv, Snapshot,
-    SnapshotStore, Timestamp, WriteBatch,
+    BoxError, Codec, DynKv, EventStore, KvEventStore, KvSnapshotStore, NewEvent, OrderedKv,
+    Projection, ProjectionRunner, ReadModel, RecordedEvent, Snapshot, SnapshotStore, Timestamp,
+    WriteBatch,
 };
 use eventkv_cli::{Progress, VerifyReport, verify};
 
@@ -38,6 +40,24 @@ async fn small_store(url: &str) -> DynKv {
     kv
 }
 
+/// A projection that counts the events it applied.
+struct Counter;
+
+impl Projection for Counter {
+    fn name(&self) -> &str {
+        "counter"
+    }
+
+    async fn apply(&self, _: &RecordedEvent, model: &mut ReadModel<'_>) -> Result<(), BoxError> {
+        let count = match model.get(b"count").await? {
+            Some(value) => u64::from_be_bytes(value[..].try_into()?),
+            None => 0,
+        };
+        model.put(b"count", (count + 1).to_be_bytes().to_vec());
+        Ok(())
+    }
+}
+
 async fn checked(kv: &DynKv) -> VerifyReport {
     verify(kv, &Progress::hidden()).await.expect("verify runs")
 }
@@ -56,11 +76,50 @@ async fn each_corruption_is_found(url_of: impl Fn(&str) -> String) {
     let b = StreamKeys::new("T", "b").expect("stream");
 
     let kv = small_store(&url_of("whole")).await;
+    let store = KvEventStore::new(kv.clone());
+    store
+        .save_checkpoint("mailer", 13)
+        .await
+        .expect("checkpoint");
+    ProjectionRunner::new(&store, Counter)
+        .catch_up()
+        .await
+        .expect("project");
     let report = checked(&kv).await;
     assert_eq!(report.problems, Vec::new(), "a whole store has no problem");
     assert_eq!(
         (report.events, report.streams, report.head),
         (13, 3, Some(13))
+    );
+    assert_eq!((report.checkpoints, report.read_model_entries), (2, 1));
+
+    // A checkpoint past the last event (copied from the store above into a shorter one).
+    let checkpoint = keys::checkpoint("mailer").expect("key");
+    let value = kv.get(&checkpoint).await.expect("get").expect("stored");
+    let short = eventkv_cli::open(&url_of("checkpoint-ahead"))
+        .await
+        .expect("open");
+    KvEventStore::new(short.clone())
+        .append(
+            "T",
+            "a",
+            0,
+            &[NewEvent::encode("Happened", &0, Codec::Json).expect("encode")],
+        )
+        .await
+        .expect("append");
+    let mut batch = WriteBatch::new();
+    batch.put(checkpoint.clone(), value);
+    short.write(batch).await.expect("write");
+    let report = checked(&short).await;
+    assert!(
+        names(
+            &report,
+            &checkpoint,
+            "checkpoint \"mailer\" is at position 13, past the last event (1)"
+        ),
+        "{:#?}",
+        report.problems
     );
 
     // A flipped byte in an event.

@@ -366,6 +366,29 @@ pub(crate) fn decode_log_entry(value: &[u8]) -> Result<(u32, &[u8]), FormatError
     Ok((count, value.get(r.offset..).unwrap_or_default()))
 }
 
+/// A checkpoint: the position of the last event its consumer handled.
+pub(crate) fn encode_checkpoint(key: &[u8], position: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(1 + 8 + CHECKSUM_LEN);
+    out.put_u8(FORMAT_VERSION);
+    out.put_u64(position);
+    seal(key, out)
+}
+
+pub(crate) fn decode_checkpoint(key: &[u8], value: &[u8]) -> Result<u64, FormatError> {
+    if value.first() == Some(&FORMAT_V1) {
+        return Err(FormatError::UnsupportedVersion { found: FORMAT_V1 });
+    }
+    let body = verified_body(key, value)?;
+    let mut r = Reader::new(body);
+    let position = r.u64("position")?;
+    if r.offset != body.len() {
+        return Err(FormatError::Invalid {
+            field: "checkpoint (bytes after the position)",
+        });
+    }
+    Ok(position)
+}
+
 pub(crate) fn encode_head(position: u64) -> Bytes {
     Bytes::copy_from_slice(&position.to_be_bytes())
 }

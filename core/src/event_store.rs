@@ -239,7 +239,9 @@ impl EventPage {
         if page.len() != wanted.len() {
             let found = |wanted: &Wanted| page.iter().any(|(key, _)| key == &wanted.key[..]);
             let missing = wanted.iter().find(|wanted| !found(wanted));
-            let position = missing.or(wanted.first()).map_or(0, |wanted| wanted.position);
+            let position = missing
+                .or(wanted.first())
+                .map_or(0, |wanted| wanted.position);
             return Err(corrupt(
                 &keys::global_log(position),
                 "global log points at a missing event",

@@ -32,6 +32,22 @@ pub enum Record {
     },
     /// The snapshot of one aggregate.
     Snapshot(SnapshotRecord),
+    /// Where a named consumer of the global log is.
+    Checkpoint {
+        /// The consumer's name.
+        name: String,
+        /// The position of the last event it handled.
+        position: u64,
+    },
+    /// An entry of a projection's read model (its value is the projection's own bytes).
+    ReadModel {
+        /// The projection's name.
+        projection: String,
+        /// The projection's own key.
+        key: Bytes,
+        /// The value, as the projection wrote it.
+        value: Bytes,
+    },
 }
 
 /// An event as stored.
@@ -112,6 +128,10 @@ pub enum RecordKind {
     Head,
     /// Snapshots (`s`).
     Snapshot,
+    /// Checkpoints (`c`).
+    Checkpoint,
+    /// Read models of projections (`p`).
+    ReadModel,
 }
 
 impl RecordKind {
@@ -122,6 +142,8 @@ impl RecordKind {
             b'g' => Some(RecordKind::LogEntry),
             b'h' if key.len() == 1 => Some(RecordKind::Head),
             b's' => Some(RecordKind::Snapshot),
+            b'c' => Some(RecordKind::Checkpoint),
+            b'p' => Some(RecordKind::ReadModel),
             _ => None,
         }
     }
@@ -133,6 +155,8 @@ impl RecordKind {
             RecordKind::LogEntry => "log entries",
             RecordKind::Head => "head",
             RecordKind::Snapshot => "snapshots",
+            RecordKind::Checkpoint => "checkpoints",
+            RecordKind::ReadModel => "read model entries",
         }
     }
 }
@@ -193,6 +217,23 @@ pub fn decode(key: &[u8], value: &Bytes) -> Result<Record, RecordError> {
                 codec: fields.codec,
                 state: fields.state,
             }))
+        }
+        Some(RecordKind::Checkpoint) => {
+            let name = keys::checkpoint_name(key)
+                .ok_or_else(|| RecordError::new(key, "not a valid checkpoint key"))?;
+            Ok(Record::Checkpoint {
+                name: name.to_owned(),
+                position: envelope::decode_checkpoint(key, value).map_err(format)?,
+            })
+        }
+        Some(RecordKind::ReadModel) => {
+            let (projection, own) = keys::read_model_parts(key)
+                .ok_or_else(|| RecordError::new(key, "not a valid read model key"))?;
+            Ok(Record::ReadModel {
+                projection: projection.to_owned(),
+                key: Bytes::copy_from_slice(own),
+                value: value.clone(),
+            })
         }
         None => Err(RecordError::new(key, "not a key eventkv writes")),
     }

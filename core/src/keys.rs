@@ -5,6 +5,8 @@
 //! global log     'g' | u64 BE position of the first event of an append
 //! global head    'h'
 //! snapshot       's' | name(aggregate type) | name(aggregate id)
+//! checkpoint     'c' | name(checkpoint)
+//! read model     'p' | name(projection) | the projection's own key
 //! name(x)        u16 BE length of x | the UTF-8 bytes of x
 //! ```
 //!
@@ -18,6 +20,8 @@ const EVENT: u8 = b'e';
 const GLOBAL_LOG: u8 = b'g';
 const GLOBAL_HEAD: u8 = b'h';
 const SNAPSHOT: u8 = b's';
+const CHECKPOINT: u8 = b'c';
+const READ_MODEL: u8 = b'p';
 
 /// The longest aggregate type or aggregate id accepted, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -29,6 +33,8 @@ pub enum NameKind {
     AggregateType,
     /// The aggregate id.
     AggregateId,
+    /// The name of a checkpoint or a projection.
+    Checkpoint,
 }
 
 impl std::fmt::Display for NameKind {
@@ -36,6 +42,7 @@ impl std::fmt::Display for NameKind {
         f.write_str(match self {
             NameKind::AggregateType => "aggregate type",
             NameKind::AggregateId => "aggregate id",
+            NameKind::Checkpoint => "checkpoint name",
         })
     }
 }
@@ -202,6 +209,38 @@ pub fn snapshot_names(key: &[u8]) -> Option<(&str, &str)> {
     let (aggregate_type, rest) = read_name(rest)?;
     let (aggregate_id, rest) = read_name(rest)?;
     (tag == SNAPSHOT && rest.is_empty()).then_some((aggregate_type, aggregate_id))
+}
+
+/// The key of the checkpoint called `name`.
+pub fn checkpoint(name: &str) -> Result<Bytes, InvalidName> {
+    named(CHECKPOINT, name)
+}
+
+/// The name of a checkpoint key.
+pub fn checkpoint_name(key: &[u8]) -> Option<&str> {
+    let (&tag, rest) = key.split_first()?;
+    let (name, rest) = read_name(rest)?;
+    (tag == CHECKPOINT && rest.is_empty()).then_some(name)
+}
+
+/// The prefix of the read model of the projection called `name`: its keys follow it.
+pub fn read_model(name: &str) -> Result<Bytes, InvalidName> {
+    named(READ_MODEL, name)
+}
+
+/// The projection name and the projection's own key of a read model key.
+pub fn read_model_parts(key: &[u8]) -> Option<(&str, &[u8])> {
+    let (&tag, rest) = key.split_first()?;
+    let (name, own) = read_name(rest)?;
+    (tag == READ_MODEL).then_some((name, own))
+}
+
+fn named(tag: u8, name: &str) -> Result<Bytes, InvalidName> {
+    validate(NameKind::Checkpoint, name)?;
+    let mut key = BytesMut::with_capacity(3 + name.len());
+    key.put_u8(tag);
+    put_name(&mut key, name);
+    Ok(key.freeze())
 }
 
 fn read_name(bytes: &[u8]) -> Option<(&str, &[u8])> {

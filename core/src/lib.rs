@@ -8,6 +8,7 @@
 mod aggregate;
 mod background;
 pub mod backoff;
+mod checkpoint;
 mod codec;
 mod envelope;
 mod event_store;
@@ -19,6 +20,7 @@ pub mod inspect;
 pub mod keys;
 mod kv;
 mod memory;
+mod projection;
 mod recorded;
 mod repository;
 mod snapshot;
@@ -39,6 +41,7 @@ pub use kv::{
     OrderedKv, WriteBatch, first_failed_check, prefix_successor,
 };
 pub use memory::MemoryKv;
+pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
 pub use recorded::RecordedEvent;
 pub use repository::{
     DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome,

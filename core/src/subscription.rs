@@ -25,8 +25,8 @@ pub const LONGEST_RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// How a subscription reads and waits.
 #[derive(Clone, Debug)]
 pub struct SubscribeOptions {
-    poll_interval: Duration,
-    page_size: usize,
+    pub(crate) poll_interval: Duration,
+    pub(crate) page_size: usize,
     aggregate_type: Option<String>,
 }
 
@@ -62,7 +62,7 @@ impl SubscribeOptions {
         self
     }
 
-    fn wants(&self, aggregate_type: &str) -> bool {
+    pub(crate) fn wants(&self, aggregate_type: &str) -> bool {
         self.aggregate_type
             .as_deref()
             .is_none_or(|wanted| wanted == aggregate_type)
@@ -160,7 +160,9 @@ impl<K: OrderedKv> Follow<'_, K> {
     }
 }
 
-fn retry_pauses() -> ExponentialBackoff {
+/// The pauses between failed reads of a subscription or a projection: from 100 ms,
+/// doubling up to [`LONGEST_RETRY_PAUSE`], jittered, without end.
+pub(crate) fn retry_pauses() -> ExponentialBackoff {
     ExponentialBuilder::new()
         .with_min_delay(FIRST_RETRY_PAUSE)
         .with_max_delay(LONGEST_RETRY_PAUSE)

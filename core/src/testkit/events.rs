@@ -711,7 +711,10 @@ pub async fn catch_up_calls_are_bounded<F: EngineFactory>(factory: &F) {
     for round in 0..300u64 {
         let id = format!("a{}", round % 7);
         let count = [1, 1, 1, 2, 5][(round % 5) as usize];
-        let version = store.current_version("Account", &id).await.expect("version");
+        let version = store
+            .current_version("Account", &id)
+            .await
+            .expect("version");
         store
             .append("Account", &id, version, &deposits(expected + 1, count))
             .await

@@ -19,6 +19,7 @@ pub mod counted;
 pub mod events;
 pub mod faults;
 pub mod kv;
+pub mod projections;
 pub mod repository;
 pub mod snapshots;
 pub mod subscriptions;
@@ -93,7 +94,10 @@ macro_rules! conformance_tests {
             repository::invalid_id_counts_no_miss,
             subscriptions::subscription_catches_up, subscriptions::subscription_follows_live_appends,
             subscriptions::subscription_filters_by_type,
-            subscriptions::subscription_under_concurrent_writers_skips_nothing
+            subscriptions::subscription_under_concurrent_writers_skips_nothing,
+            projections::checkpoints_save_and_delete,
+            projections::projection_catches_up_from_its_checkpoint,
+            projections::projection_failures_write_nothing
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -68,7 +68,13 @@ async fn append(store: &impl EventStore, id: &str, version: u64, amount: u64) {
 pub async fn subscription_catches_up<F: EngineFactory>(factory: &F) {
     let store = KvEventStore::new(fresh(factory).await);
     for amount in 1..=30u64 {
-        append(&store, &format!("a{}", amount % 4), (amount - 1) / 4, amount).await;
+        append(
+            &store,
+            &format!("a{}", amount % 4),
+            (amount - 1) / 4,
+            amount,
+        )
+        .await;
     }
     let mut all = Box::pin(store.subscribe_all(0));
     let events = take(&mut all, 30).await;
@@ -82,7 +88,11 @@ pub async fn subscription_catches_up<F: EngineFactory>(factory: &F) {
     assert_eq!(positions, (12..=30).collect::<Vec<_>>());
     let last = &rest[18];
     assert_eq!(
-        (last.aggregate_type.as_str(), last.aggregate_id.as_str(), last.version),
+        (
+            last.aggregate_type.as_str(),
+            last.aggregate_id.as_str(),
+            last.version
+        ),
         ("Account", "a2", 8)
     );
 }

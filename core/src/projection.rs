@@ -1,0 +1,310 @@
+//! Projections: read models built from the global log and kept in the same engine as the
+//! events. Each page of events is applied in one atomic batch with the projection's
+//! checkpoint, so that a crash at any point neither applies an event twice nor loses one.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::Bytes;
+use futures_util::future::select;
+
+use crate::envelope;
+use crate::event_store::{EventStore, EventStoreError, KvEventStore};
+use crate::keys;
+use crate::kv::{
+    BoxError, Check, Direction, ErasedKv, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv,
+    WriteBatch,
+};
+use crate::recorded::RecordedEvent;
+use crate::subscription::{LONGEST_RETRY_PAUSE, SubscribeOptions, retry_pauses};
+
+/// A read model built from the events of the global log.
+///
+/// Its state lives under its own keys in the engine (`'p' | name | key`, see
+/// `docs/format.md`); [`ProjectionRunner`] applies events to it in pages, each page
+/// written together with the projection's checkpoint.
+pub trait Projection: MaybeSend + MaybeSync {
+    /// Its name: that of its checkpoint and of its read model's key space. Change it when
+    /// the code changes what the read model holds, so it is rebuilt from the first event.
+    fn name(&self) -> &str;
+
+    /// Folds `event` into the read model, reading and changing it through `model`. An
+    /// error stops the runner: nothing of the page is written, and the event is applied
+    /// again on the next run.
+    fn apply(
+        &self,
+        event: &RecordedEvent,
+        model: &mut ReadModel<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + MaybeSend;
+}
+
+/// The read model of one projection while a page of events is applied: reads see the
+/// changes made so far, which are written with the page's checkpoint.
+pub struct ReadModel<'a> {
+    kv: &'a dyn ErasedKv,
+    prefix: Bytes,
+    changes: BTreeMap<Bytes, Option<Bytes>>,
+}
+
+impl ReadModel<'_> {
+    /// The value of `key` in this read model.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        let key = self.key(key);
+        match self.changes.get(&key) {
+            Some(change) => Ok(change.clone()),
+            None => self.kv.get_boxed(&key).await,
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &[u8], value: impl Into<Bytes>) {
+        self.changes.insert(self.key(key), Some(value.into()));
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.changes.insert(self.key(key), None);
+    }
+
+    fn key(&self, key: &[u8]) -> Bytes {
+        [&self.prefix[..], key].concat().into()
+    }
+}
+
+/// Why a projection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The projection's handler failed; nothing of the page was written.
+    #[error(
+        "projection {name:?}: the handler failed on the event at position {position}: {source}"
+    )]
+    Handler {
+        /// The projection.
+        name: String,
+        /// The event's position.
+        position: u64,
+        /// The handler's error.
+        source: BoxError,
+    },
+    /// Another runner of the same projection moved its checkpoint: run one at a time.
+    #[error(
+        "projection {name:?}: another runner moved its checkpoint (run one runner per projection)"
+    )]
+    Concurrent {
+        /// The projection.
+        name: String,
+    },
+    /// The read model holds data but the projection has no checkpoint: a delete of it was
+    /// interrupted. Applying events to it would count them twice.
+    #[error(
+        "projection {name:?}: its read model holds data but it has no checkpoint; finish deleting it (delete_projection) before running it"
+    )]
+    Orphaned {
+        /// The projection.
+        name: String,
+    },
+    /// Reading or writing the store failed.
+    #[error(transparent)]
+    Store(#[from] EventStoreError),
+}
+
+impl From<KvError> for ProjectionError {
+    fn from(error: KvError) -> Self {
+        ProjectionError::Store(error.into())
+    }
+}
+
+/// Runs one [`Projection`] on a store: catches up from its checkpoint, then follows.
+pub struct ProjectionRunner<'s, K, P> {
+    store: &'s KvEventStore<K>,
+    projection: P,
+    options: SubscribeOptions,
+}
+
+impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
+    /// A runner of `projection` on `store`, reading pages of 1,000 events and polling
+    /// every 500 ms once caught up (see [`options`](Self::options)).
+    pub fn new(store: &'s KvEventStore<K>, projection: P) -> Self {
+        ProjectionRunner {
+            store,
+            projection,
+            options: SubscribeOptions::default(),
+        }
+    }
+
+    /// How it reads: page size, poll interval, and the aggregate type it wants (the events
+    /// of other types are passed over, its checkpoint still moves past them).
+    pub fn options(mut self, options: SubscribeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Applies pages of events until none is left; returns the checkpoint reached.
+    pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
+        loop {
+            if let Some(position) = self.step().await? {
+                return Ok(position);
+            }
+        }
+    }
+
+    /// Catches up, then applies new events as they are appended (woken by appends through
+    /// the same store, polling for others), until the handler fails or another runner is
+    /// found. A failed read or write of the store is logged and tried again after a pause.
+    pub async fn run(&self) -> Result<Infallible, ProjectionError> {
+        let mut retries = None;
+        loop {
+            let appended = self.store.appended().listen();
+            match self.step().await {
+                Ok(Some(_)) => {
+                    retries = None;
+                    let poll = futures_timer::Delay::new(self.options.poll_interval);
+                    select(poll, appended).await;
+                }
+                Ok(None) => retries = None,
+                Err(ProjectionError::Store(error)) => {
+                    let pause = retries
+                        .get_or_insert_with(retry_pauses)
+                        .next()
+                        .unwrap_or(LONGEST_RETRY_PAUSE);
+                    tracing::warn!(
+                        projection = self.projection.name(),
+                        "projection paused {pause:?} after: {error}"
+                    );
+                    futures_timer::Delay::new(pause).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Applies the next page of events with the checkpoint; `Some(checkpoint)` when there
+    /// was none to apply.
+    async fn step(&self) -> Result<Option<u64>, ProjectionError> {
+        let name = self.projection.name();
+        let checkpoint = keys::checkpoint(name).map_err(EventStoreError::from)?;
+        let prefix = keys::read_model(name).map_err(EventStoreError::from)?;
+        let (done, stored) = self.store.checkpoint_value(&checkpoint).await?;
+        let page = self
+            .store
+            .read_all(done + 1, self.options.page_size)
+            .await?;
+        if page.is_empty() {
+            return Ok(Some(done));
+        }
+        if stored.is_none() && !read_model_is_empty(self.store.kv(), &prefix).await? {
+            return Err(ProjectionError::Orphaned { name: name.into() });
+        }
+        let mut model = ReadModel {
+            kv: self.store.kv(),
+            prefix,
+            changes: BTreeMap::new(),
+        };
+        let mut last = done;
+        for event in page.iter() {
+            last = event.position();
+            if !self.options.wants(event.aggregate_type()) {
+                continue;
+            }
+            let event = RecordedEvent::from(event);
+            self.projection
+                .apply(&event, &mut model)
+                .await
+                .map_err(|source| ProjectionError::Handler {
+                    name: name.into(),
+                    position: last,
+                    source,
+                })?;
+        }
+        let mut batch = WriteBatch::new();
+        batch.check(
+            checkpoint.clone(),
+            stored.map_or(Check::Absent, Check::Equals),
+        );
+        for (key, change) in model.changes {
+            match change {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            };
+        }
+        let value = envelope::encode_checkpoint(&checkpoint, last);
+        batch.put(checkpoint.clone(), value);
+        match self.store.kv().write(batch).await {
+            Ok(()) => Ok(None),
+            Err(KvError::Conflict { key }) if key == checkpoint => {
+                Err(ProjectionError::Concurrent { name: name.into() })
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+async fn read_model_is_empty(kv: &impl OrderedKv, prefix: &Bytes) -> Result<bool, KvError> {
+    let range = KeyRange::prefix(prefix.clone());
+    Ok(kv.scan(&range, Direction::Forward, 1).await?.is_empty())
+}
+
+impl<K: OrderedKv> KvEventStore<K> {
+    /// The value of `key` in the read model of the projection `name`.
+    pub async fn read_model_get(
+        &self,
+        name: &str,
+        key: &[u8],
+    ) -> Result<Option<Bytes>, EventStoreError> {
+        let prefix = keys::read_model(name)?;
+        Ok(self.kv().get(&[&prefix[..], key].concat()).await?)
+    }
+
+    /// At most `limit` entries of the read model of the projection `name`, in key order,
+    /// after the key `after` (from the first when `None`); keys as the projection wrote
+    /// them. Page by calling again after the last key read.
+    pub async fn read_model_entries(
+        &self,
+        name: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, EventStoreError> {
+        let prefix = keys::read_model(name)?;
+        let mut range = KeyRange::prefix(prefix.clone());
+        if let Some(after) = after {
+            let last = Bytes::from([&prefix[..], after].concat());
+            range = range.after_page(&last, Direction::Forward);
+        }
+        let page = self.kv().scan(&range, Direction::Forward, limit).await?;
+        Ok(page
+            .iter()
+            .map(|(key, value)| {
+                let own = key.get(prefix.len()..).unwrap_or_default();
+                (Bytes::copy_from_slice(own), Bytes::copy_from_slice(value))
+            })
+            .collect())
+    }
+
+    /// Deletes the projection `name`: its checkpoint first, then its read model, a page
+    /// at a time. Interrupted, it leaves the projection [`ProjectionError::Orphaned`]
+    /// until called again.
+    pub async fn delete_projection(&self, name: &str) -> Result<(), EventStoreError> {
+        self.delete_checkpoint(name).await?;
+        let range = KeyRange::prefix(keys::read_model(name)?);
+        loop {
+            let page = self
+                .kv()
+                .scan(&range, Direction::Forward, usize::MAX)
+                .await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let mut batch = WriteBatch::new();
+            for (key, _) in page.iter() {
+                batch.delete(Bytes::copy_from_slice(key));
+            }
+            self.kv().write(batch).await?;
+        }
+    }
+}

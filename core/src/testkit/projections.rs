@@ -1,0 +1,278 @@
+//! Checkpoints and projections: a read model applied with its checkpoint, exactly once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::aggregates::AccountEvent;
+use super::{EngineFactory, fresh};
+use crate::codec::Codec;
+use crate::event_store::{EventStore, EventStoreError, KvEventStore, NewEvent};
+use crate::keys;
+use crate::kv::{BoxError, OrderedKv, WriteBatch};
+use crate::projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
+use crate::recorded::RecordedEvent;
+use crate::subscription::SubscribeOptions;
+
+/// The key of [`Balances`]' count of the events it applied.
+pub const APPLIED: &[u8] = b"#applied";
+
+/// A projection: each account's balance (its deposits summed) under the account's id,
+/// and how many events it applied under [`APPLIED`]. Applying an event twice, or losing
+/// one, shows in both.
+#[derive(Debug)]
+pub struct Balances {
+    /// The projection's name.
+    pub name: String,
+    /// Fails on the event at this position, if set (a handler's bug).
+    pub fail_at: Option<u64>,
+}
+
+impl Balances {
+    /// The projection called `name`.
+    pub fn new(name: &str) -> Self {
+        Balances {
+            name: name.into(),
+            fail_at: None,
+        }
+    }
+}
+
+async fn add(model: &mut ReadModel<'_>, key: &[u8], amount: u64) -> Result<(), BoxError> {
+    let current = match model.get(key).await? {
+        Some(value) => u64::from_be_bytes(value[..].try_into()?),
+        None => 0,
+    };
+    model.put(key, (current + amount).to_be_bytes().to_vec());
+    Ok(())
+}
+
+impl Projection for Balances {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        model: &mut ReadModel<'_>,
+    ) -> Result<(), BoxError> {
+        if self.fail_at == Some(event.position) {
+            return Err(format!("no handler for event {}", event.position).into());
+        }
+        if let AccountEvent::Deposited { amount } = event.decode()? {
+            add(model, event.aggregate_id.as_bytes(), amount).await?;
+        }
+        add(model, APPLIED, 1).await
+    }
+}
+
+/// Every entry of the read model of `name`.
+pub async fn read_model<K: OrderedKv>(store: &KvEventStore<K>, name: &str) -> Vec<(Bytes, Bytes)> {
+    let mut entries: Vec<(Bytes, Bytes)> = Vec::new();
+    loop {
+        let after = entries.last().map(|(key, _)| key.clone());
+        let page = store
+            .read_model_entries(name, after.as_deref(), 100)
+            .await
+            .expect("read model");
+        if page.is_empty() {
+            return entries;
+        }
+        entries.extend(page);
+    }
+}
+
+/// What [`Balances`] holds after the events up to `position`, folded here by hand.
+pub async fn balances_up_to<K: OrderedKv>(
+    store: &KvEventStore<K>,
+    position: u64,
+) -> Vec<(Bytes, Bytes)> {
+    let mut sums = std::collections::BTreeMap::<Vec<u8>, u64>::new();
+    let mut next = 1;
+    while next <= position {
+        let page = store.read_all(next, 1000).await.expect("read all");
+        for event in page.iter().take_while(|event| event.position() <= position) {
+            if let AccountEvent::Deposited { amount } = event.decode().expect("decode") {
+                *sums
+                    .entry(event.aggregate_id().as_bytes().to_vec())
+                    .or_default() += amount;
+            }
+            *sums.entry(APPLIED.to_vec()).or_default() += 1;
+            next = event.position() + 1;
+        }
+        if page.is_empty() {
+            break;
+        }
+    }
+    sums.into_iter()
+        .map(|(key, sum)| (Bytes::from(key), Bytes::copy_from_slice(&sum.to_be_bytes())))
+        .collect()
+}
+
+fn deposit(amount: u64) -> NewEvent {
+    NewEvent::encode(
+        "Deposited",
+        &AccountEvent::Deposited { amount },
+        Codec::Json,
+    )
+    .expect("encode")
+}
+
+async fn deposits<K: OrderedKv>(store: &KvEventStore<K>, accounts: u64, rounds: u64) {
+    for round in 0..rounds {
+        for account in 0..accounts {
+            let id = format!("acc-{account}");
+            store
+                .append("Account", &id, round, &[deposit(round * 10 + account)])
+                .await
+                .expect("append");
+        }
+    }
+}
+
+/// A checkpoint reads 0 until saved, holds what was saved, refuses a position past the
+/// last event and a bad name, and reads 0 again once deleted.
+pub async fn checkpoints_save_and_delete<F: EngineFactory>(factory: &F) {
+    let kv = fresh(factory).await;
+    let store = KvEventStore::new(Arc::clone(&kv));
+    assert_eq!(store.checkpoint("mailer").await.expect("checkpoint"), 0);
+    deposits(&store, 2, 5).await;
+    store.save_checkpoint("mailer", 7).await.expect("save");
+    store.save_checkpoint("other", 10).await.expect("save");
+    assert_eq!(store.checkpoint("mailer").await.expect("checkpoint"), 7);
+    assert_eq!(store.checkpoint("other").await.expect("checkpoint"), 10);
+    let ahead = store.save_checkpoint("mailer", 11).await;
+    assert!(
+        matches!(ahead, Err(EventStoreError::InvalidInput(_))),
+        "{ahead:?}"
+    );
+    let unnamed = store.save_checkpoint("", 1).await;
+    assert!(
+        matches!(unnamed, Err(EventStoreError::InvalidName(_))),
+        "{unnamed:?}"
+    );
+    store.delete_checkpoint("mailer").await.expect("delete");
+    assert_eq!(store.checkpoint("mailer").await.expect("checkpoint"), 0);
+    assert_eq!(store.checkpoint("other").await.expect("checkpoint"), 10);
+
+    let key = keys::checkpoint("other").expect("key");
+    let mut value = kv.get(&key).await.expect("get").expect("stored").to_vec();
+    value[3] ^= 0x10;
+    let mut batch = WriteBatch::new();
+    batch.put(key, value);
+    kv.write(batch).await.expect("flip a bit");
+    let flipped = store.checkpoint("other").await;
+    assert!(
+        matches!(flipped, Err(EventStoreError::Corrupt { .. })),
+        "{flipped:?}"
+    );
+}
+
+/// A projection catches up in pages, equals the events folded by hand, and goes on from
+/// its checkpoint after more appends; its read model and checkpoint are its own.
+pub async fn projection_catches_up_from_its_checkpoint<F: EngineFactory>(factory: &F) {
+    let store = KvEventStore::new(fresh(factory).await);
+    deposits(&store, 3, 10).await;
+    let options = SubscribeOptions::default().page_size(7);
+    let runner = ProjectionRunner::new(&store, Balances::new("balances")).options(options);
+    assert_eq!(runner.catch_up().await.expect("catch up"), 30);
+    assert_eq!(store.checkpoint("balances").await.expect("checkpoint"), 30);
+    assert_eq!(
+        read_model(&store, "balances").await,
+        balances_up_to(&store, 30).await
+    );
+    deposits_after(&store, 3, 10, 4).await;
+    assert_eq!(runner.catch_up().await.expect("catch up again"), 42);
+    assert_eq!(
+        read_model(&store, "balances").await,
+        balances_up_to(&store, 42).await
+    );
+    let account = store
+        .read_model_get("balances", b"acc-1")
+        .await
+        .expect("get")
+        .expect("a balance");
+    let expected: u64 = (0..14).map(|round| round * 10 + 1).sum();
+    assert_eq!(account[..], expected.to_be_bytes());
+    assert!(read_model(&store, "other").await.is_empty());
+}
+
+async fn deposits_after<K: OrderedKv>(
+    store: &KvEventStore<K>,
+    accounts: u64,
+    from: u64,
+    rounds: u64,
+) {
+    for round in from..from + rounds {
+        for account in 0..accounts {
+            let id = format!("acc-{account}");
+            store
+                .append("Account", &id, round, &[deposit(round * 10 + account)])
+                .await
+                .expect("append");
+        }
+    }
+}
+
+/// A handler that fails writes nothing of its page; a runner that finds its checkpoint
+/// moved by another stops; a read model left without checkpoint is refused until the
+/// projection is deleted, after which it rebuilds from the first event.
+pub async fn projection_failures_write_nothing<F: EngineFactory>(factory: &F) {
+    let store = KvEventStore::new(fresh(factory).await);
+    deposits(&store, 2, 10).await;
+    let options = SubscribeOptions::default().page_size(5);
+    let failing = Balances {
+        name: "balances".into(),
+        fail_at: Some(13),
+    };
+    let runner = ProjectionRunner::new(&store, failing).options(options.clone());
+    match runner.catch_up().await {
+        Err(ProjectionError::Handler { position: 13, .. }) => {}
+        other => panic!("the handler's error: {other:?}"),
+    }
+    assert_eq!(store.checkpoint("balances").await.expect("checkpoint"), 10);
+    assert_eq!(
+        read_model(&store, "balances").await,
+        balances_up_to(&store, 10).await
+    );
+
+    struct MovesItsCheckpoint<'s, K>(&'s KvEventStore<K>);
+    impl<K: OrderedKv> Projection for MovesItsCheckpoint<'_, K> {
+        fn name(&self) -> &str {
+            "balances"
+        }
+        async fn apply(&self, _: &RecordedEvent, _: &mut ReadModel<'_>) -> Result<(), BoxError> {
+            self.0.save_checkpoint("balances", 20).await?;
+            Ok(())
+        }
+    }
+    let raced = ProjectionRunner::new(&store, MovesItsCheckpoint(&store))
+        .catch_up()
+        .await;
+    assert!(
+        matches!(raced, Err(ProjectionError::Concurrent { .. })),
+        "{raced:?}"
+    );
+
+    store
+        .delete_checkpoint("balances")
+        .await
+        .expect("delete checkpoint");
+    let runner = ProjectionRunner::new(&store, Balances::new("balances")).options(options);
+    let orphaned = runner.catch_up().await;
+    assert!(
+        matches!(orphaned, Err(ProjectionError::Orphaned { .. })),
+        "{orphaned:?}"
+    );
+    store
+        .delete_projection("balances")
+        .await
+        .expect("delete projection");
+    assert!(read_model(&store, "balances").await.is_empty());
+    assert_eq!(runner.catch_up().await.expect("rebuild"), 20);
+    assert_eq!(
+        read_model(&store, "balances").await,
+        balances_up_to(&store, 20).await
+    );
+}
