@@ -1,14 +1,15 @@
 //! Two processes append 500 events each to one aggregate, retrying on conflict: the
 //! stream ends at 1..1000 with every event once. Two processes of 8 writers each append
-//! to their own aggregates while a reader follows the global log: it sees every event
-//! once, in position order, with no gap. SQLite file and PostgreSQL.
+//! to their own aggregates while a subscription follows the global log: it sees every
+//! event once, in position order, with no gap. SQLite file and PostgreSQL.
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
 mod common;
 
 use eventkv::testkit::aggregates::AccountEvent;
 use eventkv::testkit::events::{append_retrying, deposited_amounts};
-use eventkv::{Codec, EventStore, KvEventStore, NewEvent};
+use eventkv::{Codec, EventStore, KvEventStore, NewEvent, SubscribeOptions};
+use futures_util::StreamExt;
 
 const PER_PROCESS: u64 = 500;
 
@@ -51,7 +52,7 @@ const WRITERS: u64 = 8;
 const APPENDS: u64 = 100;
 
 /// Two child processes of [`WRITERS`] writers append while this process follows the
-/// global log from its last position.
+/// global log with a subscription (polling: the appends are another process's).
 async fn reader_follows_two_processes(url: &str) {
     let mut children: Vec<_> = ["1", "2"]
         .iter()
@@ -62,39 +63,30 @@ async fn reader_follows_two_processes(url: &str) {
     let mut seen = 0u64;
     let mut ids = std::collections::HashSet::new();
     let mut versions = std::collections::HashMap::new();
-    let mut polls = 0u32;
+    let options = SubscribeOptions::default()
+        .page_size(500)
+        .poll_interval(std::time::Duration::from_millis(2));
+    let mut subscription = Box::pin(store.subscribe(1, options));
     while seen < total {
-        let page = store.read_all(seen + 1, 500).await.expect("read all");
-        for event in page.iter() {
-            assert_eq!(
-                event.position(),
-                seen + 1,
-                "{url}: a skipped or repeated position"
-            );
-            assert!(ids.insert(event.event_id()), "{url}: an event seen twice");
-            let stream = event.aggregate_id().to_owned();
-            let version = versions.entry(stream).or_insert(0u64);
-            assert_eq!(
-                event.version(),
-                *version + 1,
-                "{url}: a stream out of order"
-            );
-            *version += 1;
-            seen += 1;
-        }
-        polls += 1;
-        if page.is_empty() {
-            let exited = children
-                .iter_mut()
-                .all(|child| matches!(child.try_wait(), Ok(Some(_))));
-            let more = store.read_all(seen + 1, 1).await.expect("read all");
-            assert!(
-                !exited || !more.is_empty(),
-                "{url}: the writers exited and the reader saw {seen} of {total} events"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        let next = tokio::time::timeout(std::time::Duration::from_secs(60), subscription.next());
+        let event = match next.await {
+            Ok(Some(Ok(event))) => event,
+            Ok(Some(Err(error))) => panic!("{url}: the subscription failed a read: {error}"),
+            Ok(None) => panic!("{url}: a subscription never ends"),
+            Err(_) => panic!("{url}: the reader saw {seen} of {total} events within 60 s"),
+        };
+        assert_eq!(
+            event.position,
+            seen + 1,
+            "{url}: a skipped or repeated position"
+        );
+        assert!(ids.insert(event.event_id), "{url}: an event seen twice");
+        let version = versions.entry(event.aggregate_id.clone()).or_insert(0u64);
+        assert_eq!(event.version, *version + 1, "{url}: a stream out of order");
+        *version += 1;
+        seen += 1;
     }
+    drop(subscription);
     for child in &mut children {
         let status = child.wait().expect("wait for writer");
         assert!(status.success(), "a writer failed: {status}");
@@ -112,7 +104,7 @@ async fn reader_follows_two_processes(url: &str) {
         2 * WRITERS,
         "{url}: every writer's stream"
     );
-    eprintln!("{url}: the reader saw {seen} events in {polls} polls");
+    eprintln!("{url}: the subscription saw {seen} events");
 }
 
 #[cfg(feature = "sqlite")]

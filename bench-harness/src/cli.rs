@@ -45,7 +45,14 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_parser = parse_writers)]
     pub writers: Option<Vec<usize>>,
 
-    /// Everything: all sweeps, the append throughput and the concurrent writers.
+    /// Following the global log: subscription catch-up speed over a log of this many
+    /// events (appends of 1 and of 100), and live delivery latency [with --all:
+    /// 1000000; with --quick: 20000].
+    #[arg(long, value_name = "EVENTS", value_parser = parse_count)]
+    pub catch_up: Option<u64>,
+
+    /// Everything: all sweeps, the append throughput, the concurrent writers and
+    /// following the global log.
     #[arg(long)]
     pub all: bool,
 
@@ -69,6 +76,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Internal: run as the appending process of the live-delivery case, on this URL.
+    #[arg(long, hide = true)]
+    pub live_child: Option<String>,
 
     /// Internal: run as the second process of the two-process writers case, on this URL.
     #[arg(long, hide = true, requires_all = ["writer_child_start", "writer_child_writers", "writer_child_millis"])]

@@ -7,6 +7,7 @@
 mod cases;
 mod cli;
 mod compare;
+mod follow;
 mod measure;
 mod report;
 mod stores;
@@ -40,6 +41,8 @@ enum Case {
     Codec(CodecName, u64),
     Append(EngineName, u64),
     Writers(EngineName),
+    CatchUp(EngineName, u64, u64),
+    Delivery(EngineName, bool),
 }
 
 impl Case {
@@ -54,6 +57,19 @@ impl Case {
                 format!("{} append, {per_save} per save", engine.name())
             }
             Case::Writers(engine) => format!("{} concurrent writers", engine.name()),
+            Case::CatchUp(engine, events, per_append) => format!(
+                "{} catch-up over {events} events in appends of {per_append}",
+                engine.name()
+            ),
+            Case::Delivery(engine, cross_process) => format!(
+                "{} live delivery{}",
+                engine.name(),
+                if *cross_process {
+                    " from another process"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 }
@@ -72,6 +88,9 @@ fn main() -> ExitCode {
         }
     };
     let work = async {
+        if let Some(url) = &args.live_child {
+            return follow::live_child(url).await;
+        }
         match &args.writer_child {
             Some(url) => {
                 writers::child(
@@ -181,6 +200,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if writer_counts.is_some() {
         plan.extend(engines.iter().map(|&engine| Case::Writers(engine)));
     }
+    let catch_up = args.catch_up.or_else(|| {
+        args.all
+            .then_some(if args.quick { 20_000 } else { 1_000_000 })
+    });
+    if let Some(events) = catch_up {
+        for &engine in &engines {
+            plan.extend([1, 100].map(|per_append| Case::CatchUp(engine, events, per_append)));
+            plan.push(Case::Delivery(engine, false));
+            if matches!(engine, EngineName::Sqlite | EngineName::Postgres) {
+                plan.push(Case::Delivery(engine, true));
+            }
+        }
+    }
 
     let progress = ProgressBar::new(plan.len() as u64);
     if args.no_progress {
@@ -204,6 +236,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         codecs: Vec::new(),
         appends: Vec::new(),
         writers: Vec::new(),
+        catch_ups: Vec::new(),
+        deliveries: Vec::new(),
         eventsource_py: None,
     };
     let outcome = execute(&runner, &plan, &progress, &mut results).await;
@@ -267,6 +301,16 @@ async fn execute(
             Case::Append(engine, per_save) => results.appends.push(
                 runner
                     .append_row(engine, per_save)
+                    .await
+                    .with_context(context)?,
+            ),
+            Case::CatchUp(engine, events, per_append) => results.catch_ups.push(
+                follow::catch_up_row(&runner.stores, engine, events, per_append)
+                    .await
+                    .with_context(context)?,
+            ),
+            Case::Delivery(engine, cross_process) => results.deliveries.push(
+                follow::delivery_row(&runner.stores, engine, cross_process)
                     .await
                     .with_context(context)?,
             ),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cases::{AppendRow, CodecRow, LoadRow, ThresholdRow};
 use crate::cli::EngineName;
 use crate::compare::PyReport;
+use crate::follow::{CROSS_PROCESS_POLL, CatchUpRow, DeliveryRow};
 use crate::measure::format_ms;
 use crate::writers::WritersRow;
 
@@ -80,6 +81,8 @@ pub struct Results {
     pub codecs: Vec<CodecRow>,
     pub appends: Vec<AppendRow>,
     pub writers: Vec<WritersRow>,
+    pub catch_ups: Vec<CatchUpRow>,
+    pub deliveries: Vec<DeliveryRow>,
     pub eventsource_py: Option<PyReport>,
 }
 
@@ -323,6 +326,41 @@ impl Results {
                     format_ms(row.p50_ms),
                     format_ms(row.p99_ms),
                     thousands(row.conflicts),
+                ]
+            }),
+        );
+        table(
+            md,
+            "Catching up on the global log (a subscription from position 1)",
+            &["Engine", "Events", "Events per append", "Events per second"],
+            self.catch_ups.iter().map(|row| {
+                vec![
+                    row.engine.name().to_owned(),
+                    thousands(row.events),
+                    thousands(row.events_per_append),
+                    thousands(row.events_per_second.round() as u64),
+                ]
+            }),
+        );
+        let polled = format!(
+            "another process (polled every {} ms)",
+            CROSS_PROCESS_POLL.as_millis()
+        );
+        table(
+            md,
+            "Live delivery (from an append to its delivery to a caught-up subscription)",
+            &["Engine", "Appended by", "Events", "p50", "p99"],
+            self.deliveries.iter().map(|row| {
+                vec![
+                    row.engine.name().to_owned(),
+                    if row.cross_process {
+                        polled.clone()
+                    } else {
+                        "the same store".to_owned()
+                    },
+                    thousands(row.events),
+                    format_ms(row.p50_ms),
+                    format_ms(row.p99_ms),
                 ]
             }),
         );

@@ -20,7 +20,7 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// save wins; a position past the last event appended is refused.
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), EventStoreError> {
         let key = keys::checkpoint(name)?;
-        let head = self.head().await?;
+        let head = self.last_position().await?;
         if position > head {
             return Err(EventStoreError::InvalidInput(format!(
                 "checkpoint {name:?} at position {position}: the last event is at {head}"
@@ -50,14 +50,5 @@ impl<K: OrderedKv> KvEventStore<K> {
         };
         let position = envelope::decode_checkpoint(key, &value).map_err(|e| corrupt(key, e))?;
         Ok((position, Some(value)))
-    }
-
-    /// The position of the last event appended (0 for an empty store).
-    pub(crate) async fn head(&self) -> Result<u64, EventStoreError> {
-        let key = keys::global_head();
-        match self.kv().get(&key).await? {
-            Some(value) => envelope::decode_head(&value).map_err(|e| corrupt(&key, e)),
-            None => Ok(0),
-        }
     }
 }

@@ -453,6 +453,15 @@ impl<K: OrderedKv> KvEventStore<K> {
         &self.appended
     }
 
+    /// The position of the last event appended (0 for an empty store).
+    pub async fn last_position(&self) -> Result<u64, EventStoreError> {
+        let key = keys::global_head();
+        match self.kv().get(&key).await? {
+            Some(value) => envelope::decode_head(&value).map_err(|e| corrupt(&key, e)),
+            None => Ok(0),
+        }
+    }
+
     /// The engine underneath.
     pub fn kv(&self) -> &K {
         &self.kv

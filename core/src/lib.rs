@@ -10,6 +10,7 @@ mod background;
 pub mod backoff;
 mod checkpoint;
 mod codec;
+mod command;
 mod envelope;
 mod event_store;
 #[cfg(feature = "fuzzing")]
@@ -31,6 +32,7 @@ mod timestamp;
 
 pub use aggregate::{Aggregate, AggregateHandle, DomainEvent};
 pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
+pub use command::{CommandError, KvRepository};
 pub use envelope::{EventMetadata, FORMAT_VERSION, FormatError};
 pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,

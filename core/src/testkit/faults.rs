@@ -11,7 +11,7 @@ use crate::kv::{BuildBatch, Direction, KeyRange, KvError, KvPage, OrderedKv, Wri
 #[derive(Debug)]
 pub struct Faulty<K> {
     inner: K,
-    /// Reads (get, scan) fail with a retryable engine error.
+    /// Reads (get, scan, get_many) fail with a retryable engine error.
     pub fail_reads: AtomicBool,
     /// Writes fail with a permanent engine error ("disk full"), applying nothing.
     pub fail_writes: AtomicBool,
@@ -77,6 +77,11 @@ impl<K: OrderedKv> OrderedKv for Faulty<K> {
     ) -> Result<KvPage, KvError> {
         self.read_fault()?;
         self.inner.scan(range, direction, limit).await
+    }
+
+    async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
+        self.read_fault()?;
+        self.inner.get_many(keys).await
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {

@@ -91,10 +91,11 @@ macro_rules! conformance_tests {
             repository::paged_replay, repository::foreign_snapshot_is_not_applied,
             repository::flipped_snapshot_bytes_are_never_applied,
             repository::retried_save_is_idempotent, repository::unreadable_snapshot_store,
-            repository::invalid_id_counts_no_miss,
+            repository::invalid_id_counts_no_miss, repository::commands_retry_on_conflict,
             subscriptions::subscription_catches_up, subscriptions::subscription_follows_live_appends,
             subscriptions::subscription_filters_by_type,
             subscriptions::subscription_under_concurrent_writers_skips_nothing,
+            subscriptions::subscription_survives_read_errors,
             projections::checkpoints_save_and_delete,
             projections::projection_catches_up_from_its_checkpoint,
             projections::projection_failures_write_nothing

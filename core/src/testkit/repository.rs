@@ -5,13 +5,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::aggregates::{Account, AccountEvent, AccountV2, Document, DocumentEvent, deposits};
-use super::{EngineFactory, fresh};
+use super::{EngineFactory, fresh, yield_now};
 use crate::aggregate::Aggregate;
 use crate::codec::Codec;
+use crate::command::{CommandError, KvRepository};
 use std::sync::atomic::Ordering;
 
 use uuid::Uuid;
 
+use super::counted::Counted;
 use super::faults::Faulty;
 use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::kv::{OrderedKv, WriteBatch};
@@ -22,13 +24,10 @@ use crate::repository::{
 use crate::snapshot::{KvSnapshotStore, Snapshot, SnapshotStore};
 use crate::timestamp::Timestamp;
 
-type Repo<A, K> = Repository<A, KvEventStore<Arc<K>>, KvSnapshotStore<Arc<K>>>;
+type Repo<A, K> = KvRepository<A, Arc<K>>;
 
 fn repo_on<A: Aggregate, K: OrderedKv + 'static>(kv: &Arc<K>) -> Repo<A, K> {
-    Repository::new(
-        KvEventStore::new(kv.clone()),
-        KvSnapshotStore::new(kv.clone()),
-    )
+    Repository::on(kv.clone())
 }
 
 async fn setup<F: EngineFactory>(factory: &F) -> (Repo<Account, F::Kv>, Arc<F::Kv>) {
@@ -705,4 +704,76 @@ pub async fn paged_replay<F: EngineFactory>(factory: &F) {
     let loaded = repo.load("acc").await.expect("load");
     assert_eq!(loaded.load_info().events_replayed, 121);
     assert_eq!(loaded.state(), &expected_account("acc", 120));
+}
+
+/// `execute` loads (or creates), decides and saves; when other writers save first it
+/// decides again on the state they left, so no deposit is lost; a refused command
+/// writes nothing.
+pub async fn commands_retry_on_conflict<F: EngineFactory>(factory: &F) {
+    // Counted: every write takes a turn of the scheduler first, so commands interleave.
+    let kv = Arc::new(Counted::new(fresh(factory).await));
+    let repo: Repo<Account, Counted<Arc<F::Kv>>> = Repository::on(kv);
+    let fresh_one = repo.load_or_create("new").await.expect("load or create");
+    assert_eq!(
+        (fresh_one.version(), fresh_one.state()),
+        (0, &Account::default())
+    );
+
+    const WRITERS: u64 = 8;
+    const EACH: u64 = 5;
+    let writer = |writer: u64| {
+        let repo = repo.clone();
+        async move {
+            let mut decisions = 0u64;
+            for i in 0..EACH {
+                let amount = writer * 100 + i;
+                repo.execute("shared", |_: &Account| {
+                    decisions += 1;
+                    Ok::<_, String>(vec![AccountEvent::Deposited { amount }])
+                })
+                .await
+                .expect("command");
+                yield_now().await;
+            }
+            decisions
+        }
+    };
+    let decisions: u64 = futures_util::future::join_all((0..WRITERS).map(writer))
+        .await
+        .into_iter()
+        .sum();
+    let account = repo.load("shared").await.expect("load");
+    assert_eq!(
+        account.version(),
+        WRITERS * EACH,
+        "every command saved once"
+    );
+    let expected: u64 = (0..WRITERS)
+        .flat_map(|writer| (0..EACH).map(move |i| writer * 100 + i))
+        .sum();
+    assert_eq!(account.state().balance, expected, "no deposit lost");
+    assert!(
+        decisions > WRITERS * EACH,
+        "concurrent commands must have decided again after conflicts"
+    );
+
+    let refused = repo
+        .execute("shared", |state: &Account| {
+            if state.balance < 1_000_000 {
+                Err("insufficient funds")
+            } else {
+                Ok(vec![AccountEvent::Withdrawn { amount: 1_000_000 }])
+            }
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::Refused("insufficient funds"))),
+        "{refused:?}"
+    );
+    let after = repo.load("shared").await.expect("load");
+    assert_eq!(
+        after.version(),
+        WRITERS * EACH,
+        "a refused command writes nothing"
+    );
 }

@@ -8,6 +8,7 @@ use futures_util::future::{Either, join, join_all, select};
 use futures_util::{Stream, StreamExt};
 
 use super::aggregates::AccountEvent;
+use super::faults::Faulty;
 use super::{EngineFactory, fresh};
 use crate::codec::Codec;
 use crate::event_store::{EventStore, KvEventStore, NewEvent};
@@ -171,4 +172,38 @@ pub async fn subscription_under_concurrent_writers_skips_nothing<F: EngineFactor
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), total, "every event once");
+}
+
+/// A read that fails is handed out as an error item; the subscription then goes on from
+/// the same place, once reads work again: nothing skipped, nothing repeated.
+pub async fn subscription_survives_read_errors<F: EngineFactory>(factory: &F) {
+    use std::sync::atomic::Ordering;
+    let kv = Arc::new(Faulty::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
+    for amount in 1..=5u64 {
+        append(&store, "flaky", amount - 1, amount).await;
+    }
+    let options = SubscribeOptions::default().page_size(2);
+    let mut subscription = Box::pin(store.subscribe(1, options));
+    let first = take(&mut subscription, 3).await;
+    kv.fail_reads.store(true, Ordering::SeqCst);
+    let next = subscription.next().await;
+    assert_eq!(
+        next.as_ref().map(Result::is_ok),
+        Some(true),
+        "read before the fault"
+    );
+    let failed = subscription.next().await.expect("an item");
+    let error = failed.expect_err("the failed read, as an item");
+    assert!(error.to_string().contains("injected"), "{error}");
+    kv.fail_reads.store(false, Ordering::SeqCst);
+    append(&store, "flaky", 5, 6).await;
+    let rest = take(&mut subscription, 2).await;
+    let amounts: Vec<u64> = first
+        .iter()
+        .chain(next.iter().flatten())
+        .chain(&rest)
+        .map(amount)
+        .collect();
+    assert_eq!(amounts, vec![1, 2, 3, 4, 5, 6]);
 }

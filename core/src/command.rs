@@ -1,0 +1,85 @@
+//! Commands: load an aggregate, decide what happens, save it, and do it again when another
+//! writer saved first. Also the short way to a repository on one engine.
+
+use crate::aggregate::{Aggregate, AggregateHandle};
+use crate::backoff::Backoff;
+use crate::event_store::{EventStore, KvEventStore};
+use crate::kv::{DynKv, OrderedKv};
+use crate::repository::{Repository, RepositoryError};
+use crate::snapshot::{KvSnapshotStore, SnapshotStore};
+
+/// A repository whose events and snapshots live in one engine (any engine chosen at run
+/// time by default): `KvRepository<Account>` rather than
+/// `Repository<Account, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>`.
+pub type KvRepository<A, K = DynKv> = Repository<A, KvEventStore<K>, KvSnapshotStore<K>>;
+
+impl<A: Aggregate, K: OrderedKv + Clone + 'static>
+    Repository<A, KvEventStore<K>, KvSnapshotStore<K>>
+{
+    /// A repository of events and snapshots on `kv`, configured as [`Repository::new`].
+    pub fn on(kv: K) -> Self {
+        Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv))
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E> {
+    /// The decision refused the command (the closure's own error); nothing was written.
+    #[error("the command was refused: {0}")]
+    Refused(E),
+    /// Loading or saving failed: a [`RepositoryError::Conflict`] here means other writers
+    /// kept saving first for the whole retry budget (about 10 s).
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+impl<A, E, S> Repository<A, E, S>
+where
+    A: Aggregate,
+    E: EventStore + 'static,
+    S: SnapshotStore + 'static,
+{
+    /// Loads the aggregate, or a new one at version 0 when it has no events.
+    pub async fn load_or_create(&self, id: &str) -> Result<AggregateHandle<A>, RepositoryError> {
+        match self.load(id).await {
+            Err(RepositoryError::NotFound { .. }) => Ok(self.create_new(id)),
+            loaded => loaded,
+        }
+    }
+
+    /// Runs a command on aggregate `id`: loads it (or creates it), asks `decide` for the
+    /// events the command records given the current state, and saves them. When another
+    /// writer saved the aggregate first (`Conflict`), loads it again and decides again,
+    /// after a short jittered pause, for about 10 s at most. A save whose outcome is
+    /// unknown (an ambiguous engine error) is saved again as it was: its events keep
+    /// their ids, so they are stored once.
+    ///
+    /// Returns the aggregate as saved; `decide` returning no event saves nothing.
+    pub async fn execute<F, Err>(
+        &self,
+        id: &str,
+        mut decide: F,
+    ) -> Result<AggregateHandle<A>, CommandError<Err>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, Err>,
+    {
+        let mut backoff = Backoff::new();
+        loop {
+            let mut aggregate = self.load_or_create(id).await?;
+            for event in decide(aggregate.state()).map_err(CommandError::Refused)? {
+                aggregate.record(event);
+            }
+            loop {
+                match self.save(&mut aggregate).await {
+                    Ok(_) => return Ok(aggregate),
+                    Err(error) if error.is_ambiguous() && backoff.pause().await => {
+                        tracing::debug!("saving again after an unconfirmed save: {error}");
+                    }
+                    Err(RepositoryError::Conflict { .. }) if backoff.pause().await => break,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+    }
+}
