@@ -6,29 +6,83 @@ use bytes::Bytes;
 use crate::envelope;
 use crate::event_store::{EventStoreError, KvEventStore, corrupt};
 use crate::keys;
-use crate::kv::{OrderedKv, WriteBatch};
+use crate::kv::{Check, OrderedKv, WriteBatch};
 
 impl<K: OrderedKv> KvEventStore<K> {
     /// The position of the last event the consumer `name` handled: 0 when it has handled
     /// none (or its checkpoint was deleted). It goes on from the next position.
     pub async fn checkpoint(&self, name: &str) -> Result<u64, EventStoreError> {
         let key = keys::checkpoint(name)?;
-        Ok(self.checkpoint_value(&key).await?.0)
+        match self.kv().get(&key).await? {
+            Some(value) => envelope::decode_checkpoint(&key, &value).map_err(|e| corrupt(&key, e)),
+            None => Ok(0),
+        }
     }
 
-    /// Records that the consumer `name` handled every event up to `position`. The last
-    /// save wins; a position past the last event appended is refused.
+    /// Records that the consumer `name` handled every event up to `position` (0 deletes
+    /// the checkpoint). The last save wins; a position past the last event appended is
+    /// refused.
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), EventStoreError> {
         let key = keys::checkpoint(name)?;
+        let mut batch = WriteBatch::new();
+        self.put_checkpoint(&mut batch, name, &key, position)
+            .await?;
+        Ok(self.kv().write(batch).await?)
+    }
+
+    /// Moves the checkpoint `name` from `from` (0: none) to `to` and applies `changes` to
+    /// the read model of the same name, in one atomic batch: all of it or, when the
+    /// checkpoint is no longer at `from` (another writer moved it), nothing
+    /// ([`KvError::Conflict`](crate::KvError::Conflict) on the checkpoint's key). A change
+    /// of `None` deletes its key. The keys are the read model's own (see
+    /// [`read_model_get`](Self::read_model_get)).
+    pub async fn commit_read_model(
+        &self,
+        name: &str,
+        from: u64,
+        to: u64,
+        changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    ) -> Result<(), EventStoreError> {
+        let key = keys::checkpoint(name)?;
+        let prefix = keys::read_model(name)?;
+        let mut batch = WriteBatch::new();
+        let stored = match from {
+            0 => Check::Absent,
+            from => Check::Equals(envelope::encode_checkpoint(&key, from)),
+        };
+        batch.check(key.clone(), stored);
+        for (own, change) in changes {
+            let model_key = Bytes::from([&prefix[..], &own[..]].concat());
+            match change {
+                Some(value) => batch.put(model_key, value),
+                None => batch.delete(model_key),
+            };
+        }
+        self.put_checkpoint(&mut batch, name, &key, to).await?;
+        Ok(self.kv().write(batch).await?)
+    }
+
+    /// Adds to `batch` the checkpoint `name` (key `key`) at `position`: deleted at 0,
+    /// refused past the last event.
+    async fn put_checkpoint(
+        &self,
+        batch: &mut WriteBatch,
+        name: &str,
+        key: &Bytes,
+        position: u64,
+    ) -> Result<(), EventStoreError> {
+        if position == 0 {
+            batch.delete(key.clone());
+            return Ok(());
+        }
         let head = self.last_position().await?;
         if position > head {
             return Err(EventStoreError::InvalidInput(format!(
                 "checkpoint {name:?} at position {position}: the last event is at {head}"
             )));
         }
-        let mut batch = WriteBatch::new();
-        batch.put(key.clone(), envelope::encode_checkpoint(&key, position));
-        Ok(self.kv().write(batch).await?)
+        batch.put(key.clone(), envelope::encode_checkpoint(key, position));
+        Ok(())
     }
 
     /// Forgets the checkpoint `name`: its consumer starts over from position 1 (to rebuild
@@ -37,18 +91,5 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut batch = WriteBatch::new();
         batch.delete(keys::checkpoint(name)?);
         Ok(self.kv().write(batch).await?)
-    }
-
-    /// The position stored under checkpoint key `key` (0 when absent), with the value as
-    /// stored, for a write that must find it unchanged.
-    pub(crate) async fn checkpoint_value(
-        &self,
-        key: &[u8],
-    ) -> Result<(u64, Option<Bytes>), EventStoreError> {
-        let Some(value) = self.kv().get(key).await? else {
-            return Ok((0, None));
-        };
-        let position = envelope::decode_checkpoint(key, &value).map_err(|e| corrupt(key, e))?;
-        Ok((position, Some(value)))
     }
 }

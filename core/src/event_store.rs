@@ -453,6 +453,13 @@ impl<K: OrderedKv> KvEventStore<K> {
         &self.appended
     }
 
+    /// Wakes this store's subscriptions and projection runners at once, as an append
+    /// through the store does: for a signal that another process or browser tab appended
+    /// (a message on a channel), so that they need not wait for their next poll.
+    pub fn notify_appended(&self) {
+        self.appended.notify(usize::MAX);
+    }
+
     /// The position of the last event appended (0 for an empty store).
     pub async fn last_position(&self) -> Result<u64, EventStoreError> {
         let key = keys::global_head();

@@ -9,12 +9,10 @@ use std::future::Future;
 use bytes::Bytes;
 use futures_util::future::select;
 
-use crate::envelope;
 use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::keys;
 use crate::kv::{
-    BoxError, Check, Direction, ErasedKv, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv,
-    WriteBatch,
+    BoxError, Direction, ErasedKv, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
 };
 use crate::recorded::RecordedEvent;
 use crate::subscription::{LONGEST_RETRY_PAUSE, SubscribeOptions, retry_pauses};
@@ -43,32 +41,33 @@ pub trait Projection: MaybeSend + MaybeSync {
 /// changes made so far, which are written with the page's checkpoint.
 pub struct ReadModel<'a> {
     kv: &'a dyn ErasedKv,
+    /// The key prefix of the read model in the engine.
     prefix: Bytes,
+    /// By the projection's own keys.
     changes: BTreeMap<Bytes, Option<Bytes>>,
 }
 
 impl ReadModel<'_> {
     /// The value of `key` in this read model.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        let key = self.key(key);
-        match self.changes.get(&key) {
+        match self.changes.get(key) {
             Some(change) => Ok(change.clone()),
-            None => self.kv.get_boxed(&key).await,
+            None => {
+                let stored = [&self.prefix[..], key].concat();
+                self.kv.get_boxed(&stored).await
+            }
         }
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: impl Into<Bytes>) {
-        self.changes.insert(self.key(key), Some(value.into()));
+        self.changes
+            .insert(Bytes::copy_from_slice(key), Some(value.into()));
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: &[u8]) {
-        self.changes.insert(self.key(key), None);
-    }
-
-    fn key(&self, key: &[u8]) -> Bytes {
-        [&self.prefix[..], key].concat().into()
+        self.changes.insert(Bytes::copy_from_slice(key), None);
     }
 }
 
@@ -188,9 +187,8 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
     /// was none to apply.
     async fn step(&self) -> Result<Option<u64>, ProjectionError> {
         let name = self.projection.name();
-        let checkpoint = keys::checkpoint(name).map_err(EventStoreError::from)?;
         let prefix = keys::read_model(name).map_err(EventStoreError::from)?;
-        let (done, stored) = self.store.checkpoint_value(&checkpoint).await?;
+        let done = self.store.checkpoint(name).await?;
         let page = self
             .store
             .read_all(done + 1, self.options.page_size)
@@ -198,7 +196,7 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
         if page.is_empty() {
             return Ok(Some(done));
         }
-        if stored.is_none() && !read_model_is_empty(self.store.kv(), &prefix).await? {
+        if done == 0 && !read_model_is_empty(self.store.kv(), &prefix).await? {
             return Err(ProjectionError::Orphaned { name: name.into() });
         }
         let mut model = ReadModel {
@@ -222,22 +220,15 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
                     source,
                 })?;
         }
-        let mut batch = WriteBatch::new();
-        batch.check(
-            checkpoint.clone(),
-            stored.map_or(Check::Absent, Check::Equals),
-        );
-        for (key, change) in model.changes {
-            match change {
-                Some(value) => batch.put(key, value),
-                None => batch.delete(key),
-            };
-        }
-        let value = envelope::encode_checkpoint(&checkpoint, last);
-        batch.put(checkpoint.clone(), value);
-        match self.store.kv().write(batch).await {
+        let committed = self
+            .store
+            .commit_read_model(name, done, last, model.changes)
+            .await;
+        match committed {
             Ok(()) => Ok(None),
-            Err(KvError::Conflict { key }) if key == checkpoint => {
+            Err(EventStoreError::Kv(KvError::Conflict { key }))
+                if keys::checkpoint_name(&key) == Some(name) =>
+            {
                 Err(ProjectionError::Concurrent { name: name.into() })
             }
             Err(error) => Err(error.into()),

@@ -5,12 +5,11 @@
 //! write lock, in the batch that commits it), so a reader that goes on from the last
 //! position it saw never skips an event committed late, and never sees one twice.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::future::{Either, select};
-use futures_util::{Stream, stream};
+use futures_util::{Stream, StreamExt, stream};
 
 use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::kv::{MaybeSend, OrderedKv};
@@ -75,8 +74,6 @@ struct Follow<'s, K> {
     options: SubscribeOptions,
     /// The position of the next event to read.
     next: u64,
-    /// Events read and not yet handed out.
-    ready: VecDeque<RecordedEvent>,
     /// The pauses after failed reads, while reads fail.
     retries: Option<ExponentialBackoff>,
     /// To wait before the next read.
@@ -108,27 +105,43 @@ impl<K: OrderedKv> KvEventStore<K> {
         from_position: u64,
         options: SubscribeOptions,
     ) -> impl Stream<Item = Result<RecordedEvent, EventStoreError>> + MaybeSend + '_ {
+        self.subscribe_pages(from_position, options)
+            .flat_map(|page| {
+                let items: Vec<_> = match page {
+                    Ok(events) => events.into_iter().map(Ok).collect(),
+                    Err(error) => vec![Err(error)],
+                };
+                stream::iter(items)
+            })
+    }
+
+    /// [`subscribe`](Self::subscribe), a page of events at a time (never empty): each
+    /// item is one read of the log, finished before it is handed out. For consumers that
+    /// handle events in batches, or that must not leave a read of the engine half done
+    /// while they wait for something else (an IndexedDB transaction ends as soon as it
+    /// waits for anything but its own requests).
+    pub fn subscribe_pages(
+        &self,
+        from_position: u64,
+        options: SubscribeOptions,
+    ) -> impl Stream<Item = Result<Vec<RecordedEvent>, EventStoreError>> + MaybeSend + '_ {
         let follow = Follow {
             store: self,
             options,
             next: from_position.max(1),
-            ready: VecDeque::new(),
             retries: None,
             pause: None,
         };
         stream::unfold(follow, |mut follow| async move {
-            let item = follow.next_item().await;
-            Some((item, follow))
+            let page = follow.next_page().await;
+            Some((page, follow))
         })
     }
 }
 
 impl<K: OrderedKv> Follow<'_, K> {
-    async fn next_item(&mut self) -> Result<RecordedEvent, EventStoreError> {
+    async fn next_page(&mut self) -> Result<Vec<RecordedEvent>, EventStoreError> {
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Ok(event);
-            }
             if let Some(pause) = self.pause.take() {
                 futures_timer::Delay::new(pause).await;
             }
@@ -150,11 +163,15 @@ impl<K: OrderedKv> Follow<'_, K> {
                 }
                 continue;
             }
+            let mut events = Vec::with_capacity(page.len());
             for event in page.iter() {
                 self.next = event.position().saturating_add(1);
                 if self.options.wants(event.aggregate_type()) {
-                    self.ready.push_back(event.into());
+                    events.push(event.into());
                 }
+            }
+            if !events.is_empty() {
+                return Ok(events);
             }
         }
     }

@@ -31,8 +31,9 @@ class Refused extends Error {}
 
 const money = (cents) => (cents / 100).toFixed(2);
 
-/** The command: the event recording `kind` of `amount` (text, in units) with `memo`, or Refused. */
-function decide(state, kind, amount, memo) {
+/** The command: the event recording `kind` of `amount` (text, in units) with `memo` in
+ * `category`, or Refused. */
+function decide(state, kind, amount, memo, category) {
   const units = Number(amount);
   if (amount.trim() === "" || !Number.isFinite(units)) throw new Refused(`The amount must be a number, not "${amount}".`);
   const cents = Math.round(units * 100);
@@ -43,7 +44,7 @@ function decide(state, kind, amount, memo) {
     throw new Refused(`Insufficient funds: the balance is ${money(state.balanceCents)}, the withdrawal ${money(cents)}.`);
   }
   if (memo.trim() === "") throw new Refused("The memo must not be empty.");
-  return { type: kind, data: { cents, memo: memo.trim() } };
+  return { type: kind, data: { cents, memo: memo.trim(), category } };
 }
 
 function apply(state, event) {
@@ -149,7 +150,8 @@ $("entry").addEventListener("submit", (submitted) => {
   submitted.preventDefault();
   const form = submitted.target;
   run(async () => {
-    await record([decide(ledger.state, submitted.submitter.value, form.amount.value, form.memo.value)]);
+    const { amount, memo, category } = form;
+    await record([decide(ledger.state, submitted.submitter.value, amount.value, memo.value, category.value)]);
     form.reset();
   });
 });
@@ -158,11 +160,73 @@ $("bulk").addEventListener("click", () => run(() => record(
   Array.from({ length: 1000 }, (_, i) => ({ type: "Deposited", data: { cents: 1, memo: `bulk ${i + 1}` } })),
 )));
 
+// The read model: per category, how many entries and their signed total, as of the
+// event at `position`. Every tab folds new events into it and saves it with its
+// checkpoint; when another tab saved first, this one takes the saved one and goes on.
+const TOTALS = "totals-v1";
+let totals = { position: 0, state: {} };
+
+function foldTotals(state, event) {
+  if (event.aggregateType !== TYPE) return state;
+  const { cents, category = "uncategorized" } = event.data;
+  const signed = event.type === "Deposited" ? cents : -cents;
+  const before = state[category] ?? { entries: 0, cents: 0 };
+  return { ...state, [category]: { entries: before.entries + 1, cents: before.cents + signed } };
+}
+
+function showTotals() {
+  $("totals-position").textContent = totals.position;
+  $("totals").tBodies[0].replaceChildren(
+    ...Object.entries(totals.state).sort().map(([category, { entries, cents }]) => {
+      const row = document.createElement("tr");
+      row.dataset.category = category;
+      for (const cell of [category, entries, money(cents)]) {
+        row.insertCell().textContent = cell;
+      }
+      return row;
+    }),
+  );
+}
+
+/** Folds `events` into the totals and saves them with their position, exactly once. */
+async function project(events) {
+  for (;;) {
+    const fresh = events.filter((event) => event.position > totals.position);
+    if (fresh.length === 0) return;
+    const state = fresh.reduce(foldTotals, totals.state);
+    const position = fresh.at(-1).position;
+    try {
+      await store.saveReadModel(TOTALS, totals.position, position, state);
+      totals = { position, state };
+      showTotals();
+      return;
+    } catch (error) {
+      if (error.code !== "Conflict") throw error;
+      totals = (await store.readModel(TOTALS)) ?? { position: 0, state: {} };
+      showTotals();
+    }
+  }
+}
+
+/** Shows the saved totals, then follows the log from their position. */
+async function followTotals() {
+  const saved = await store.readModel(TOTALS);
+  totals = { position: saved?.position ?? 0, state: saved?.state ?? {} };
+  showTotals();
+  store.subscribe(totals.position + 1, project, {
+    onError: (error) => {
+      console.error(error);
+      $("error").textContent = `${error.code}: ${error.message}`;
+    },
+  });
+}
+
 /** (Re)opens the store and loads the ledger: after another tab wrote, or deleted everything. */
 async function reopen() {
-  store?.close();
+  store?.close(); // also ends its subscription
   store = await EventStore.open(DATABASE);
   await load();
+  await followTotals();
 }
 
 // Deleting the database closes the other tabs' connections (they would reject with
@@ -175,7 +239,9 @@ $("reset").addEventListener("click", () => run(async () => {
   channel.postMessage("reset");
 }));
 
-channel.addEventListener("message", () => run(reopen));
+// Another tab recorded entries (its new version), or deleted everything ("reset"). The
+// totals need neither: their subscription follows the other tabs' appends by itself.
+channel.addEventListener("message", ({ data }) => run(data === "reset" ? reopen : load));
 
 $("every").textContent = SNAPSHOT_EVERY;
 $("notice").textContent = EVERY_WARNING ?? "";

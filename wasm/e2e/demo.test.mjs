@@ -106,6 +106,59 @@ async function demo(query = "") {
   return { context, page, failed };
 }
 
+/** The totals table: category → [entries, total]. */
+async function totalsOf(page) {
+  return page.evaluate(() => Object.fromEntries(
+    [...document.querySelectorAll("#totals tbody tr")].map((row) => [
+      row.dataset.category,
+      [Number(row.cells[1].textContent), row.cells[2].textContent],
+    ]),
+  ));
+}
+
+test("the totals read model follows another tab's entries live and survives a reload", async () => {
+  const context = await browser.newContext();
+  const writer = await context.newPage();
+  await writer.goto(`${server.origin}/demo/`);
+  await settled(writer);
+  const reader = await context.newPage();
+  await reader.goto(`${server.origin}/demo/`);
+  await settled(reader);
+  assert.equal(await text(reader, "totals-position"), "0");
+
+  await writer.selectOption("#category", "income");
+  await record(writer, "#deposit", "salary", "100");
+  await writer.selectOption("#category", "food");
+  await record(writer, "#withdraw", "groceries", "12.50");
+  await writer.selectOption("#category", "food"); // the form resets after each entry
+  await record(writer, "#withdraw", "bakery", "2.25");
+  // Told through a BroadcastChannel, not found by its 30 s safety poll.
+  await reader.waitForFunction(
+    () => document.getElementById("totals-position").textContent === "3",
+    null,
+    { timeout: 5000 },
+  );
+  const expected = { food: [2, "-14.75"], income: [1, "100.00"] };
+  assert.deepEqual(await totalsOf(reader), expected);
+  await writer.waitForFunction(() => document.getElementById("totals-position").textContent === "3");
+  assert.deepEqual(await totalsOf(writer), expected);
+
+  // A reload shows the saved totals at once, then goes on from their checkpoint.
+  await reader.reload();
+  await settled(reader);
+  assert.equal(await text(reader, "totals-position"), "3");
+  assert.deepEqual(await totalsOf(reader), expected);
+  await writer.selectOption("#category", "housing");
+  await record(writer, "#withdraw", "rent", "30");
+  await reader.waitForFunction(
+    () => document.getElementById("totals-position").textContent === "4",
+    null,
+    { timeout: 5000 },
+  );
+  assert.deepEqual(await totalsOf(reader), { ...expected, housing: [1, "-30.00"] });
+  await context.close();
+});
+
 test("the panel shows the latest snapshot and the events a reload would replay, live", async () => {
   const { context, page, failed } = await demo("?every=10");
   assert.equal(await text(page, "snapshot-version"), "none");

@@ -9,10 +9,13 @@ import init, {
   type Loaded,
   type NewEvent,
   type NewSnapshot,
+  type OnEvents,
   type OpenOptions,
+  type ReadModelState,
   type Snapshot,
   type SnapshotMiss,
   type StoredEvent,
+  type SubscribeOptions,
 } from "../pkg/eventkv_wasm.js";
 
 type Counter = { total: number };
@@ -54,6 +57,19 @@ export async function everyCall(): Promise<Counter> {
   const deleted: boolean = await store.deleteSnapshot("Counter", name);
   const removed: number = await store.deleteSnapshots("Counter", 2);
   const code: ErrorCode = "QuotaExceeded";
+  const onEvents: OnEvents = async (batch: StoredEvent[]) => {
+    const last: number | undefined = batch.at(-1)?.position;
+    if (last !== undefined) await store.saveCheckpoint("typed-reader", last);
+  };
+  const subscribeOptions: SubscribeOptions = {
+    aggregateType: "Counter",
+    onError: (error: EventKvError) => console.warn(error.code),
+  };
+  const unsubscribe: () => void = store.subscribe(1, onEvents, subscribeOptions);
+  unsubscribe();
+  const checkpoint: number = await store.checkpoint("typed-reader");
+  const model: ReadModelState | null = await store.readModel("typed-totals");
+  await store.saveReadModel("typed-totals", model?.position ?? 0, checkpoint, { total: state.total });
   store.close();
   await EventStore.deleteDatabase(name);
   console.log(stored, createdAt, miss, deleted, removed, code);
@@ -68,6 +84,10 @@ export async function everyCall(): Promise<Counter> {
   await EventStore.open("typed", { durability: "eventual" });
   // @ts-expect-error not an error code
   const wrong: ErrorCode = "Oops";
+  // @ts-expect-error onEvents is a function
+  store.subscribe(1, "handler");
+  // @ts-expect-error a read model is saved from a position
+  await store.saveReadModel("typed-totals", checkpoint, { total: 1 });
   // @ts-expect-error a snapshot needs its schema version
   await store.saveSnapshot({ aggregateType: "Counter", aggregateId: name, version: 1, state: {} });
   console.log(wrong);

@@ -18,8 +18,10 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::indexeddb::{Durability, IndexedDbKv};
 use crate::js_error::{ApiError, ErrorCode};
+use crate::js_follow::AppendChannel;
 use crate::js_input;
 use crate::js_types::{AppendedJson, LoadedJson, SnapshotJson, StoredEventJson};
+use futures_util::future::AbortHandle;
 
 /// How many events `readStream` and `readAll` return when no limit is given.
 const DEFAULT_LIMIT: u64 = 1000;
@@ -30,8 +32,8 @@ const MAX_LIMIT: u64 = 10_000;
 const PAGE: usize = 4096;
 
 /// The event and snapshot stores, each on its own connection to the same database.
-struct Stores {
-    events: KvEventStore<IndexedDbKv>,
+pub(crate) struct Stores {
+    pub(crate) events: KvEventStore<IndexedDbKv>,
     snapshots: KvSnapshotStore<IndexedDbKv>,
 }
 
@@ -49,6 +51,10 @@ pub struct JsEventStore {
     name: String,
     /// `None` once closed. Calls in flight keep their own reference until they finish.
     stores: RefCell<Option<Rc<Stores>>>,
+    /// Tells the stores of other tabs (and other `EventStore`s of this page) of appends.
+    pub(crate) channel: Option<AppendChannel>,
+    /// The subscriptions running, stopped by `close`.
+    pub(crate) subscriptions: RefCell<Vec<AbortHandle>>,
 }
 
 #[wasm_bindgen(js_class = EventStore)]
@@ -94,6 +100,12 @@ impl JsEventStore {
     /// then the connections close.
     pub fn close(&self) {
         self.stores.borrow_mut().take();
+        for subscription in self.subscriptions.borrow_mut().drain(..) {
+            subscription.abort();
+        }
+        if let Some(channel) = &self.channel {
+            channel.close();
+        }
     }
 
     /// Appends `events` to one aggregate whose stream must be at `expectedVersion` (0 for
@@ -122,12 +134,16 @@ impl JsEventStore {
             let expected = js_input::whole_number("expectedVersion", &expected_version, None)?;
             Ok((stream, expected, js_input::new_events(&events)?))
         })();
+        let announce = self.channel.as_ref().map(AppendChannel::sender);
         self.run(move |stores| async move {
             let ((aggregate_type, aggregate_id), expected, events) = input?;
             let appended = stores
                 .events
                 .append(&aggregate_type, &aggregate_id, expected, &events)
                 .await?;
+            if let Some(announce) = announce {
+                announce.appended(appended.last_position);
+            }
             to_js(&AppendedJson {
                 first_version: appended.first_version,
                 last_version: appended.last_version,
@@ -355,27 +371,37 @@ impl JsEventStore {
         let snapshots = IndexedDbKv::open_with(&name, durability)
             .await
             .map_err(ApiError::from)?;
-        let stores = Stores {
+        let stores = Rc::new(Stores {
             events: KvEventStore::new(events),
             snapshots: KvSnapshotStore::new(snapshots),
-        };
+        });
+        let channel = AppendChannel::open(&name, Rc::downgrade(&stores));
         Ok(JsEventStore {
             name,
-            stores: RefCell::new(Some(Rc::new(stores))),
+            stores: RefCell::new(Some(stores)),
+            channel,
+            subscriptions: RefCell::default(),
+        })
+    }
+
+    /// The stores, or `Closed`.
+    pub(crate) fn stores(&self) -> Result<Rc<Stores>, ApiError> {
+        self.stores.borrow().clone().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Closed,
+                format!("the store {:?} is closed", self.name),
+            )
         })
     }
 
     /// Runs `task` on the stores as a promise, or rejects with `Closed`.
-    fn run<F>(&self, task: impl FnOnce(Rc<Stores>) -> F) -> Promise
+    pub(crate) fn run<F>(&self, task: impl FnOnce(Rc<Stores>) -> F) -> Promise
     where
         F: Future<Output = Result<JsValue, ApiError>> + 'static,
     {
-        let Some(stores) = self.stores.borrow().clone() else {
-            let closed = ApiError::new(
-                ErrorCode::Closed,
-                format!("the store {:?} is closed", self.name),
-            );
-            return Promise::reject(&closed.into());
+        let stores = match self.stores() {
+            Ok(stores) => stores,
+            Err(closed) => return Promise::reject(&closed.into()),
         };
         let task = task(Rc::clone(&stores));
         future_to_promise(async move {
@@ -391,7 +417,7 @@ impl JsEventStore {
 }
 
 /// The `aggregateType` and `aggregateId` arguments.
-fn stream_of(
+pub(crate) fn stream_of(
     aggregate_type: &JsValue,
     aggregate_id: &JsValue,
 ) -> Result<(String, String), ApiError> {
@@ -600,7 +626,7 @@ async fn load(
 }
 
 /// `value` as a JS value, through one `JSON.parse`.
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, ApiError> {
+pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, ApiError> {
     let json = serde_json::to_string(value)
         .map_err(|error| ApiError::new(ErrorCode::Engine, format!("encoding a result: {error}")))?;
     JSON::parse(&json).map_err(|error| {

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The origin's storage quota is full; nothing of the write landed.
     QuotaExceeded,
+    /// A subscription's `onEvents` threw or rejected: the subscription stopped.
+    Handler,
     /// The store was closed, or closed itself so that another tab could delete or upgrade
     /// the database: open it again.
     Closed,
@@ -48,6 +50,7 @@ impl ErrorCode {
             ErrorCode::Closed => "Closed",
             ErrorCode::Contended => "Contended",
             ErrorCode::Engine => "Engine",
+            ErrorCode::Handler => "Handler",
         }
     }
 }

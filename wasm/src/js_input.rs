@@ -274,3 +274,32 @@ pub fn open_options(value: &JsValue) -> Result<Durability, ApiError> {
         ))
     })
 }
+
+/// A function.
+pub fn function(argument: &str, value: &JsValue) -> Result<js_sys::Function, ApiError> {
+    value
+        .dyn_ref::<js_sys::Function>()
+        .cloned()
+        .ok_or_else(|| missing_or(argument, value, "a function"))
+}
+
+/// The `options` of `subscribe`: `{ onError, aggregateType }`, both optional.
+pub fn subscribe_options(
+    value: &JsValue,
+) -> Result<(Option<js_sys::Function>, Option<String>), ApiError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok((None, None));
+    }
+    let options = object("options", value, &["onError", "aggregateType"])?;
+    let on_error = field(&options, "onError");
+    let on_error = match on_error.is_undefined() {
+        true => None,
+        false => Some(function("options.onError", &on_error)?),
+    };
+    let aggregate_type = field(&options, "aggregateType");
+    let aggregate_type = match aggregate_type.is_undefined() {
+        true => None,
+        false => Some(string("options.aggregateType", &aggregate_type)?),
+    };
+    Ok((on_error, aggregate_type))
+}

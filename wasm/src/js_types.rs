@@ -4,7 +4,7 @@
 //! event payloads and snapshot states are JSON already, so they are checked and copied,
 //! never re-encoded.
 
-use eventkv::{Codec, Snapshot, StoredEvent, Uuid};
+use eventkv::{Codec, RecordedEvent, Snapshot, StoredEvent, Uuid};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -17,7 +17,7 @@ const TYPES: &'static str = r#"
 export type ErrorCode =
   | "Conflict" | "NotFound" | "InvalidInput" | "Corrupt" | "UnsupportedCodec"
   | "IncompatibleDatabase" | "Unavailable" | "QuotaExceeded" | "Closed" | "Contended"
-  | "Engine";
+  | "Engine" | "Handler";
 
 /** What every call of an `EventStore` throws (or rejects with). */
 export interface EventKvError extends Error {
@@ -90,6 +90,27 @@ export interface Snapshot extends NewSnapshot {
   createdAt: number;
 }
 
+/** Called by `subscribe` with each batch of events, in position order. A returned
+ * promise is awaited before the next batch (save your checkpoint there). */
+export type OnEvents = (events: StoredEvent[]) => void | Promise<void>;
+
+/** The options of `subscribe`. */
+export interface SubscribeOptions {
+  /** Called when a read fails (the subscription tries again, from where it was) or when
+   * `onEvents` throws or rejects (the subscription stops). Without it, errors are logged
+   * with `console.error`. */
+  onError?: (error: EventKvError) => void;
+  /** Only the events of aggregates of this type. */
+  aggregateType?: string;
+}
+
+/** A read model kept by JavaScript: its state, and the position of the last event folded
+ * into it. */
+export interface ReadModelState {
+  position: number;
+  state: unknown;
+}
+
 /** Why `load` did not start from the stored snapshot. */
 export type SnapshotMiss =
   | "SchemaMismatch" | "UnknownCodec" | "Undecodable" | "ChecksumMismatch"
@@ -131,16 +152,6 @@ pub struct StoredEventJson<'a> {
 impl<'a> StoredEventJson<'a> {
     /// The event, whose payload must be one JSON value.
     pub fn new(event: &StoredEvent<'a>) -> Result<Self, ApiError> {
-        let at = || {
-            format!(
-                "event {} of {} {:?}",
-                event.version(),
-                event.aggregate_type(),
-                event.aggregate_id()
-            )
-        };
-        let data = json_value(event.codec(), event.payload())
-            .map_err(|(code, why)| ApiError::new(code, format!("{}: {why}", at())))?;
         let metadata = event.metadata();
         Ok(StoredEventJson {
             aggregate_type: event.aggregate_type(),
@@ -149,12 +160,48 @@ impl<'a> StoredEventJson<'a> {
             position: event.position(),
             event_id: event.event_id(),
             event_type: event.event_type(),
-            data,
+            data: event_data(event.codec(), event.payload(), event.version(), || {
+                (event.aggregate_type(), event.aggregate_id())
+            })?,
             timestamp: millis(event.timestamp().as_micros()),
             correlation_id: metadata.correlation_id,
             causation_id: metadata.causation_id,
         })
     }
+
+    /// The owned event (of a subscription), whose payload must be one JSON value.
+    pub fn recorded(event: &'a RecordedEvent) -> Result<Self, ApiError> {
+        Ok(StoredEventJson {
+            aggregate_type: &event.aggregate_type,
+            aggregate_id: &event.aggregate_id,
+            version: event.version,
+            position: event.position,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            data: event_data(event.codec, &event.payload, event.version, || {
+                (&event.aggregate_type, &event.aggregate_id)
+            })?,
+            timestamp: millis(event.timestamp.as_micros()),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+        })
+    }
+}
+
+/// An event's payload as one JSON value, or an error naming the event.
+fn event_data<'a, 'n>(
+    codec: Codec,
+    payload: &'a [u8],
+    version: u64,
+    stream: impl FnOnce() -> (&'n str, &'n str),
+) -> Result<&'a RawValue, ApiError> {
+    json_value(codec, payload).map_err(|(code, why)| {
+        let (aggregate_type, aggregate_id) = stream();
+        ApiError::new(
+            code,
+            format!("event {version} of {aggregate_type} {aggregate_id:?}: {why}"),
+        )
+    })
 }
 
 /// A `Snapshot` for `JSON.parse`.

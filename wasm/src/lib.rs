@@ -16,6 +16,8 @@ mod js_api;
 #[cfg(target_arch = "wasm32")]
 mod js_error;
 #[cfg(target_arch = "wasm32")]
+mod js_follow;
+#[cfg(target_arch = "wasm32")]
 mod js_input;
 #[cfg(target_arch = "wasm32")]
 mod js_types;

@@ -968,3 +968,181 @@ async fn reads_and_loads_page_through_long_streams() {
     assert_eq!(loaded["version"], 10_000);
     db.delete().await;
 }
+
+/// Waits for `promise`, which resolves to nothing.
+async fn done(promise: Promise) {
+    let value = JsFuture::from(promise).await.expect("the promise resolves");
+    assert!(value.is_undefined(), "resolves to undefined: {value:?}");
+}
+
+/// Sleeps `ms` milliseconds on the browser's timer.
+async fn sleep(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _| {
+        let window = web_sys_window();
+        let _ = Reflect::apply(
+            &Reflect::get(&window, &"setTimeout".into())
+                .expect("setTimeout")
+                .into(),
+            &window,
+            &Array::of2(&resolve, &JsValue::from(ms)),
+        );
+    });
+    JsFuture::from(promise).await.expect("timer");
+}
+
+fn web_sys_window() -> JsValue {
+    js_sys::global().into()
+}
+
+/// A JS `onEvents` that keeps the positions it is given, and resolves after each batch.
+fn collector() -> (Function, std::rc::Rc<std::cell::RefCell<Vec<u64>>>) {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let kept = std::rc::Rc::clone(&seen);
+    let on_events = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue) -> JsValue>::new(
+        move |events: JsValue| {
+            for event in Array::from(&events).iter() {
+                let position = Reflect::get(&event, &"position".into()).expect("position");
+                kept.borrow_mut()
+                    .push(position.as_f64().expect("a number") as u64);
+            }
+            Promise::resolve(&JsValue::UNDEFINED).into()
+        },
+    );
+    (on_events.into_js_value().unchecked_into(), seen)
+}
+
+/// Waits (at most 10 s) until `seen` holds `count` positions.
+async fn until_seen(seen: &std::cell::RefCell<Vec<u64>>, count: usize) {
+    for _ in 0..1000 {
+        if seen.borrow().len() >= count {
+            return;
+        }
+        sleep(10).await;
+    }
+    panic!("only {:?} of {count} events were delivered", seen.borrow());
+}
+
+#[wasm_bindgen_test]
+async fn subscribe_catches_up_then_follows_appends_until_unsubscribed() {
+    let db = TestDb::new().await;
+    ok(events(&db.store, "a", 0.0, &[1, 2, 3])).await;
+    let (on_events, seen) = collector();
+    let unsubscribe: Function = db
+        .store
+        .subscribe(JsValue::from(2), on_events.into(), None)
+        .expect("subscribe")
+        .unchecked_into();
+    until_seen(&seen, 2).await;
+    ok(events(&db.store, "b", 0.0, &[4])).await;
+    ok(events(&db.store, "a", 3.0, &[5, 6])).await;
+    until_seen(&seen, 5).await;
+    assert_eq!(
+        *seen.borrow(),
+        vec![2, 3, 4, 5, 6],
+        "in position order, each once"
+    );
+
+    unsubscribe.call0(&JsValue::NULL).expect("unsubscribe");
+    ok(events(&db.store, "b", 1.0, &[7])).await;
+    sleep(200).await;
+    assert_eq!(seen.borrow().len(), 5, "nothing after unsubscribing");
+
+    // Another EventStore of the database (another tab) is told through its channel.
+    let other = JsEventStore::connect(db.name.clone(), Durability::Strict)
+        .await
+        .expect("open again");
+    let (on_events, theirs) = collector();
+    other
+        .subscribe(JsValue::from(7), on_events.into(), None)
+        .expect("subscribe");
+    until_seen(&theirs, 1).await;
+    ok(events(&db.store, "b", 2.0, &[8])).await;
+    until_seen(&theirs, 2).await;
+    assert_eq!(*theirs.borrow(), vec![7, 8]);
+    other.close();
+    let closed = other.subscribe(JsValue::UNDEFINED, Function::new_no_args("").into(), None);
+    assert_eq!(code_of(&closed.expect_err("closed")), "Closed");
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_failing_on_events_stops_the_subscription_with_handler() {
+    let db = TestDb::new().await;
+    ok(events(&db.store, "a", 0.0, &[1])).await;
+    let errors = Array::new();
+    let on_error = Function::new_with_args("error", "this.push(error)").bind0(&errors);
+    let options = Object::new();
+    Reflect::set(&options, &"onError".into(), &on_error).expect("set");
+    let throwing = Function::new_with_args("events", "throw new Error('no handler')");
+    db.store
+        .subscribe(JsValue::from(1), throwing.into(), Some(options.into()))
+        .expect("subscribe");
+    for _ in 0..500 {
+        if errors.length() > 0 {
+            break;
+        }
+        sleep(10).await;
+    }
+    let error = errors.get(0);
+    assert_eq!(code_of(&error), "Handler");
+    assert!(
+        message_of(&error).contains("no handler"),
+        "{}",
+        message_of(&error)
+    );
+
+    let wrong = db
+        .store
+        .subscribe(JsValue::from(1), JsValue::from("f"), None);
+    let error = wrong.expect_err("not a function");
+    assert_eq!(code_of(&error), "InvalidInput");
+    assert!(
+        message_of(&error).contains("onEvents"),
+        "{}",
+        message_of(&error)
+    );
+    db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_read_model_is_saved_with_its_checkpoint_and_refuses_a_stale_save() {
+    let db = TestDb::new().await;
+    assert_eq!(ok(db.store.read_model("totals".into())).await, Value::Null);
+    ok(events(&db.store, "a", 0.0, &[1, 2, 3])).await;
+    done(
+        db.store
+            .save_read_model("totals".into(), 0.into(), 2.into(), js(json!({"sum": 3}))),
+    )
+    .await;
+    assert_eq!(
+        ok(db.store.read_model("totals".into())).await,
+        json!({"position": 2, "state": {"sum": 3}})
+    );
+    assert_eq!(ok(db.store.checkpoint("totals".into())).await, json!(2));
+    let (code, message, _) =
+        rejected(
+            db.store
+                .save_read_model("totals".into(), 0.into(), 3.into(), js(json!({}))),
+        )
+        .await;
+    assert_eq!(code, "Conflict", "{message}");
+    let (code, _, _) =
+        rejected(
+            db.store
+                .save_read_model("totals".into(), 2.into(), 9.into(), js(json!({}))),
+        )
+        .await;
+    assert_eq!(code, "InvalidInput", "past the last event");
+    done(
+        db.store
+            .save_read_model("totals".into(), 2.into(), 3.into(), js(json!({"sum": 6}))),
+    )
+    .await;
+    assert_eq!(
+        ok(db.store.read_model("totals".into())).await,
+        json!({"position": 3, "state": {"sum": 6}})
+    );
+    done(db.store.save_checkpoint("mailer".into(), 1.into())).await;
+    assert_eq!(ok(db.store.checkpoint("mailer".into())).await, json!(1));
+    db.delete().await;
+}
