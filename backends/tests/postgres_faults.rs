@@ -9,28 +9,20 @@ use eventkv::{KeyRange, OrderedKv, WriteBatch};
 use eventkv_backends::{PostgresKv, PostgresOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_killed_mid_batch_applies_nothing() {
-    if common::require_postgres("a_connection_killed_mid_batch_applies_nothing")
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let url = common::postgres_url();
-    let schema = common::unique_schema("eventkv_fault");
+/// A table of a new schema (named from `prefix`) holding "blocker" = "before", whose row
+/// lock another session holds (in the transaction of the connection returned), so that a
+/// batch writing "blocker" waits mid-statement.
+async fn blocked_table(url: &str, prefix: &str) -> (String, PostgresKv, PgConnection) {
+    let schema = common::unique_schema(prefix);
     let options = PostgresOptions {
         schema: schema.clone(),
         table: "kv".into(),
     };
-    let kv = PostgresKv::connect(&url, options).await.expect("connect");
+    let kv = PostgresKv::connect(url, options).await.expect("connect");
     let mut setup = WriteBatch::new();
     setup.put(&b"blocker"[..], &b"before"[..]);
     kv.write(setup).await.expect("setup");
-
-    // Another session holds the row lock on "blocker": the batch inserts its other rows,
-    // then waits on that row, mid-statement, until its connection is killed.
-    let mut locker = PgConnection::connect(&url).await.expect("locker connects");
+    let mut locker = PgConnection::connect(url).await.expect("locker connects");
     sqlx::query("BEGIN")
         .execute(&mut locker)
         .await
@@ -43,6 +35,21 @@ async fn a_connection_killed_mid_batch_applies_nothing() {
         .fetch_one(&mut locker)
         .await
         .expect("lock the row");
+    (schema, kv, locker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_mid_batch_applies_nothing() {
+    if common::require_postgres("a_connection_killed_mid_batch_applies_nothing")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let url = common::postgres_url();
+    // The batch inserts its other rows, then waits on "blocker", mid-statement, until its
+    // connection is killed.
+    let (schema, kv, mut locker) = blocked_table(&url, "eventkv_fault").await;
 
     let mut batch = WriteBatch::new();
     for i in 0..1000u32 {
@@ -123,30 +130,8 @@ async fn a_batch_dropped_mid_transaction_leaves_nothing_open() {
         return;
     }
     let url = common::postgres_url();
-    let schema = common::unique_schema("eventkv_drop");
-    let options = PostgresOptions {
-        schema: schema.clone(),
-        table: "kv".into(),
-    };
-    let kv = PostgresKv::connect(&url, options).await.expect("connect");
-    let mut setup = WriteBatch::new();
-    setup.put(&b"blocker"[..], &b"before"[..]);
-    kv.write(setup).await.expect("setup");
-
-    // Another session holds the row lock on "blocker", so the batch waits mid-statement.
-    let mut locker = PgConnection::connect(&url).await.expect("locker connects");
-    sqlx::query("BEGIN")
-        .execute(&mut locker)
-        .await
-        .expect("begin");
-    let lock = format!(
-        "SELECT value FROM {} WHERE key = 'blocker'::bytea FOR UPDATE",
-        kv.table()
-    );
-    sqlx::query(AssertSqlSafe(lock))
-        .fetch_one(&mut locker)
-        .await
-        .expect("lock the row");
+    // The batch waits on "blocker", mid-statement.
+    let (schema, kv, mut locker) = blocked_table(&url, "eventkv_drop").await;
     let mut batch = WriteBatch::new();
     batch.put(&b"dropped"[..], &b"never"[..]);
     batch.put(&b"blocker"[..], &b"after"[..]);

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use eventkv::testkit::aggregates::AccountEvent;
-use eventkv::{Codec, DynKv, EventStore, KvEventStore, NewEvent, SubscribeOptions};
+use eventkv::{DynKv, EventStore, KvEventStore, NewEvent, SubscribeOptions};
 use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::cli::EngineName;
 use crate::stores::Stores;
+use crate::writers::deposit;
 
 /// Appends in flight while a log is filled: group commit makes each engine write carry
 /// many of them.
@@ -41,14 +41,6 @@ pub struct DeliveryRow {
     pub events: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-}
-
-fn deposit(amount: u64) -> anyhow::Result<NewEvent> {
-    Ok(NewEvent::encode(
-        "Deposited",
-        &AccountEvent::Deposited { amount },
-        Codec::Json,
-    )?)
 }
 
 /// Fills `store` with `events` events in appends of `per_append`, from [`FILLERS`]

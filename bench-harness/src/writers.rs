@@ -93,7 +93,8 @@ impl Tally {
     }
 }
 
-fn deposit(amount: u64) -> anyhow::Result<NewEvent> {
+/// A JSON `Deposited` event of `amount`.
+pub fn deposit(amount: u64) -> anyhow::Result<NewEvent> {
     Ok(NewEvent::encode(
         "Deposited",
         &AccountEvent::Deposited { amount },

@@ -14,7 +14,8 @@ use crate::event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent,
 };
 
-fn deposit(amount: u64) -> NewEvent {
+/// A JSON `Deposited` event of `amount`.
+pub(crate) fn deposit(amount: u64) -> NewEvent {
     NewEvent::encode(
         "Deposited",
         &AccountEvent::Deposited { amount },

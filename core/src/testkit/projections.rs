@@ -5,9 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::aggregates::AccountEvent;
+use super::events::deposit;
 use super::{EngineFactory, fresh};
-use crate::codec::Codec;
-use crate::event_store::{EventStore, EventStoreError, KvEventStore, NewEvent};
+use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::keys;
 use crate::kv::{BoxError, OrderedKv, WriteBatch};
 use crate::projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
@@ -110,17 +110,9 @@ pub async fn balances_up_to<K: OrderedKv>(
         .collect()
 }
 
-fn deposit(amount: u64) -> NewEvent {
-    NewEvent::encode(
-        "Deposited",
-        &AccountEvent::Deposited { amount },
-        Codec::Json,
-    )
-    .expect("encode")
-}
-
-async fn deposits<K: OrderedKv>(store: &KvEventStore<K>, accounts: u64, rounds: u64) {
-    for round in 0..rounds {
+/// `rounds` rounds from round `from`: one deposit to each of `accounts` accounts.
+async fn deposits<K: OrderedKv>(store: &KvEventStore<K>, accounts: u64, from: u64, rounds: u64) {
+    for round in from..from + rounds {
         for account in 0..accounts {
             let id = format!("acc-{account}");
             store
@@ -137,7 +129,7 @@ pub async fn checkpoints_save_and_delete<F: EngineFactory>(factory: &F) {
     let kv = fresh(factory).await;
     let store = KvEventStore::new(Arc::clone(&kv));
     assert_eq!(store.checkpoint("mailer").await.expect("checkpoint"), 0);
-    deposits(&store, 2, 5).await;
+    deposits(&store, 2, 0, 5).await;
     store.save_checkpoint("mailer", 7).await.expect("save");
     store.save_checkpoint("other", 10).await.expect("save");
     assert_eq!(store.checkpoint("mailer").await.expect("checkpoint"), 7);
@@ -173,7 +165,7 @@ pub async fn checkpoints_save_and_delete<F: EngineFactory>(factory: &F) {
 /// its checkpoint after more appends; its read model and checkpoint are its own.
 pub async fn projection_catches_up_from_its_checkpoint<F: EngineFactory>(factory: &F) {
     let store = KvEventStore::new(fresh(factory).await);
-    deposits(&store, 3, 10).await;
+    deposits(&store, 3, 0, 10).await;
     let options = SubscribeOptions::default().page_size(7);
     let runner = ProjectionRunner::new(&store, Balances::new("balances")).options(options);
     assert_eq!(runner.catch_up().await.expect("catch up"), 30);
@@ -182,7 +174,7 @@ pub async fn projection_catches_up_from_its_checkpoint<F: EngineFactory>(factory
         read_model(&store, "balances").await,
         balances_up_to(&store, 30).await
     );
-    deposits_after(&store, 3, 10, 4).await;
+    deposits(&store, 3, 10, 4).await;
     assert_eq!(runner.catch_up().await.expect("catch up again"), 42);
     assert_eq!(
         read_model(&store, "balances").await,
@@ -198,29 +190,12 @@ pub async fn projection_catches_up_from_its_checkpoint<F: EngineFactory>(factory
     assert!(read_model(&store, "other").await.is_empty());
 }
 
-async fn deposits_after<K: OrderedKv>(
-    store: &KvEventStore<K>,
-    accounts: u64,
-    from: u64,
-    rounds: u64,
-) {
-    for round in from..from + rounds {
-        for account in 0..accounts {
-            let id = format!("acc-{account}");
-            store
-                .append("Account", &id, round, &[deposit(round * 10 + account)])
-                .await
-                .expect("append");
-        }
-    }
-}
-
 /// A handler that fails writes nothing of its page; a runner that finds its checkpoint
 /// moved by another stops; a read model left without checkpoint is refused until the
 /// projection is deleted, after which it rebuilds from the first event.
 pub async fn projection_failures_write_nothing<F: EngineFactory>(factory: &F) {
     let store = KvEventStore::new(fresh(factory).await);
-    deposits(&store, 2, 10).await;
+    deposits(&store, 2, 0, 10).await;
     let options = SubscribeOptions::default().page_size(5);
     let failing = Balances {
         name: "balances".into(),

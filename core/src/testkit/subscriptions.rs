@@ -8,24 +8,15 @@ use futures_util::future::{Either, join, join_all, select};
 use futures_util::{Stream, StreamExt};
 
 use super::aggregates::AccountEvent;
+use super::events::deposit;
 use super::faults::Faulty;
 use super::{EngineFactory, fresh};
-use crate::codec::Codec;
-use crate::event_store::{EventStore, KvEventStore, NewEvent};
+use crate::event_store::{EventStore, KvEventStore};
 use crate::recorded::RecordedEvent;
 use crate::subscription::SubscribeOptions;
 
 /// Long enough that a test that passes never waits for it.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn deposit(amount: u64) -> NewEvent {
-    NewEvent::encode(
-        "Deposited",
-        &AccountEvent::Deposited { amount },
-        Codec::Json,
-    )
-    .expect("encode")
-}
 
 fn amount(event: &RecordedEvent) -> u64 {
     match event.decode::<AccountEvent>().expect("decode") {
