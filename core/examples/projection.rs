@@ -138,9 +138,15 @@ async fn main() -> Result<(), BoxError> {
     })
     .await?;
     let head = store.last_position().await?;
-    while store.checkpoint("balances-v1").await? < head {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let applied = async {
+        while store.checkpoint("balances-v1").await? < head {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok::<_, BoxError>(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), applied)
+        .await
+        .map_err(|_| "the projection did not apply the append within 10 s")??;
     println!("applied live {:?} after the append", started.elapsed());
     print_balances(&store).await?;
     follower.abort();
