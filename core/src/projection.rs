@@ -155,7 +155,8 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
 
     /// Catches up, then applies new events as they are appended (woken by appends through
     /// the same store, polling for others), until the handler fails or another runner is
-    /// found. A failed read or write of the store is logged and tried again after a pause.
+    /// found. A read or write the engine failed is logged and tried again after a pause;
+    /// other errors (a bad name, corrupt data) end the run.
     pub async fn run(&self) -> Result<Infallible, ProjectionError> {
         let mut retries = None;
         loop {
@@ -167,7 +168,7 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
                     select(poll, appended).await;
                 }
                 Ok(None) => retries = None,
-                Err(ProjectionError::Store(error)) => {
+                Err(ProjectionError::Store(error @ EventStoreError::Kv(_))) => {
                     let pause = retries
                         .get_or_insert_with(retry_pauses)
                         .next()

@@ -98,7 +98,8 @@ macro_rules! conformance_tests {
             subscriptions::subscription_survives_read_errors,
             projections::checkpoints_save_and_delete,
             projections::projection_catches_up_from_its_checkpoint,
-            projections::projection_failures_write_nothing
+            projections::projection_failures_write_nothing,
+            projections::projection_run_ends_on_a_bad_name
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -251,3 +251,15 @@ pub async fn projection_failures_write_nothing<F: EngineFactory>(factory: &F) {
         balances_up_to(&store, 20).await
     );
 }
+
+/// `run` ends on an error that retrying cannot heal (here a name no key can hold) instead
+/// of retrying it for ever.
+pub async fn projection_run_ends_on_a_bad_name<F: EngineFactory>(factory: &F) {
+    let store = KvEventStore::new(fresh(factory).await);
+    deposits(&store, 1, 0, 1).await;
+    let nameless = ProjectionRunner::new(&store, Balances::new(""));
+    match nameless.run().await {
+        Err(ProjectionError::Store(EventStoreError::InvalidName(_))) => {}
+        other => panic!("a bad name ends the run: {other:?}"),
+    }
+}
