@@ -66,8 +66,8 @@ struct Statements {
     table: String,
     get: String,
     get_many: String,
-    /// The first round trip of a batch, completed by [`Statements::begin`].
-    begin: String,
+    /// The transaction and the write lock: the start of [`Statements::begin`].
+    lock: String,
     apply: String,
 }
 
@@ -86,7 +86,7 @@ impl Statements {
             // statements are planned once per connection: planning the batch's statement
             // took 0.1 ms, twice its run. (The connection's `enable_seqscan = off` keeps
             // that plan on the primary key as the table grows.)
-            begin: format!(
+            lock: format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; \
                  SET LOCAL plan_cache_mode = force_generic_plan; \
                  SELECT pg_advisory_xact_lock(hashtextextended('eventkv write ' || {}, 0))",
@@ -121,7 +121,7 @@ impl Statements {
     /// of `reads` (keys inlined as hex: the simple query protocol has no parameters).
     fn begin(&self, reads: &[Bytes]) -> String {
         if reads.is_empty() {
-            return self.begin.clone();
+            return self.lock.clone();
         }
         let keys: Vec<String> = reads
             .iter()
@@ -129,7 +129,7 @@ impl Statements {
             .collect();
         format!(
             "{}; SELECT key, value FROM {} WHERE key IN ({})",
-            self.begin,
+            self.lock,
             self.table,
             keys.join(", ")
         )

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::cli::EngineName;
+use crate::measure::percentile;
 use crate::stores::Stores;
 use crate::writers::deposit;
 
@@ -169,7 +170,7 @@ pub async fn delivery_row(
     appended?;
     let mut latencies = latencies?;
     latencies.sort_by(f64::total_cmp);
-    let at = |share: f64| latencies[((latencies.len() - 1) as f64 * share).round() as usize];
+    let at = |share: f64| percentile(&latencies, share);
     Ok(DeliveryRow {
         engine,
         cross_process,

@@ -82,6 +82,15 @@ impl Stats {
     }
 }
 
+/// The value at `share` (0 to 1) of `sorted`, an ascending list; 0 for an empty one.
+pub fn percentile(sorted: &[f64], share: f64) -> f64 {
+    let last = sorted.len().saturating_sub(1);
+    sorted
+        .get((last as f64 * share).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// A duration in milliseconds, printed with a unit that keeps 3 significant digits.
 pub fn format_ms(ms: f64) -> String {
     if ms >= 1000.0 {

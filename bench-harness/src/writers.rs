@@ -15,6 +15,7 @@ use eventkv::{Codec, DynKv, EventStore, EventStoreError, KvEventStore, NewEvent}
 use serde::{Deserialize, Serialize};
 
 use crate::cli::EngineName;
+use crate::measure::percentile;
 use crate::stores::Stores;
 
 /// Who appends, and where.
@@ -74,13 +75,7 @@ impl Tally {
 
     fn row(mut self, engine: EngineName, scenario: Scenario, writers: usize) -> WritersRow {
         self.latencies_ms.sort_by(f64::total_cmp);
-        let at = |share: f64| {
-            let last = self.latencies_ms.len().saturating_sub(1);
-            self.latencies_ms
-                .get((last as f64 * share).round() as usize)
-                .copied()
-                .unwrap_or(0.0)
-        };
+        let at = |share: f64| percentile(&self.latencies_ms, share);
         WritersRow {
             engine,
             scenario,

@@ -32,16 +32,7 @@ impl Backoff {
     /// Pauses from 1 ms, doubling up to 50 ms, each plus a random jitter, for at most
     /// [`MAX_WAIT`] in total.
     pub fn new() -> Self {
-        // Seeded from the UUID generator, which has a random source on every target
-        // (two browser tabs must not jitter alike).
-        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        let pauses = ExponentialBuilder::new()
-            .with_min_delay(FIRST_PAUSE)
-            .with_max_delay(LONGEST_PAUSE)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_jitter_seed(seed)
-            .without_max_times()
+        let pauses = doubling(FIRST_PAUSE, LONGEST_PAUSE)
             .with_total_delay(Some(MAX_WAIT))
             .build();
         Backoff {
@@ -65,4 +56,23 @@ impl Backoff {
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
+}
+
+/// Pauses from `first`, doubling up to `longest`, each plus a random jitter, without end
+/// (for readers that wait out a failing engine: subscriptions, projections).
+pub(crate) fn endless(first: Duration, longest: Duration) -> ExponentialBackoff {
+    doubling(first, longest).build()
+}
+
+fn doubling(first: Duration, longest: Duration) -> ExponentialBuilder {
+    // Seeded from the UUID generator, which has a random source on every target (two
+    // browser tabs must not jitter alike).
+    let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+    ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_max_delay(longest)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_jitter_seed(seed)
+        .without_max_times()
 }

@@ -24,9 +24,9 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// refused.
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), EventStoreError> {
         let key = keys::checkpoint(name)?;
+        self.check_appended(name, position).await?;
         let mut batch = WriteBatch::new();
-        self.put_checkpoint(&mut batch, name, &key, position)
-            .await?;
+        put_checkpoint(&mut batch, key, position);
         Ok(self.kv().write(batch).await?)
     }
 
@@ -35,8 +35,21 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// checkpoint is no longer at `from` (another writer moved it), nothing
     /// ([`KvError::Conflict`](crate::KvError::Conflict) on the checkpoint's key). A change
     /// of `None` deletes its key. The keys are the read model's own (see
-    /// [`read_model_get`](Self::read_model_get)).
+    /// [`read_model_get`](Self::read_model_get)). A `to` past the last event is refused.
     pub async fn commit_read_model(
+        &self,
+        name: &str,
+        from: u64,
+        to: u64,
+        changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    ) -> Result<(), EventStoreError> {
+        self.check_appended(name, to).await?;
+        self.write_read_model(name, from, to, changes).await
+    }
+
+    /// [`commit_read_model`](Self::commit_read_model) for a `to` read from the log, which
+    /// needs no check.
+    pub(crate) async fn write_read_model(
         &self,
         name: &str,
         from: u64,
@@ -58,21 +71,13 @@ impl<K: OrderedKv> KvEventStore<K> {
                 None => batch.delete(model_key),
             };
         }
-        self.put_checkpoint(&mut batch, name, &key, to).await?;
+        put_checkpoint(&mut batch, key, to);
         Ok(self.kv().write(batch).await?)
     }
 
-    /// Adds to `batch` the checkpoint `name` (key `key`) at `position`: deleted at 0,
-    /// refused past the last event.
-    async fn put_checkpoint(
-        &self,
-        batch: &mut WriteBatch,
-        name: &str,
-        key: &Bytes,
-        position: u64,
-    ) -> Result<(), EventStoreError> {
+    /// Refuses a checkpoint `name` at a `position` past the last event appended.
+    async fn check_appended(&self, name: &str, position: u64) -> Result<(), EventStoreError> {
         if position == 0 {
-            batch.delete(key.clone());
             return Ok(());
         }
         let head = self.last_position().await?;
@@ -81,7 +86,6 @@ impl<K: OrderedKv> KvEventStore<K> {
                 "checkpoint {name:?} at position {position}: the last event is at {head}"
             )));
         }
-        batch.put(key.clone(), envelope::encode_checkpoint(key, position));
         Ok(())
     }
 
@@ -91,5 +95,15 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut batch = WriteBatch::new();
         batch.delete(keys::checkpoint(name)?);
         Ok(self.kv().write(batch).await?)
+    }
+}
+
+/// Adds to `batch` the checkpoint under `key` at `position` (deleted at 0).
+fn put_checkpoint(batch: &mut WriteBatch, key: Bytes, position: u64) {
+    if position == 0 {
+        batch.delete(key);
+    } else {
+        let value = envelope::encode_checkpoint(&key, position);
+        batch.put(key, value);
     }
 }

@@ -223,7 +223,7 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
         }
         let committed = self
             .store
-            .commit_read_model(name, done, last, model.changes)
+            .write_read_model(name, done, last, model.changes)
             .await;
         match committed {
             Ok(()) => Ok(None),

@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use futures_util::future::{Either, select};
 use futures_util::{Stream, StreamExt, stream};
 
+use crate::backoff;
 use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::kv::{MaybeSend, OrderedKv};
 use crate::recorded::RecordedEvent;
@@ -180,12 +181,5 @@ impl<K: OrderedKv> Follow<'_, K> {
 /// The pauses between failed reads of a subscription or a projection: from 100 ms,
 /// doubling up to [`LONGEST_RETRY_PAUSE`], jittered, without end.
 pub(crate) fn retry_pauses() -> ExponentialBackoff {
-    ExponentialBuilder::new()
-        .with_min_delay(FIRST_RETRY_PAUSE)
-        .with_max_delay(LONGEST_RETRY_PAUSE)
-        .with_factor(2.0)
-        .with_jitter()
-        .with_jitter_seed(uuid::Uuid::new_v4().as_u64_pair().0)
-        .without_max_times()
-        .build()
+    backoff::endless(FIRST_RETRY_PAUSE, LONGEST_RETRY_PAUSE)
 }

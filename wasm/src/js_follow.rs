@@ -112,7 +112,9 @@ impl JsEventStore {
         spawn_local(async move {
             let _stopped = Abortable::new(follow, registration).await;
         });
-        self.subscriptions.borrow_mut().push(handle.clone());
+        let mut subscriptions = self.subscriptions.borrow_mut();
+        subscriptions.retain(|running| !running.is_aborted());
+        subscriptions.push(handle.clone());
         let unsubscribe = Closure::<dyn FnMut()>::new(move || handle.abort());
         Ok(unsubscribe.into_js_value())
     }
