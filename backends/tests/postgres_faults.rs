@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use eventkv::{KeyRange, OrderedKv, WriteBatch};
 use eventkv_backends::{PostgresKv, PostgresOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
@@ -62,7 +63,7 @@ async fn a_connection_killed_mid_batch_applies_nothing() {
     };
 
     let mut killer = PgConnection::connect(&url).await.expect("killer connects");
-    let find = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO%' \
+    let find = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%EXECUTE eventkv_apply%' \
                 AND pid <> pg_backend_pid() AND query LIKE $1";
     let pattern = format!("%{}%", kv.table());
     let mut killed = false;
@@ -119,8 +120,9 @@ async fn a_connection_killed_mid_batch_applies_nothing() {
 }
 
 /// A batch whose future is dropped while it waits inside its transaction leaves no
-/// transaction open behind it: its connection is closed, not pooled, so the write lock is
-/// released and nothing of the batch lands with a later one.
+/// transaction open behind it and holds the write lock no longer: a later batch lands. The
+/// dropped batch lands whole or not at all (its COMMIT went with its statement, so the
+/// server may finish it), never with the later one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_dropped_mid_transaction_leaves_nothing_open() {
     if common::require_postgres("a_batch_dropped_mid_transaction_leaves_nothing_open")
@@ -172,11 +174,91 @@ async fn a_batch_dropped_mid_transaction_leaves_nothing_open() {
         0,
         "no transaction left open"
     );
-    assert_eq!(kv.get(b"dropped").await.expect("get"), None);
-    assert_eq!(
-        kv.get(b"blocker").await.expect("get").as_deref(),
-        Some(&b"before"[..])
+    let dropped = kv.get(b"dropped").await.expect("get");
+    let blocker = kv.get(b"blocker").await.expect("get");
+    match dropped.as_deref() {
+        Some(b"never") => assert_eq!(blocker.as_deref(), Some(&b"after"[..])),
+        None => assert_eq!(blocker.as_deref(), Some(&b"before"[..])),
+        other => panic!("dropped holds {other:?}"),
+    }
+    common::drop_schema(&schema);
+}
+
+/// A batch that reads, dropped while it waits for the table's write lock, leaves no
+/// transaction open behind it once the server gives it the lock: its connection is closed,
+/// not pooled, so the lock is released and a later batch lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_while_it_waits_for_the_lock_leaves_nothing_open() {
+    if common::require_postgres("a_batch_dropped_while_it_waits_for_the_lock_leaves_nothing_open")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let url = common::postgres_url();
+    let (schema, kv, mut locker) = blocked_table(&url, "eventkv_lockdrop").await;
+    let lock = format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('eventkv write ' || '{}', 0))",
+        kv.table().replace('\'', "''")
     );
+    sqlx::query(AssertSqlSafe(lock))
+        .execute(&mut locker)
+        .await
+        .expect("take the write lock");
+    let writer = {
+        let kv = kv.clone();
+        tokio::spawn(async move {
+            let build: eventkv::BuildBatch<'static> = Box::new(|_: &[Option<Bytes>]| {
+                let mut batch = WriteBatch::new();
+                batch.put(&b"dropped"[..], &b"never"[..]);
+                Some(batch)
+            });
+            kv.write_with(vec![Bytes::from_static(b"blocker")], build)
+                .await
+        })
+    };
+    let mut watcher = PgConnection::connect(&url).await.expect("watcher connects");
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' \
+                   AND pid <> pg_backend_pid() AND query LIKE $1";
+    // Waiting for the lock, or holding it in a transaction nobody will end.
+    let pending = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE (wait_event = 'advisory' OR state LIKE 'idle in transaction%') \
+                   AND pid <> pg_backend_pid() AND query LIKE $1";
+    let pattern = format!("%{}%", kv.table());
+    let mut started = false;
+    for _ in 0..200 {
+        if sessions(&mut watcher, waiting, &pattern).await > 0 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started, "the batch never waited for the write lock");
+    writer.abort();
+    assert!(writer.await.expect_err("aborted").is_cancelled());
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("release the lock");
+    // The server gives the dropped batch the lock and answers its read; then it finds the
+    // connection closed and ends the transaction.
+    let mut settled = false;
+    for _ in 0..200 {
+        if sessions(&mut watcher, pending, &pattern).await == 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(settled, "the dropped batch left its transaction open");
+
+    let mut after = WriteBatch::new();
+    after.put(&b"after"[..], &b"ok"[..]);
+    tokio::time::timeout(Duration::from_secs(10), kv.write(after))
+        .await
+        .expect("the write lock was released")
+        .expect("a later batch lands");
+    assert_eq!(kv.get(b"dropped").await.expect("get"), None);
     common::drop_schema(&schema);
 }
 
