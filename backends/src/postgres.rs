@@ -20,7 +20,7 @@ use eventkv::{
 use futures_util::{Stream, TryStreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions, PgRow, PgSeverity};
-use sqlx::{AssertSqlSafe, Column, Connection, PgConnection, Postgres, Row};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Postgres, Row};
 
 use crate::error::OpenError;
 use crate::options::PostgresOptions;
@@ -60,19 +60,15 @@ fn is_retryable(error: &sqlx::Error) -> bool {
     matches!(code.as_deref(), Some("40001" | "40P01"))
 }
 
-/// The name under which every pooled connection prepares the batch statement.
-const APPLY: &str = "eventkv_apply";
-
 /// The statements of one table, built once.
 #[derive(Debug)]
 struct Statements {
     table: String,
     get: String,
     get_many: String,
-    /// The transaction and the write lock: the start of every batch.
+    /// The transaction and the write lock: the start of [`Statements::begin`].
     lock: String,
-    /// Prepares [`APPLY`] on a new connection.
-    prepare: String,
+    apply: String,
 }
 
 impl Statements {
@@ -86,10 +82,10 @@ impl Statements {
             ),
             // The transaction, and the table's write lock (one per schema-qualified table),
             // held until COMMIT or ROLLBACK. Every statement after the lock sees every
-            // commit made before it (READ COMMITTED takes a snapshot per statement). The
-            // batch statement is planned once per connection: planning it took 0.1 ms,
-            // twice its run. (The connection's `enable_seqscan = off` keeps that plan on
-            // the primary key as the table grows.)
+            // commit made before it (READ COMMITTED takes a snapshot per statement). Its
+            // statements are planned once per connection: planning the batch's statement
+            // took 0.1 ms, twice its run. (The connection's `enable_seqscan = off` keeps
+            // that plan on the primary key as the table grows.)
             lock: format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; \
                  SET LOCAL plan_cache_mode = force_generic_plan; \
@@ -99,10 +95,9 @@ impl Statements {
             // The checks ($1 keys, $2 kinds, $3 values) and, only if none fails, the
             // deletes ($4) and upserts ($5, $6): one statement, one snapshot. Answers the
             // number of the first check that fails, if one does.
-            prepare: format!(
-                "PREPARE {APPLY} (bytea[], int2[], bytea[], bytea[], bytea[], bytea[]) AS \
-                 WITH failed AS ( \
-                   SELECT c.n FROM UNNEST($1, $2, $3) \
+            apply: format!(
+                "WITH failed AS ( \
+                   SELECT c.n FROM UNNEST($1::bytea[], $2::int2[], $3::bytea[]) \
                      WITH ORDINALITY AS c(key, kind, expected, n) \
                    LEFT JOIN {table} t ON t.key = c.key \
                    WHERE CASE c.kind WHEN {ABSENT} THEN t.key IS NOT NULL \
@@ -113,134 +108,41 @@ impl Statements {
                    DELETE FROM {table} WHERE key = ANY($4) AND NOT EXISTS (SELECT FROM failed)), \
                  upserted AS ( \
                    INSERT INTO {table} (key, value) \
-                   SELECT * FROM UNNEST($5, $6) \
+                   SELECT * FROM UNNEST($5::bytea[], $6::bytea[]) \
                    WHERE NOT EXISTS (SELECT FROM failed) \
                    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
-                 SELECT n AS {FAILED_CHECK} FROM failed"
+                 SELECT n FROM failed"
             ),
             table,
         }
     }
 
-    /// The first round trip of a batch that reads: the transaction, the write lock, then
-    /// the values of `reads` (keys inlined: the simple query protocol has no parameters).
+    /// The first round trip of a batch: the transaction, the write lock, then the values
+    /// of `reads` (keys inlined as hex: the simple query protocol has no parameters).
     fn begin(&self, reads: &[Bytes]) -> String {
-        let mut sql = format!(
-            "{}; SELECT key, value FROM {} WHERE key = ANY(",
-            self.lock, self.table
-        );
-        push_bytea_array(&mut sql, reads.iter().map(|key| Some(&key[..])));
-        sql.push(')');
-        sql
+        if reads.is_empty() {
+            return self.lock.clone();
+        }
+        let keys: Vec<String> = reads
+            .iter()
+            .map(|key| format!("decode('{}', 'hex')", hex(key)))
+            .collect();
+        format!(
+            "{}; SELECT key, value FROM {} WHERE key IN ({})",
+            self.lock,
+            self.table,
+            keys.join(", ")
+        )
     }
 }
 
-/// The column of the batch statement's answer: the number of the first failed check.
-const FAILED_CHECK: &str = "failed_check";
-
-/// The kinds of [`Check`] in the batch statement.
+/// The kinds of [`Check`] in the `apply` statement.
 const ABSENT: i16 = 0;
 const PRESENT: i16 = 1;
 const EQUALS: i16 = 2;
 
-/// A batch ready to apply: the checks (those of its reads first), then its mutations.
-struct Sealed {
-    checks: Vec<(Bytes, Check)>,
-    mutations: FinalMutations,
-}
-
-impl Sealed {
-    /// `batch`, guarded by checks that `reads` still hold `values`.
-    fn new(reads: &[Bytes], values: Vec<Option<Bytes>>, batch: WriteBatch) -> Self {
-        let mut guarded = WriteBatch::new();
-        for (key, value) in reads.iter().zip(values) {
-            guarded.check(key.clone(), value.map_or(Check::Absent, Check::Equals));
-        }
-        guarded.extend(batch);
-        let (checks, mutations) = guarded.into_parts();
-        Sealed {
-            checks,
-            mutations: FinalMutations::new(mutations),
-        }
-    }
-
-    /// `EXECUTE` of the prepared batch statement with the batch's arrays inlined, then
-    /// `COMMIT`: one round trip, so the write lock is held for no other. When a check
-    /// fails, the statement changes nothing and the COMMIT only ends the transaction.
-    fn apply_and_commit(&self) -> String {
-        let bytes: usize = self.checks.iter().map(|(key, _)| key.len()).sum::<usize>()
-            + self
-                .mutations
-                .upserts
-                .iter()
-                .map(|(key, value)| key.len() + value.len())
-                .sum::<usize>();
-        let mut sql = String::with_capacity(64 + 2 * bytes + 24 * self.checks.len());
-        sql.push_str("EXECUTE ");
-        sql.push_str(APPLY);
-        sql.push('(');
-        push_bytea_array(&mut sql, self.checks.iter().map(|(key, _)| Some(&key[..])));
-        sql.push_str(", '{");
-        for (index, (_, check)) in self.checks.iter().enumerate() {
-            if index > 0 {
-                sql.push(',');
-            }
-            let kind = match check {
-                Check::Absent => ABSENT,
-                Check::Present => PRESENT,
-                Check::Equals(_) => EQUALS,
-            };
-            sql.push_str(&kind.to_string());
-        }
-        sql.push_str("}', ");
-        push_bytea_array(
-            &mut sql,
-            self.checks.iter().map(|(_, check)| match check {
-                Check::Equals(value) => Some(&value[..]),
-                Check::Absent | Check::Present => None,
-            }),
-        );
-        sql.push_str(", ");
-        push_bytea_array(
-            &mut sql,
-            self.mutations.deletes.iter().map(|key| Some(&key[..])),
-        );
-        sql.push_str(", ");
-        push_bytea_array(
-            &mut sql,
-            self.mutations.upserts.iter().map(|(key, _)| Some(&key[..])),
-        );
-        sql.push_str(", ");
-        push_bytea_array(
-            &mut sql,
-            self.mutations
-                .upserts
-                .iter()
-                .map(|(_, value)| Some(&value[..])),
-        );
-        sql.push_str("); COMMIT");
-        sql
-    }
-}
-
-/// Appends `items` as a `bytea[]` expression (`None` is NULL). Bytes go as hex through
-/// `decode`, whatever the server's `standard_conforming_strings`.
-fn push_bytea_array<'b>(sql: &mut String, items: impl Iterator<Item = Option<&'b [u8]>>) {
-    sql.push_str("ARRAY[");
-    for (index, item) in items.enumerate() {
-        if index > 0 {
-            sql.push(',');
-        }
-        match item {
-            Some(bytes) => {
-                sql.push_str("decode('");
-                sql.push_str(&hex::encode(bytes));
-                sql.push_str("','hex')");
-            }
-            None => sql.push_str("NULL"),
-        }
-    }
-    sql.push_str("]::bytea[]");
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// An engine on one PostgreSQL table: many processes and machines may share it.
@@ -299,7 +201,7 @@ impl PostgresKv {
         };
         // One direct connection first: an unreachable server fails at once, not after the
         // pool's acquire timeout.
-        let mut probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&connect))
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&connect))
             .await
             .map_err(|_| OpenError::Unreachable {
                 engine: ENGINE,
@@ -311,17 +213,32 @@ impl PostgresKv {
                 ),
             })?
             .map_err(connect_error)?;
-        // The table exists before the pool connects: each connection prepares the batch
-        // statement on it.
-        let sql = Arc::new(Statements::new(&options));
+        probe.close().await.map_err(connect_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            // Every statement of the engine reaches rows through the primary key: a plan
+            // cached while the table was small must not keep scanning it whole (measured:
+            // 5.5 ms per statement at 10,000 rows, against 0.1 ms through the index).
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute("SET enable_seqscan = off").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(connect_error)?;
+        let sql = Statements::new(&options);
         if create {
-            create_table(&mut probe, &options, &sql.table)
+            create_table(&pool, &options, &sql.table)
                 .await
                 .map_err(|error| OpenError::Engine {
                     engine: ENGINE,
                     message: format!("creating {}: {error}", sql.table),
                 })?;
-        } else if !table_exists(&mut probe, &sql.table)
+        } else if !table_exists(&pool, &sql.table)
             .await
             .map_err(connect_error)?
         {
@@ -330,31 +247,10 @@ impl PostgresKv {
                 location: format!("{} of {}", sql.table, redact(url)),
             });
         }
-        probe.close().await.map_err(connect_error)?;
-        let setup = format!(
-            // Every statement of the engine reaches rows through the primary key: a plan
-            // cached while the table was small must not keep scanning it whole (measured:
-            // 5.5 ms per statement at 10,000 rows, against 0.1 ms through the index).
-            "SET enable_seqscan = off; {}",
-            sql.prepare
-        );
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .test_before_acquire(false)
-            .after_connect(move |connection, _| {
-                let setup = setup.clone();
-                Box::pin(async move {
-                    sqlx::raw_sql(AssertSqlSafe(setup))
-                        .execute(connection)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_with(connect)
-            .await
-            .map_err(connect_error)?;
-        Ok(PostgresKv { pool, sql })
+        Ok(PostgresKv {
+            pool,
+            sql: Arc::new(sql),
+        })
     }
 
     /// The schema-qualified table, quoted.
@@ -362,101 +258,106 @@ impl PostgresKv {
         &self.sql.table
     }
 
-    /// One transaction of two round trips: the write lock and `reads`; then the batch
-    /// `build` makes of them (on the first attempt: `build` is taken) and COMMIT. Without
-    /// reads, the batch is known before the lock: one round trip. The batch kept in
-    /// `built` for a retry checks that `reads` still hold what `build` saw.
+    /// One transaction of three round trips: the write lock and `reads`; the batch
+    /// `build` makes of them (on the first attempt: `build` is taken) with its checks and
+    /// mutations; COMMIT. The batch kept in `built` for a retry checks that `reads` still
+    /// hold what `build` saw.
     async fn write_once(
         &self,
         reads: &[Bytes],
         build: &mut Option<BuildBatch<'_>>,
-        built: &mut Option<Sealed>,
+        built: &mut Option<(Vec<(Bytes, Check)>, FinalMutations)>,
     ) -> Result<bool, WriteError> {
         let mut tx = OpenTransaction(Some(self.pool.acquire().await?));
-        let mut statement = String::new();
-        if reads.is_empty() {
-            if let Some(build) = build.take() {
-                *built = build(&[]).map(|batch| Sealed::new(reads, Vec::new(), batch));
+        let rows = sqlx::raw_sql(AssertSqlSafe(self.sql.begin(reads)))
+            .fetch_all(tx.connection()?)
+            .await?;
+        if let Some(build) = build.take() {
+            // The rows of the read: the lock's own row has one column.
+            let mut current = HashMap::with_capacity(reads.len());
+            for row in rows.iter().filter(|row| row.len() == 2) {
+                current.insert(row.try_get::<Vec<u8>, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
             }
-            statement = format!("{}; ", self.sql.lock);
-        } else {
-            let rows = sqlx::raw_sql(AssertSqlSafe(self.sql.begin(reads)))
-                .fetch_all(tx.connection()?)
-                .await?;
-            if let Some(build) = build.take() {
-                let values = read_values(reads, &rows)?;
-                *built = build(&values).map(|batch| Sealed::new(reads, values, batch));
-            }
+            let values: Vec<Option<Bytes>> = reads
+                .iter()
+                .map(|key| {
+                    current
+                        .get(&key[..])
+                        .map(|value| Bytes::copy_from_slice(value))
+                })
+                .collect();
+            *built = build(&values).map(|batch| {
+                let mut guarded = WriteBatch::new();
+                for (key, value) in reads.iter().zip(values) {
+                    guarded.check(key.clone(), value.map_or(Check::Absent, Check::Equals));
+                }
+                guarded.extend(batch);
+                let (checks, mutations) = guarded.into_parts();
+                (checks, FinalMutations::new(mutations))
+            });
         }
-        let Some(sealed) = built.as_ref() else {
-            if reads.is_empty() {
-                tx.release();
-            } else {
-                tx.roll_back().await?;
-            }
+        let Some((checks, mutations)) = built.as_ref() else {
+            tx.roll_back().await?;
             return Ok(false);
         };
-        statement.push_str(&sealed.apply_and_commit());
-        let rows = sqlx::raw_sql(AssertSqlSafe(statement))
-            .fetch_all(tx.connection()?)
-            .await
-            .map_err(|error| {
-                if refused(&error) {
-                    WriteError::Sql(error)
-                } else {
-                    WriteError::Unconfirmed(error)
-                }
-            })?;
-        tx.release();
-        let failed = rows.iter().find(|row| {
-            row.columns()
-                .first()
-                .is_some_and(|c| c.name() == FAILED_CHECK)
-        });
-        let Some(row) = failed else {
-            return Ok(true);
-        };
-        let number: i64 = row.try_get(0)?;
-        let key = usize::try_from(number - 1)
-            .ok()
-            .and_then(|index| sealed.checks.get(index))
-            .map(|(key, _)| key.clone())
-            .ok_or_else(|| {
-                WriteError::Sql(sqlx::Error::Protocol(format!(
-                    "the server named check {number} of {} as failed",
-                    sealed.checks.len()
-                )))
-            })?;
-        Err(WriteError::Conflict(key))
+        let check_keys: Vec<&[u8]> = checks.iter().map(|(key, _)| &key[..]).collect();
+        let (kinds, expected): (Vec<i16>, Vec<Option<&[u8]>>) = checks
+            .iter()
+            .map(|(_, check)| match check {
+                Check::Absent => (ABSENT, None),
+                Check::Present => (PRESENT, None),
+                Check::Equals(value) => (EQUALS, Some(&value[..])),
+            })
+            .unzip();
+        let deletes: Vec<&[u8]> = mutations.deletes.iter().map(|key| &key[..]).collect();
+        let (keys, values): (Vec<&[u8]>, Vec<&[u8]>) = mutations
+            .upserts
+            .iter()
+            .map(|(key, value)| (&key[..], &value[..]))
+            .unzip();
+        let failed: Option<i64> = sqlx::query_scalar(AssertSqlSafe(self.sql.apply.as_str()))
+            .bind(&check_keys)
+            .bind(&kinds)
+            .bind(&expected)
+            .bind(&deletes)
+            .bind(&keys)
+            .bind(&values)
+            .fetch_optional(tx.connection()?)
+            .await?;
+        if let Some(number) = failed {
+            tx.roll_back().await?;
+            let key = usize::try_from(number - 1)
+                .ok()
+                .and_then(|index| checks.get(index))
+                .map(|(key, _)| key.clone())
+                .ok_or_else(|| {
+                    WriteError::Sql(sqlx::Error::Protocol(format!(
+                        "the server named check {number} of {} as failed",
+                        checks.len()
+                    )))
+                })?;
+            return Err(WriteError::Conflict(key));
+        }
+        tx.commit().await.map_err(|error| {
+            if refused(&error) {
+                WriteError::Sql(error)
+            } else {
+                WriteError::Unconfirmed(error)
+            }
+        })?;
+        Ok(true)
     }
 }
 
-/// Whether the server refused a statement before COMMIT, so that nothing was committed:
-/// an error of severity ERROR aborts the transaction and skips the rest of the query, its
-/// COMMIT included. Without an answer (the connection dropped), or when the server ends
-/// the session (FATAL, PANIC: it may do so after committing), the commit may have happened.
+/// Whether the server refused COMMIT, so that nothing was committed: an error of severity
+/// ERROR (the transaction failed). Without an answer (the connection dropped), or when the
+/// server ends the session (FATAL, PANIC: a shutdown may come after the commit), the
+/// commit may have happened.
 fn refused(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .and_then(|error| error.try_downcast_ref::<PgDatabaseError>())
         .is_some_and(|error| matches!(error.severity(), PgSeverity::Error))
-}
-
-/// The values of `reads` in the rows of [`Statements::begin`] (the lock's own row has one
-/// column).
-fn read_values(reads: &[Bytes], rows: &[PgRow]) -> Result<Vec<Option<Bytes>>, sqlx::Error> {
-    let mut current = HashMap::with_capacity(reads.len());
-    for row in rows.iter().filter(|row| row.len() == 2) {
-        current.insert(row.try_get::<Vec<u8>, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
-    }
-    Ok(reads
-        .iter()
-        .map(|key| {
-            current
-                .get(&key[..])
-                .map(|value| Bytes::copy_from_slice(value))
-        })
-        .collect())
 }
 
 /// A pooled connection in a transaction begun by hand (so that its first round trip can
@@ -472,17 +373,19 @@ impl OpenTransaction {
             .ok_or_else(|| sqlx::Error::Protocol("the transaction has ended".into()))
     }
 
-    /// The transaction has ended (or never began): the connection goes back to the pool.
-    fn release(&mut self) {
+    /// Ends the transaction with `statement`; the connection goes back to the pool.
+    async fn end(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(statement).execute(self.connection()?).await?;
         self.0 = None;
+        Ok(())
+    }
+
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
     }
 
     async fn roll_back(&mut self) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql("ROLLBACK")
-            .execute(self.connection()?)
-            .await?;
-        self.release();
-        Ok(())
+        self.end("ROLLBACK").await
     }
 }
 
@@ -508,27 +411,27 @@ impl From<sqlx::Error> for WriteError {
 }
 
 /// Whether `table` (schema-qualified, quoted) exists.
-async fn table_exists(connection: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+async fn table_exists(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(table)
-        .fetch_one(connection)
+        .fetch_one(pool)
         .await
 }
 
 /// Creates the schema and table when they are missing. A table that exists is used as it
 /// is, so a role with only the rights to read and write it (no CREATE) can open it.
 async fn create_table(
-    connection: &mut PgConnection,
+    pool: &PgPool,
     options: &PostgresOptions,
     table: &str,
 ) -> Result<(), sqlx::Error> {
-    if table_exists(connection, table).await? {
+    if table_exists(pool, table).await? {
         return Ok(());
     }
     let schema_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(&options.schema)
-            .fetch_one(&mut *connection)
+            .fetch_one(pool)
             .await?;
     let schema = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", options.schema);
     let create =
@@ -539,11 +442,11 @@ async fn create_table(
         let result = async {
             if !schema_exists {
                 sqlx::query(AssertSqlSafe(schema.as_str()))
-                    .execute(&mut *connection)
+                    .execute(pool)
                     .await?;
             }
             sqlx::query(AssertSqlSafe(create.as_str()))
-                .execute(&mut *connection)
+                .execute(pool)
                 .await
         }
         .await;
