@@ -146,28 +146,13 @@ async fn a_batch_dropped_mid_transaction_leaves_nothing_open() {
     let open = "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
                 AND pid <> pg_backend_pid() AND query LIKE $1";
     let pattern = format!("%{}%", kv.table());
-    let mut started = false;
-    for _ in 0..200 {
-        if sessions(&mut watcher, waiting, &pattern).await > 0 {
-            started = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(started, "the batch never waited on the locked row");
-    writer.abort();
-    assert!(writer.await.expect_err("aborted").is_cancelled());
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("release the row");
+    assert!(
+        until_sessions(&mut watcher, waiting, &pattern, |n| n > 0).await,
+        "the batch never waited on the locked row"
+    );
+    drop_writer(writer, &mut locker).await;
 
-    let mut after = WriteBatch::new();
-    after.put(&b"after"[..], &b"ok"[..]);
-    tokio::time::timeout(Duration::from_secs(10), kv.write(after))
-        .await
-        .expect("the write lock was released")
-        .expect("a later batch lands");
+    a_later_batch_lands(&kv).await;
     assert_eq!(
         sessions(&mut watcher, open, &pattern).await,
         0,
@@ -222,41 +207,60 @@ async fn a_batch_dropped_while_it_waits_for_the_lock_leaves_nothing_open() {
                    WHERE (wait_event = 'advisory' OR state LIKE 'idle in transaction%') \
                    AND pid <> pg_backend_pid() AND query LIKE $1";
     let pattern = format!("%{}%", kv.table());
-    let mut started = false;
+    assert!(
+        until_sessions(&mut watcher, waiting, &pattern, |n| n > 0).await,
+        "the batch never waited for the write lock"
+    );
+    drop_writer(writer, &mut locker).await;
+    // The server gives the dropped batch the lock and answers its read; then it finds the
+    // connection closed and ends the transaction.
+    assert!(
+        until_sessions(&mut watcher, pending, &pattern, |n| n == 0).await,
+        "the dropped batch left its transaction open"
+    );
+
+    a_later_batch_lands(&kv).await;
+    assert_eq!(kv.get(b"dropped").await.expect("get"), None);
+    common::drop_schema(&schema);
+}
+
+/// Whether [`sessions`] comes to a count `wanted` accepts within 5 s.
+async fn until_sessions(
+    watcher: &mut PgConnection,
+    sql: &'static str,
+    pattern: &str,
+    wanted: impl Fn(i64) -> bool,
+) -> bool {
     for _ in 0..200 {
-        if sessions(&mut watcher, waiting, &pattern).await > 0 {
-            started = true;
-            break;
+        if wanted(sessions(watcher, sql, pattern).await) {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(started, "the batch never waited for the write lock");
+    false
+}
+
+/// Drops the waiting `writer`'s future, then ends `locker`'s transaction (and its lock).
+async fn drop_writer<T: std::fmt::Debug>(
+    writer: tokio::task::JoinHandle<T>,
+    locker: &mut PgConnection,
+) {
     writer.abort();
     assert!(writer.await.expect_err("aborted").is_cancelled());
     sqlx::query("ROLLBACK")
-        .execute(&mut locker)
+        .execute(locker)
         .await
-        .expect("release the lock");
-    // The server gives the dropped batch the lock and answers its read; then it finds the
-    // connection closed and ends the transaction.
-    let mut settled = false;
-    for _ in 0..200 {
-        if sessions(&mut watcher, pending, &pattern).await == 0 {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(settled, "the dropped batch left its transaction open");
+        .expect("end the locker's transaction");
+}
 
+/// A batch written after a dropped one lands: the write lock is free.
+async fn a_later_batch_lands(kv: &PostgresKv) {
     let mut after = WriteBatch::new();
     after.put(&b"after"[..], &b"ok"[..]);
     tokio::time::timeout(Duration::from_secs(10), kv.write(after))
         .await
         .expect("the write lock was released")
         .expect("a later batch lands");
-    assert_eq!(kv.get(b"dropped").await.expect("get"), None);
-    common::drop_schema(&schema);
 }
 
 /// How many sessions other than `watcher`'s `sql` counts, for queries like `pattern`.
