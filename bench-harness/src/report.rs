@@ -13,7 +13,7 @@ use crate::cli::EngineName;
 use crate::compare::PyReport;
 use crate::follow::{CROSS_PROCESS_POLL, CatchUpRow, DeliveryRow};
 use crate::measure::format_ms;
-use crate::writers::WritersRow;
+use crate::writers::{Scenario, WritersRow};
 
 /// Where and with what the numbers were measured.
 #[derive(Clone, Debug, Serialize)]
@@ -96,6 +96,22 @@ fn thousands(n: u64) -> String {
         out.push(digit);
     }
     out
+}
+
+/// A writers row's rate against one writer of the same engine (own aggregates), or, for
+/// two processes, against one process of as many writers as each of them; found in `rows`.
+fn against_one(rows: &[WritersRow], row: &WritersRow) -> Option<f64> {
+    let base_writers = match row.scenario {
+        Scenario::OwnAggregate => 1,
+        Scenario::TwoProcesses => row.writers / 2,
+        Scenario::SameAggregate => return None,
+    };
+    let base = rows.iter().find(|base| {
+        base.engine == row.engine
+            && base.scenario == Scenario::OwnAggregate
+            && base.writers == base_writers
+    })?;
+    (base.appends_per_second > 0.0).then(|| row.appends_per_second / base.appends_per_second)
 }
 
 /// A markdown section: `title`, then a table of `rows` under `headers`; nothing without
@@ -313,6 +329,7 @@ impl Results {
                 "Writers",
                 "Where",
                 "Appends per second",
+                "Against one",
                 "p50",
                 "p99",
                 "Conflicts retried",
@@ -323,6 +340,8 @@ impl Results {
                     row.writers.to_string(),
                     row.scenario.label().to_owned(),
                     thousands(row.appends_per_second.round() as u64),
+                    against_one(&self.writers, row)
+                        .map_or_else(|| "–".to_owned(), |ratio| format!("{ratio:.2}x")),
                     format_ms(row.p50_ms),
                     format_ms(row.p99_ms),
                     thousands(row.conflicts),
@@ -383,7 +402,7 @@ impl Results {
         let rows: Vec<&WritersRow> = self
             .writers
             .iter()
-            .filter(|row| row.scenario == crate::writers::Scenario::OwnAggregate)
+            .filter(|row| row.scenario == Scenario::OwnAggregate)
             .collect();
         if rows.is_empty() {
             return Ok(());
@@ -533,7 +552,40 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::{against_one, thousands};
+    use crate::cli::EngineName;
+    use crate::writers::{Scenario, WritersRow};
+
+    fn row(engine: EngineName, scenario: Scenario, writers: usize, rate: f64) -> WritersRow {
+        WritersRow {
+            engine,
+            scenario,
+            writers,
+            appends_per_second: rate,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            conflicts: 0,
+        }
+    }
+
+    #[test]
+    fn writers_are_compared_with_one_writer_or_one_process() {
+        let rows = vec![
+            row(EngineName::Sqlite, Scenario::OwnAggregate, 1, 1000.0),
+            row(EngineName::Sqlite, Scenario::OwnAggregate, 8, 4000.0),
+            row(EngineName::Sqlite, Scenario::SameAggregate, 8, 500.0),
+            row(EngineName::Sqlite, Scenario::TwoProcesses, 16, 6000.0),
+            row(EngineName::Redb, Scenario::OwnAggregate, 1, 3000.0),
+            row(EngineName::Redb, Scenario::OwnAggregate, 32, 30000.0),
+        ];
+        let ratios: Vec<Option<f64>> = rows.iter().map(|r| against_one(&rows, r)).collect();
+        assert_eq!(
+            ratios,
+            [Some(1.0), Some(4.0), None, Some(1.5), Some(1.0), Some(10.0)]
+        );
+        // Without its base row, a row has no ratio.
+        assert_eq!(against_one(&rows[3..], &rows[3]), None);
+    }
 
     #[test]
     fn thousands_are_separated() {
