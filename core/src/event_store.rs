@@ -161,6 +161,9 @@ pub struct EventPage {
     streams: Vec<(Box<str>, Box<str>)>,
     slots: Vec<Slot>,
     more: bool,
+    /// A read of the global log: the last position it covered, its events or those it
+    /// passed over.
+    through: Option<u64>,
 }
 
 /// Where one event of an [`EventPage`] is.
@@ -206,6 +209,12 @@ impl EventPage {
     pub fn iter(&self) -> impl Iterator<Item = StoredEvent<'_>> + '_ {
         // Slots only point at entries that were validated when the page was built.
         self.slots.iter().filter_map(|slot| self.event(slot))
+    }
+
+    /// A read of the global log: the last position it covered, whether its event is in
+    /// the page or was passed over (another aggregate type); `None` when it covered none.
+    pub(crate) fn read_through(&self) -> Option<u64> {
+        self.through
     }
 
     /// The key and value bytes of the pages held.
@@ -574,10 +583,15 @@ impl<K: OrderedKv> KvEventStore<K> {
         Ok(events)
     }
 
-    async fn read_all_impl(
+    /// The events of the global log from `from_position`, as [`EventStore::read_all`]
+    /// reads them, covering at most `limit` positions; with `aggregate_type`, only the
+    /// events of that type are read (the log says each append's stream), the others are
+    /// passed over unread ([`EventPage::read_through`] says how far the read went).
+    pub(crate) async fn read_log(
         &self,
         from_position: u64,
         limit: usize,
+        aggregate_type: Option<&str>,
     ) -> Result<EventPage, EventStoreError> {
         let from_position = from_position.max(1);
         let limit = limit.min(MAX_SCAN_ENTRIES);
@@ -596,8 +610,9 @@ impl<K: OrderedKv> KvEventStore<K> {
         let range = KeyRange::between(start, keys::global_log_end());
         let log = self.kv.scan(&range, Direction::Forward, limit).await?;
         let mut wanted: Vec<Wanted> = Vec::new();
+        let mut covered = 0;
         for (key, value) in log.iter() {
-            let remaining = limit - wanted.len();
+            let remaining = limit - covered;
             if remaining == 0 {
                 events.more = true;
                 break;
@@ -611,11 +626,16 @@ impl<K: OrderedKv> KvEventStore<K> {
             if run.len == 0 {
                 continue;
             }
-            let (aggregate_type, aggregate_id) = run
+            covered += usize::try_from(run.len).unwrap_or(remaining);
+            events.through = Some(run.first_position + (run.len - 1));
+            let (run_type, aggregate_id) = run
                 .stream
                 .names()
                 .ok_or_else(|| corrupt(key, "unreadable aggregate names"))?;
-            let stream = events.add_stream(aggregate_type, aggregate_id);
+            if aggregate_type.is_some_and(|wanted| wanted != run_type) {
+                continue;
+            }
+            let stream = events.add_stream(run_type, aggregate_id);
             for offset in 0..run.len {
                 wanted.push(Wanted {
                     key: run.stream.event(run.first_version + offset),
@@ -629,6 +649,8 @@ impl<K: OrderedKv> KvEventStore<K> {
         // sizes of the appends.
         for chunk in wanted.chunks(EVENTS_PER_GET) {
             if events.bytes() >= MAX_SCAN_BYTES {
+                // The read covers what comes before the first event it leaves out.
+                events.through = chunk.first().map(|first| first.position - 1);
                 events.more = true;
                 break;
             }
@@ -636,7 +658,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             let page = self.kv.get_many(&keys).await?;
             events.push_logged(page, chunk)?;
         }
-        events.more |= events.len() >= limit || log.may_have_more(limit);
+        events.more |= covered >= limit || log.may_have_more(limit);
         Ok(events)
     }
 }
@@ -782,6 +804,6 @@ impl<K: OrderedKv> EventStore for KvEventStore<K> {
         limit: usize,
     ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend {
         let span = tracing::debug_span!("read_all", from_position, limit);
-        self.read_all_impl(from_position, limit).instrument(span)
+        self.read_log(from_position, limit, None).instrument(span)
     }
 }

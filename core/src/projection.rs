@@ -9,7 +9,7 @@ use std::future::Future;
 use bytes::Bytes;
 use futures_util::future::select;
 
-use crate::event_store::{EventStore, EventStoreError, KvEventStore};
+use crate::event_store::{EventStoreError, KvEventStore};
 use crate::keys;
 use crate::kv::{
     BoxError, Direction, ErasedKv, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
@@ -190,13 +190,10 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
         let name = self.projection.name();
         let prefix = keys::read_model(name).map_err(EventStoreError::from)?;
         let done = self.store.checkpoint(name).await?;
-        let page = self
-            .store
-            .read_all(done + 1, self.options.page_size)
-            .await?;
-        if page.is_empty() {
+        let page = self.options.read(self.store, done + 1).await?;
+        let Some(last) = page.read_through() else {
             return Ok(Some(done));
-        }
+        };
         if done == 0 && !read_model_is_empty(self.store.kv(), &prefix).await? {
             return Err(ProjectionError::Orphaned { name: name.into() });
         }
@@ -205,19 +202,14 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
             prefix,
             changes: BTreeMap::new(),
         };
-        let mut last = done;
         for event in page.iter() {
-            last = event.position();
-            if !self.options.wants(event.aggregate_type()) {
-                continue;
-            }
             let event = RecordedEvent::from(event);
             self.projection
                 .apply(&event, &mut model)
                 .await
                 .map_err(|source| ProjectionError::Handler {
                     name: name.into(),
-                    position: last,
+                    position: event.position,
                     source,
                 })?;
         }

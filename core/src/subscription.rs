@@ -12,7 +12,7 @@ use futures_util::future::{Either, select};
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::backoff;
-use crate::event_store::{EventStore, EventStoreError, KvEventStore};
+use crate::event_store::{EventPage, EventStoreError, KvEventStore};
 use crate::kv::{MaybeSend, OrderedKv};
 use crate::recorded::RecordedEvent;
 
@@ -56,16 +56,26 @@ impl SubscribeOptions {
         self
     }
 
-    /// Only the events of aggregates of this type (the others are read and passed over).
+    /// Only the events of aggregates of this type. The others are passed over unread:
+    /// the global log names each append's stream, so only the log is scanned for them.
     pub fn aggregate_type(mut self, aggregate_type: impl Into<String>) -> Self {
         self.aggregate_type = Some(aggregate_type.into());
         self
     }
 
-    pub(crate) fn wants(&self, aggregate_type: &str) -> bool {
-        self.aggregate_type
-            .as_deref()
-            .is_none_or(|wanted| wanted == aggregate_type)
+    /// The next page of the global log from `from_position` for these options.
+    pub(crate) async fn read<K: OrderedKv>(
+        &self,
+        store: &KvEventStore<K>,
+        from_position: u64,
+    ) -> Result<EventPage, EventStoreError> {
+        store
+            .read_log(
+                from_position,
+                self.page_size,
+                self.aggregate_type.as_deref(),
+            )
+            .await
     }
 }
 
@@ -148,7 +158,7 @@ impl<K: OrderedKv> Follow<'_, K> {
             }
             // Listening before the read: an append committed after it wakes the wait.
             let appended = self.store.appended().listen();
-            let page = match self.store.read_all(self.next, self.options.page_size).await {
+            let page = match self.options.read(self.store, self.next).await {
                 Ok(page) => page,
                 Err(error) => {
                     let retries = self.retries.get_or_insert_with(retry_pauses);
@@ -157,22 +167,16 @@ impl<K: OrderedKv> Follow<'_, K> {
                 }
             };
             self.retries = None;
-            if page.is_empty() {
+            let Some(through) = page.read_through() else {
                 let poll = futures_timer::Delay::new(self.options.poll_interval);
                 if let Either::Left(((), _)) = select(poll, appended).await {
                     tracing::trace!(position = self.next, "polling the global log");
                 }
                 continue;
-            }
-            let mut events = Vec::with_capacity(page.len());
-            for event in page.iter() {
-                self.next = event.position().saturating_add(1);
-                if self.options.wants(event.aggregate_type()) {
-                    events.push(event.into());
-                }
-            }
-            if !events.is_empty() {
-                return Ok(events);
+            };
+            self.next = through.saturating_add(1);
+            if !page.is_empty() {
+                return Ok(page.iter().map(RecordedEvent::from).collect());
             }
         }
     }

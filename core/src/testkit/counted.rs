@@ -14,6 +14,7 @@ use crate::kv::{BuildBatch, Direction, KeyRange, KvError, KvPage, OrderedKv, Wri
 pub struct Counted<K> {
     inner: K,
     reads: AtomicU64,
+    keys_read: AtomicU64,
     writes: AtomicU64,
 }
 
@@ -23,6 +24,7 @@ impl<K> Counted<K> {
         Counted {
             inner,
             reads: AtomicU64::new(0),
+            keys_read: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         }
     }
@@ -30,6 +32,11 @@ impl<K> Counted<K> {
     /// How many reads (`get`, `scan`, `get_many`) were made.
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// How many keys `get` and `get_many` were asked for.
+    pub fn keys_read(&self) -> u64 {
+        self.keys_read.load(Ordering::SeqCst)
     }
 
     /// How many writes were made.
@@ -41,11 +48,14 @@ impl<K> Counted<K> {
 impl<K: OrderedKv> OrderedKv for Counted<K> {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        self.keys_read.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
     }
 
     async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        let asked = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+        self.keys_read.fetch_add(asked, Ordering::SeqCst);
         self.inner.get_many(keys).await
     }
 

@@ -98,6 +98,7 @@ macro_rules! conformance_tests {
             subscriptions::subscription_survives_read_errors,
             projections::checkpoints_save_and_delete,
             projections::projection_catches_up_from_its_checkpoint,
+            projections::projection_of_one_type_passes_over_the_others,
             projections::projection_failures_write_nothing,
             projections::projection_run_ends_on_a_bad_name
         );

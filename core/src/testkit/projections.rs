@@ -190,6 +190,44 @@ pub async fn projection_catches_up_from_its_checkpoint<F: EngineFactory>(factory
     assert!(read_model(&store, "other").await.is_empty());
 }
 
+/// A projection of one aggregate type applies only its events, and its checkpoint moves
+/// past the others, also over pages that hold none of its type.
+pub async fn projection_of_one_type_passes_over_the_others<F: EngineFactory>(factory: &F) {
+    let store = KvEventStore::new(fresh(factory).await);
+    // Positions 1 to 24: an order at every fourth, accounts between.
+    for i in 0..24u64 {
+        let (aggregate_type, id) = if i % 4 == 3 {
+            ("Order", format!("order-{i}"))
+        } else {
+            ("Account", format!("acc-{i}"))
+        };
+        store
+            .append(aggregate_type, &id, 0, &[deposit(i)])
+            .await
+            .expect("append");
+    }
+    let options = SubscribeOptions::default()
+        .page_size(2)
+        .aggregate_type("Order");
+    let runner = ProjectionRunner::new(&store, Balances::new("orders")).options(options);
+    assert_eq!(runner.catch_up().await.expect("catch up"), 24);
+    assert_eq!(store.checkpoint("orders").await.expect("checkpoint"), 24);
+    let entries = read_model(&store, "orders").await;
+    let mut expected: Vec<(Bytes, Bytes)> = (0..24u64)
+        .filter(|i| i % 4 == 3)
+        .map(|i| {
+            let key = Bytes::from(format!("order-{i}"));
+            (key, Bytes::copy_from_slice(&i.to_be_bytes()))
+        })
+        .collect();
+    expected.push((
+        Bytes::from_static(APPLIED),
+        Bytes::copy_from_slice(&6u64.to_be_bytes()),
+    ));
+    expected.sort();
+    assert_eq!(entries, expected);
+}
+
 /// A handler that fails writes nothing of its page; a runner that finds its checkpoint
 /// moved by another stops; a read model left without checkpoint is refused until the
 /// projection is deleted, after which it rebuilds from the first event.

@@ -8,6 +8,7 @@ use futures_util::future::{Either, join, join_all, select};
 use futures_util::{Stream, StreamExt};
 
 use super::aggregates::AccountEvent;
+use super::counted::Counted;
 use super::events::deposit;
 use super::faults::Faulty;
 use super::{EngineFactory, fresh};
@@ -110,7 +111,8 @@ pub async fn subscription_follows_live_appends<F: EngineFactory>(factory: &F) {
 
 /// Filtered by aggregate type: only that type's events, in position order.
 pub async fn subscription_filters_by_type<F: EngineFactory>(factory: &F) {
-    let store = KvEventStore::new(fresh(factory).await);
+    let kv = Arc::new(Counted::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
     for i in 0..20u64 {
         let aggregate_type = if i % 3 == 0 { "Order" } else { "Account" };
         store
@@ -120,7 +122,13 @@ pub async fn subscription_filters_by_type<F: EngineFactory>(factory: &F) {
     }
     let options = SubscribeOptions::default().aggregate_type("Order");
     let mut orders = Box::pin(store.subscribe(1, options));
+    let before = kv.keys_read();
     let events = take(&mut orders, 7).await;
+    assert_eq!(
+        kv.keys_read() - before,
+        7,
+        "only the events of the type are read; the log is enough to pass over the others"
+    );
     assert!(events.iter().all(|event| event.aggregate_type == "Order"));
     let amounts: Vec<u64> = events.iter().map(amount).collect();
     assert_eq!(amounts, vec![0, 3, 6, 9, 12, 15, 18]);
