@@ -1,6 +1,7 @@
 //! Per engine: append throughput (1,000 events per save), full replay of 10,000 and 100,000 events,
-//! load with a snapshot 99 events behind, and the engine's raw scan of the same stream
-//! (the limit a replay can approach).
+//! load with a snapshot 99 events behind, the engine's raw scan of the same stream
+//! (the limit a replay can approach), and following 20,000 positions of the global log,
+//! whole and filtered to a type that holds 1 event in 100.
 //!
 //! Engines: memory, sled, redb, SQLite (file), and PostgreSQL when `EVENTKV_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`) is reachable. `EVENTKV_BENCH_ENGINES`
@@ -12,9 +13,17 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use eventkv::testkit::aggregates::{Account, AccountEvent, seed_account};
-use eventkv::{Direction, DynKv, KvEventStore, KvSnapshotStore, OrderedKv, Repository};
+use eventkv::{
+    Codec, Direction, DynKv, EventStore, KvEventStore, KvSnapshotStore, NewEvent, OrderedKv,
+    Repository, SubscribeOptions,
+};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
 
 const EVENTS: u64 = 100_000;
+/// Positions of the global log the follow benches cover: appends of one event, one in 100
+/// on an `Order` stream, the others on `Account` streams.
+const FOLLOWED: u64 = 20_000;
 const SCAN_PAGE: usize = 2048;
 
 type Repo = Repository<Account, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>;
@@ -139,7 +148,62 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
     group.bench_function("load_snapshot_99_behind", |b| {
         b.iter(|| runtime.block_on(async { black_box(repo.load("snapshot").await.expect("load")) }))
     });
+
+    let store = KvEventStore::new(kv.clone());
+    let first = runtime.block_on(seed_mixed_log(&store));
+    group.throughput(Throughput::Elements(FOLLOWED));
+    for (bench, options, events) in [
+        ("follow_log", SubscribeOptions::default(), FOLLOWED),
+        (
+            "follow_log_one_type_in_100",
+            SubscribeOptions::default().aggregate_type("Order"),
+            FOLLOWED / 100,
+        ),
+    ] {
+        group.bench_function(BenchmarkId::new(bench, FOLLOWED), |b| {
+            b.iter(|| runtime.block_on(follow(&store, first, options.clone(), events)))
+        });
+    }
     group.finish();
+}
+
+/// Appends [`FOLLOWED`] events, one per append, 100 appends at a time: the first of each
+/// hundred to a new `Order` stream, the others to 99 `Account` streams. Returns the
+/// position of the first.
+async fn seed_mixed_log(store: &KvEventStore<DynKv>) -> u64 {
+    let first = store.last_position().await.expect("last position") + 1;
+    for round in 0..FOLLOWED / 100 {
+        let appends = (0..100u64).map(|slot| async move {
+            let (aggregate_type, id, version) = match slot {
+                0 => ("Order", format!("order-{round}"), 0),
+                _ => ("Account", format!("follow-{slot}"), round),
+            };
+            let event = AccountEvent::Deposited { amount: slot };
+            let event = NewEvent::encode("Deposited", &event, Codec::Json).expect("encode");
+            store
+                .append(aggregate_type, &id, version, &[event])
+                .await
+                .expect("append");
+        });
+        join_all(appends).await;
+    }
+    first
+}
+
+/// Subscribes from `first` with `options` until `events` events came.
+async fn follow(
+    store: &KvEventStore<DynKv>,
+    first: u64,
+    options: SubscribeOptions,
+    events: u64,
+) -> u64 {
+    let mut subscription = Box::pin(store.subscribe(first, options));
+    let mut last = 0;
+    for _ in 0..events {
+        let event = subscription.next().await.expect("an event").expect("read");
+        last = event.position;
+    }
+    black_box(last)
 }
 
 /// Scans every entry of the stream in pages, as a replay does, without decoding.
