@@ -2,9 +2,11 @@
 //! events. Each page of events is applied in one atomic batch with the projection's
 //! checkpoint, so that a crash at any point neither applies an event twice nor loses one.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::Bound;
 
 use bytes::Bytes;
 use futures_util::future::select;
@@ -68,6 +70,89 @@ impl ReadModel<'_> {
     /// Removes `key`.
     pub fn delete(&mut self, key: &[u8]) {
         self.changes.insert(Bytes::copy_from_slice(key), None);
+    }
+
+    /// At most `limit` entries of this read model whose keys start with `prefix` (all of
+    /// them for an empty one), in key order, after the key `after` (from the first when
+    /// `None`), as [`get`](Self::get) sees them: with the changes made so far. Page by
+    /// calling again after the last key read.
+    pub async fn entries(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let mut entries = Vec::new();
+        // The last key passed, stored or changed; keys at or before it are done.
+        let mut cursor = after
+            .filter(|after| *after >= prefix)
+            .map(Bytes::copy_from_slice);
+        let stored_prefix = [&self.prefix[..], prefix].concat();
+        while entries.len() < limit {
+            let mut range = KeyRange::prefix(stored_prefix.clone());
+            if let Some(cursor) = &cursor {
+                let last = [&self.prefix[..], cursor].concat();
+                range = range.after_page(&last, Direction::Forward);
+            }
+            let asked = limit - entries.len();
+            let page = self
+                .kv
+                .scan_boxed(&range, Direction::Forward, asked)
+                .await?;
+            let stored: Vec<(&[u8], &[u8])> = page
+                .iter()
+                .map(|(key, value)| (key.get(self.prefix.len()..).unwrap_or_default(), value))
+                .collect();
+            let exhausted = !page.may_have_more(asked);
+            // Changes up to the last stored key of this page (all of them once the stored
+            // entries are exhausted): later ones merge with the next page.
+            let lower = cursor
+                .as_deref()
+                .map_or(Bound::Included(prefix), Bound::Excluded);
+            let upper = match stored.last() {
+                Some((last, _)) if !exhausted => Bound::Included(*last),
+                _ => Bound::Unbounded,
+            };
+            let mut changes = self
+                .changes
+                .range::<[u8], _>((lower, upper))
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .peekable();
+            let mut stored = stored.into_iter().peekable();
+            while entries.len() < limit {
+                // Which comes first: the next stored entry (Less) or the next change.
+                let order = match (stored.peek(), changes.peek()) {
+                    (Some((stored_key, _)), Some((changed_key, _))) => {
+                        stored_key.cmp(&&changed_key[..])
+                    }
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => break,
+                };
+                if order == Ordering::Equal {
+                    // A change replaces the stored entry of its key.
+                    stored.next();
+                }
+                let next = if order == Ordering::Less {
+                    stored.next().map(|(key, value)| (key, Some(value)))
+                } else {
+                    changes
+                        .next()
+                        .map(|(key, change)| (&key[..], change.as_deref()))
+                };
+                let Some((key, value)) = next else {
+                    break;
+                };
+                cursor = Some(Bytes::copy_from_slice(key));
+                if let Some(value) = value {
+                    entries.push((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value)));
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(entries)
     }
 }
 

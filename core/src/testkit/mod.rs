@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
             projections::checkpoints_save_and_delete,
             projections::projection_catches_up_from_its_checkpoint,
             projections::projection_of_one_type_passes_over_the_others,
+            projections::read_model_entries_merge_the_page_changes,
             projections::projection_failures_write_nothing,
             projections::projection_run_ends_on_a_bad_name
         );

@@ -1,5 +1,6 @@
 //! Checkpoints and projections: a read model applied with its checkpoint, exactly once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -188,6 +189,106 @@ pub async fn projection_catches_up_from_its_checkpoint<F: EngineFactory>(factory
     let expected: u64 = (0..14).map(|round| round * 10 + 1).sum();
     assert_eq!(account[..], expected.to_be_bytes());
     assert!(read_model(&store, "other").await.is_empty());
+}
+
+/// A projection that, for the event at position `p`, puts key `k((7p) mod 13)` and deletes
+/// key `k((5p + 3) mod 13)`, and after each event checks that [`ReadModel::entries`], read
+/// in pages of 1, 2 and 3, sees exactly what it wrote so far: stored entries of earlier
+/// pages merged with the changes of the current one, deletions included.
+#[derive(Debug, Default)]
+struct DepositIndex {
+    /// What the read model holds, kept by hand.
+    expected: std::sync::Mutex<BTreeMap<Bytes, Bytes>>,
+}
+
+impl DepositIndex {
+    fn expected(&self) -> std::sync::MutexGuard<'_, BTreeMap<Bytes, Bytes>> {
+        self.expected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Every entry of `model` under `prefix`, read `page` at a time from after `after`.
+async fn paged_entries(
+    model: &ReadModel<'_>,
+    prefix: &[u8],
+    mut after: Option<Bytes>,
+    page: usize,
+) -> Result<Vec<(Bytes, Bytes)>, BoxError> {
+    let mut entries: Vec<(Bytes, Bytes)> = Vec::new();
+    loop {
+        let next = model.entries(prefix, after.as_deref(), page).await?;
+        if next.len() > page {
+            return Err(format!("asked for {page} entries, got {}", next.len()).into());
+        }
+        let Some((last, _)) = next.last() else {
+            return Ok(entries);
+        };
+        after = Some(last.clone());
+        entries.extend(next);
+    }
+}
+
+impl Projection for DepositIndex {
+    fn name(&self) -> &str {
+        "deposit-index"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        model: &mut ReadModel<'_>,
+    ) -> Result<(), BoxError> {
+        let key = |n: u64| Bytes::from(format!("k{:02}", n % 13));
+        let (put, delete) = (key(7 * event.position), key(5 * event.position + 3));
+        let value = Bytes::copy_from_slice(&event.position.to_be_bytes());
+        model.put(&put, value.clone());
+        self.expected().insert(put, value);
+        model.delete(&delete);
+        self.expected().remove(&delete);
+        for prefix in [&b""[..], b"k0", b"k1", b"nope"] {
+            let want: Vec<(Bytes, Bytes)> = self
+                .expected()
+                .iter()
+                .filter(|(key, _)| key.starts_with(prefix))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            for page in [1, 2, 3] {
+                let got = paged_entries(model, prefix, None, page).await?;
+                if got != want {
+                    let error =
+                        format!("entries under {prefix:?} by {page}: {got:?}, not {want:?}");
+                    return Err(error.into());
+                }
+            }
+            // Starting after a key before the prefix reads the prefix from its first key.
+            let all = paged_entries(model, prefix, Some(Bytes::from_static(b"!")), 1000).await?;
+            if all != want {
+                return Err(format!("entries under {prefix:?} after \"!\": {all:?}").into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A handler reads its read model in key order, in pages, with the changes of the page
+/// being applied merged over what earlier pages stored (see [`DepositIndex`]).
+pub async fn read_model_entries_merge_the_page_changes<F: EngineFactory>(factory: &F) {
+    let store = KvEventStore::new(fresh(factory).await);
+    deposits(&store, 3, 0, 20).await;
+    let options = SubscribeOptions::default().page_size(4);
+    let runner = ProjectionRunner::new(&store, DepositIndex::default()).options(options);
+    assert_eq!(runner.catch_up().await.expect("catch up"), 60);
+    let stored = read_model(&store, "deposit-index").await;
+    let expected: Vec<(Bytes, Bytes)> = runner
+        .projection()
+        .expected()
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    assert_eq!(stored, expected);
+    assert!(stored.len() > 3, "{stored:?}");
 }
 
 /// A projection of one aggregate type applies only its events, and its checkpoint moves
