@@ -24,9 +24,9 @@ use crate::js_types::StoredEventJson;
 
 /// How many events one `onEvents` call receives at most.
 const BATCH: usize = 1000;
-/// How often a subscription looks at the log without being told of an append: appends of
-/// this page wake it at once, and those of other tabs through the channel, so this only
-/// covers a message that never came.
+/// How often a subscription looks at the log without being told of an append, unless its
+/// `pollInterval` says otherwise: appends of this page wake it at once, and those of other
+/// tabs through the channel, so this only covers a message that never came.
 const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// The read model key holding the state `saveReadModel` saves.
 const STATE: &[u8] = b"state";
@@ -99,16 +99,16 @@ impl JsEventStore {
     ) -> Result<JsValue, JsValue> {
         let from = js_input::whole_number("fromPosition", &from_position, Some(1))?;
         let on_events = js_input::function("onEvents", &on_events)?;
-        let (on_error, aggregate_type) = js_input::subscribe_options(&options.unwrap_or_default())?;
+        let input = js_input::subscribe_options(&options.unwrap_or_default())?;
         let stores = self.stores()?;
         let mut options = SubscribeOptions::default()
-            .poll_interval(SAFETY_POLL)
+            .poll_interval(input.poll_interval.unwrap_or(SAFETY_POLL))
             .page_size(BATCH);
-        if let Some(aggregate_type) = aggregate_type {
+        if let Some(aggregate_type) = input.aggregate_type {
             options = options.aggregate_type(aggregate_type);
         }
         let (handle, registration) = AbortHandle::new_pair();
-        let follow = follow(stores, from, options, on_events, on_error);
+        let follow = follow(stores, from, options, on_events, input.on_error);
         spawn_local(async move {
             let _stopped = Abortable::new(follow, registration).await;
         });

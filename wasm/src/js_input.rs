@@ -2,6 +2,8 @@
 //! (the generated glue converts nothing, so it can neither trap nor coerce), and is
 //! refused here with an `InvalidInput` error naming the argument and what it was.
 
+use std::time::Duration;
+
 use eventkv::{Codec, EventMetadata, NewEvent, Uuid};
 use js_sys::{Array, JSON, JsString, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
@@ -283,23 +285,46 @@ pub fn function(argument: &str, value: &JsValue) -> Result<js_sys::Function, Api
         .ok_or_else(|| missing_or(argument, value, "a function"))
 }
 
-/// The `options` of `subscribe`: `{ onError, aggregateType }`, both optional.
-pub fn subscribe_options(
-    value: &JsValue,
-) -> Result<(Option<js_sys::Function>, Option<String>), ApiError> {
+/// The options of `subscribe`, read.
+pub struct SubscribeInput {
+    pub on_error: Option<js_sys::Function>,
+    pub aggregate_type: Option<String>,
+    pub poll_interval: Option<Duration>,
+}
+
+/// Reads `subscribe`'s `options`: `onError`, `aggregateType` and `pollInterval` (whole
+/// milliseconds, at least 1), each optional.
+pub fn subscribe_options(value: &JsValue) -> Result<SubscribeInput, ApiError> {
+    let mut input = SubscribeInput {
+        on_error: None,
+        aggregate_type: None,
+        poll_interval: None,
+    };
     if value.is_undefined() || value.is_null() {
-        return Ok((None, None));
+        return Ok(input);
     }
-    let options = object("options", value, &["onError", "aggregateType"])?;
+    let options = object(
+        "options",
+        value,
+        &["onError", "aggregateType", "pollInterval"],
+    )?;
     let on_error = field(&options, "onError");
-    let on_error = match on_error.is_undefined() {
-        true => None,
-        false => Some(function("options.onError", &on_error)?),
-    };
+    if !on_error.is_undefined() {
+        input.on_error = Some(function("options.onError", &on_error)?);
+    }
     let aggregate_type = field(&options, "aggregateType");
-    let aggregate_type = match aggregate_type.is_undefined() {
-        true => None,
-        false => Some(string("options.aggregateType", &aggregate_type)?),
-    };
-    Ok((on_error, aggregate_type))
+    if !aggregate_type.is_undefined() {
+        input.aggregate_type = Some(string("options.aggregateType", &aggregate_type)?);
+    }
+    let poll_interval = field(&options, "pollInterval");
+    if !poll_interval.is_undefined() {
+        let millis = whole_number("options.pollInterval", &poll_interval, None)?;
+        if millis == 0 {
+            return Err(ApiError::invalid(
+                "options.pollInterval must be at least 1 (milliseconds), not 0",
+            ));
+        }
+        input.poll_interval = Some(Duration::from_millis(millis));
+    }
+    Ok(input)
 }

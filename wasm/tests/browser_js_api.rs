@@ -1104,6 +1104,59 @@ async fn a_failing_on_events_stops_the_subscription_with_handler() {
     db.delete().await;
 }
 
+/// An append that no channel announces (another writer of the database) reaches a
+/// subscription by its poll: within its `pollInterval`, not the 30 s default.
+#[wasm_bindgen_test]
+async fn a_poll_interval_finds_unannounced_appends() {
+    let db = TestDb::new().await;
+    let options = Object::new();
+    Reflect::set(&options, &"pollInterval".into(), &50.into()).expect("set");
+    let (on_events, seen) = collector();
+    db.store
+        .subscribe(JsValue::from(1), on_events.into(), Some(options.into()))
+        .expect("subscribe");
+    let (events, _) = core_stores(&db.name).await;
+    let event = raw_event(Codec::Json, br#"{"Deposited":{"amount":1}}"#);
+    events
+        .append("Account", "quiet", 0, &[event])
+        .await
+        .expect("append through the core store");
+    // `until_seen` waits at most 10 s: the default poll would not come in time.
+    until_seen(&seen, 1).await;
+    assert_eq!(*seen.borrow(), vec![1]);
+
+    for (poll, expected) in [
+        (
+            JsValue::from(0),
+            "options.pollInterval must be at least 1 (milliseconds), not 0",
+        ),
+        (
+            JsValue::from(1.5),
+            "options.pollInterval must be a whole number",
+        ),
+        (
+            JsValue::from("50"),
+            "options.pollInterval must be a whole number",
+        ),
+    ] {
+        let options = Object::new();
+        Reflect::set(&options, &"pollInterval".into(), &poll).expect("set");
+        let refused = db.store.subscribe(
+            JsValue::from(1),
+            Function::new_no_args("").into(),
+            Some(options.into()),
+        );
+        let error = refused.expect_err("refused");
+        assert_eq!(code_of(&error), "InvalidInput");
+        assert!(
+            message_of(&error).contains(expected),
+            "{}",
+            message_of(&error)
+        );
+    }
+    db.delete().await;
+}
+
 #[wasm_bindgen_test]
 async fn a_read_model_is_saved_with_its_checkpoint_and_refuses_a_stale_save() {
     let db = TestDb::new().await;
