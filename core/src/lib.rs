@@ -50,6 +50,6 @@ pub use repository::{
     SnapshotMiss, SnapshotMode, SnapshotOutcome, SnapshotReadFailure,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
-pub use subscription::{LONGEST_RETRY_PAUSE, SubscribeOptions};
+pub use subscription::{LONGEST_RETRY_PAUSE, MAX_POLL_INTERVAL, SubscribeOptions};
 pub use timestamp::Timestamp;
 pub use uuid::Uuid;

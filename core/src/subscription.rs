@@ -22,6 +22,10 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The longest pause between two failed reads (before jitter).
 pub const LONGEST_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
+/// The longest poll interval: 2^31 - 1 ms (about 24.8 days), the longest timer a browser
+/// keeps (a longer one fires at once).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// How a subscription reads and waits.
 #[derive(Clone, Debug)]
 pub struct SubscribeOptions {
@@ -44,9 +48,9 @@ impl Default for SubscribeOptions {
 impl SubscribeOptions {
     /// How often a subscription that caught up looks for events appended by other
     /// processes (or other stores on the same engine). Appends through the same store
-    /// wake it at once. At least 1 ms.
+    /// wake it at once. At least 1 ms, at most [`MAX_POLL_INTERVAL`].
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(1));
+        self.poll_interval = interval.clamp(Duration::from_millis(1), MAX_POLL_INTERVAL);
         self
     }
 
@@ -186,4 +190,19 @@ impl<K: OrderedKv> Follow<'_, K> {
 /// doubling up to [`LONGEST_RETRY_PAUSE`], jittered, without end.
 pub(crate) fn retry_pauses() -> ExponentialBackoff {
     backoff::endless(FIRST_RETRY_PAUSE, LONGEST_RETRY_PAUSE)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MAX_POLL_INTERVAL, SubscribeOptions};
+
+    #[test]
+    fn poll_intervals_are_kept_within_what_timers_take() {
+        let interval = |d| SubscribeOptions::default().poll_interval(d).poll_interval;
+        assert_eq!(interval(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(interval(Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(interval(Duration::MAX), MAX_POLL_INTERVAL);
+    }
 }

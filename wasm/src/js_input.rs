@@ -293,7 +293,7 @@ pub struct SubscribeInput {
 }
 
 /// Reads `subscribe`'s `options`: `onError`, `aggregateType` and `pollInterval` (whole
-/// milliseconds, at least 1), each optional.
+/// milliseconds, 1 to 2^31 - 1), each optional.
 pub fn subscribe_options(value: &JsValue) -> Result<SubscribeInput, ApiError> {
     let mut input = SubscribeInput {
         on_error: None,
@@ -319,10 +319,11 @@ pub fn subscribe_options(value: &JsValue) -> Result<SubscribeInput, ApiError> {
     let poll_interval = field(&options, "pollInterval");
     if !poll_interval.is_undefined() {
         let millis = whole_number("options.pollInterval", &poll_interval, None)?;
-        if millis == 0 {
-            return Err(ApiError::invalid(
-                "options.pollInterval must be at least 1 (milliseconds), not 0",
-            ));
+        let most = eventkv::MAX_POLL_INTERVAL.as_millis();
+        if millis == 0 || u128::from(millis) > most {
+            return Err(ApiError::invalid(format!(
+                "options.pollInterval must be from 1 to {most} (milliseconds: the longest timer a browser keeps), not {millis}"
+            )));
         }
         input.poll_interval = Some(Duration::from_millis(millis));
     }

@@ -102,7 +102,7 @@ export interface SubscribeOptions {
   onError?: (error: EventKvError) => void;
   /** Only the events of aggregates of this type (the others are passed over unread). */
   aggregateType?: string;
-  /** How often, in milliseconds (at least 1), the subscription looks at the log when no
+  /** How often, in milliseconds (1 to 2^31 - 1), the subscription looks at the log when no
    * append was announced; default 30,000. Appends of this page, and of other tabs through
    * a `BroadcastChannel`, wake it at once: lower it only where appends can come unannounced
    * (a browser without `BroadcastChannel`, or another writer of the same database). */

@@ -1128,8 +1128,9 @@ async fn a_poll_interval_finds_unannounced_appends() {
     for (poll, expected) in [
         (
             JsValue::from(0),
-            "options.pollInterval must be at least 1 (milliseconds), not 0",
+            "options.pollInterval must be from 1 to 2147483647 (milliseconds",
         ),
+        (JsValue::from(2_147_483_648_u32), "not 2147483648"),
         (
             JsValue::from(1.5),
             "options.pollInterval must be a whole number",
