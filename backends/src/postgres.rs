@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventkv::backoff::Backoff;
 use eventkv::{
-    BuildBatch, Check, Direction, FinalMutations, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    BuildBatch, Check, Direction, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_BYTES,
+    OrderedKv, WriteBatch,
 };
 use futures_util::{Stream, TryStreamExt};
 use sqlx::pool::PoolConnection;
@@ -76,9 +77,15 @@ impl Statements {
         let table = format!("\"{}\".\"{}\"", options.schema, options.table);
         Statements {
             get: format!("SELECT value FROM {table} WHERE key = $1"),
+            // The entries in the order asked, up to the one that reaches $2 bytes and at
+            // most $3 of them: the server sends no more than a page.
             get_many: format!(
-                "SELECT t.key, t.value FROM UNNEST($1::bytea[]) WITH ORDINALITY AS k(key, n) \
-                 JOIN {table} t ON t.key = k.key ORDER BY k.n"
+                "SELECT key, value FROM (SELECT t.key, t.value, k.n, \
+                 SUM(octet_length(t.key) + octet_length(t.value)) OVER (ORDER BY k.n \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before \
+                 FROM UNNEST($1::bytea[]) WITH ORDINALITY AS k(key, n) \
+                 JOIN {table} t ON t.key = k.key) s \
+                 WHERE before IS NULL OR before < $2 ORDER BY n LIMIT $3"
             ),
             // The transaction, and the table's write lock (one per schema-qualified table),
             // held until COMMIT or ROLLBACK. Every statement after the lock sees every
@@ -505,16 +512,12 @@ impl OrderedKv for PostgresKv {
             return Ok(KvPage::default());
         }
         let keys: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-        let mut rows = sqlx::query(AssertSqlSafe(self.sql.get_many.as_str()))
+        let rows = sqlx::query(AssertSqlSafe(self.sql.get_many.as_str()))
             .bind(keys)
+            .bind(i64::try_from(MAX_SCAN_BYTES).unwrap_or(i64::MAX))
+            .bind(sql_limit(usize::MAX))
             .fetch(&self.pool);
-        let mut page = KvPage::default();
-        while let Some(row) = rows.try_next().await.map_err(engine_error)? {
-            let key: &[u8] = row.try_get(0).map_err(engine_error)?;
-            let value: &[u8] = row.try_get(1).map_err(engine_error)?;
-            page.push(key, value);
-        }
-        Ok(page)
+        fill_page(rows).await.map_err(engine_error)
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {

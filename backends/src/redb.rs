@@ -242,6 +242,9 @@ impl OrderedKv for RedbKv {
                 Err(error) => return Err(engine_error(error)),
             };
             for key in &keys {
+                if page.is_full() {
+                    break;
+                }
                 if let Some(value) = table.get(&key[..]).map_err(engine_error)? {
                     page.push(key, value.value());
                 }

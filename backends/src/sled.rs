@@ -226,6 +226,9 @@ impl OrderedKv for SledKv {
         blocking::run(ENGINE, move || {
             let mut page = KvPage::default();
             for key in &keys {
+                if page.is_full() {
+                    break;
+                }
                 if let Some(value) = tree.get(key).map_err(engine_error)? {
                     page.push(key, &value);
                 }

@@ -367,6 +367,9 @@ impl OrderedKv for SqliteKv {
                 let mut page = KvPage::default();
                 let mut statement = connection.prepare_cached(GET).map_err(engine_error)?;
                 for key in &keys {
+                    if page.is_full() {
+                        break;
+                    }
                     let mut rows = statement.query([&key[..]]).map_err(engine_error)?;
                     if let Some(row) = rows.next().map_err(engine_error)? {
                         page.push(key, blob(row, 0)?);

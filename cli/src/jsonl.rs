@@ -6,6 +6,7 @@
 //! "correlation_id":null,"causation_id":null,"codec":"json","payload":{…}}`.
 //! A JSON payload is the JSON itself; a bincode payload is a base64 string.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -99,6 +100,12 @@ impl EventLine {
         if self.version == 0 {
             return Err(bad("version 0: versions start at 1".to_owned()));
         }
+        if self.event_type.is_empty() || self.event_type.len() > usize::from(u16::MAX) {
+            return Err(bad(format!(
+                "event type must be 1 to 65535 bytes, got {} bytes",
+                self.event_type.len()
+            )));
+        }
         let codec: Codec = self
             .codec
             .parse()
@@ -179,14 +186,24 @@ pub struct ImportReport {
     pub events: u64,
 }
 
+/// What the first pass of an import saw of one stream.
+struct StreamSoFar {
+    /// The version of its last line.
+    version: u64,
+    /// The line of each of its event ids.
+    event_ids: HashMap<Uuid, u64>,
+}
+
 /// The most events of one aggregate appended at once.
 const MAX_RUN: usize = 1000;
 
 /// Imports JSON lines into `kv`.
 ///
-/// Every line is parsed and checked before anything is written: a line that does not
-/// parse, or whose versions do not follow the line before of the same aggregate, fails
-/// the import with its line number and nothing written. Then each run of consecutive
+/// Every line is parsed and checked before anything is written, for everything an append
+/// checks: a line that does not parse, names an aggregate or event type that cannot be
+/// stored, repeats an event id of its aggregate, or whose version does not follow the
+/// line before of the same aggregate, fails the import with its line number and nothing
+/// written. Then each run of consecutive
 /// lines of one aggregate (up to 1,000) is one append, at the version its first line
 /// names: events get new positions and timestamps, and keep their ids, types, metadata,
 /// codecs and payloads. An append refused by the store (its stream is not at that
@@ -199,7 +216,7 @@ pub async fn import(
 ) -> Result<ImportReport, CliError> {
     let mut spool = tempfile::tempfile()?;
     let mut report = ImportReport::default();
-    let mut versions = std::collections::HashMap::<(String, String), u64>::new();
+    let mut streams = HashMap::<(String, String), StreamSoFar>::new();
     for (number, line) in (1u64..).zip(input.lines()) {
         let line = line.map_err(|error| match error.kind() {
             std::io::ErrorKind::InvalidData => {
@@ -214,19 +231,28 @@ pub async fn import(
         let event: EventLine = serde_json::from_str(&line)
             .map_err(|error| CliError::Usage(format!("line {number}: {error}")))?;
         event.new_event(number)?;
-        let last = versions
+        let stream = streams
             .entry((event.aggregate_type.clone(), event.aggregate_id.clone()))
-            .or_insert(event.version - 1);
-        if event.version != *last + 1 {
+            .or_insert_with(|| StreamSoFar {
+                version: event.version - 1,
+                event_ids: HashMap::new(),
+            });
+        if event.version != stream.version + 1 {
             return Err(CliError::Usage(format!(
-                "line {number}: {}/{} version {} does not follow version {last} of the lines before",
-                event.aggregate_type, event.aggregate_id, event.version
+                "line {number}: {}/{} version {} does not follow version {} of the lines before",
+                event.aggregate_type, event.aggregate_id, event.version, stream.version
             )));
         }
-        *last = event.version;
+        if let Some(first) = stream.event_ids.insert(event.event_id, number) {
+            return Err(CliError::Usage(format!(
+                "line {number}: event id {} of {}/{} is on line {first} too: an event is stored once",
+                event.event_id, event.aggregate_type, event.aggregate_id
+            )));
+        }
+        stream.version = event.version;
         writeln!(spool, "{line}")?;
     }
-    drop(versions);
+    drop(streams);
     std::io::Seek::rewind(&mut spool)?;
     let store = KvEventStore::new(kv.clone());
     let mut run: Vec<(u64, EventLine)> = Vec::new();

@@ -203,15 +203,14 @@ fn check_event(
             0
         }
     };
-    if event.version != previous + 1 {
-        let missing = if previous + 1 == event.version - 1 {
-            format!("version {} is missing", previous + 1)
-        } else {
-            format!(
-                "versions {} to {} are missing",
-                previous + 1,
-                event.version - 1
-            )
+    // Keys sort by version: a version at or below the previous one is only version 0.
+    let next = previous.saturating_add(1);
+    if event.version == 0 {
+        report.problem(key, "an event at version 0: versions start at 1");
+    } else if event.version != next {
+        let missing = match event.version - 1 {
+            last_missing if last_missing == next => format!("version {next} is missing"),
+            last_missing => format!("versions {next} to {last_missing} are missing"),
         };
         report.problem(key, format!("a gap in the stream: {missing}"));
     }
@@ -250,6 +249,14 @@ fn check_log_entry(
     count: u32,
     first_event_key: &[u8],
 ) {
+    if position == 0 {
+        report.problem(key, "position 0 is never given");
+        return;
+    }
+    if count == 0 {
+        report.problem(key, "the entry holds no event");
+        return;
+    }
     if position > *next_log_position {
         report.problem(
             key,
@@ -275,6 +282,19 @@ fn check_log_entry(
         report.problem(key, "the entry does not point at an event key");
         return;
     };
+    if first_version == 0 {
+        report.problem(key, "the entry points at version 0: versions start at 1");
+        return;
+    }
+    if first_version.checked_add(u64::from(count) - 1).is_none() {
+        report.problem(
+            key,
+            format!(
+                "the entry's {count} events from version {first_version} run past the largest version"
+            ),
+        );
+        return;
+    }
     let known = positions.states.len() as u64;
     let end = position.saturating_add(u64::from(count));
     if end > known.saturating_add(1) {

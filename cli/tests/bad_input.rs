@@ -103,6 +103,17 @@ async fn bad_urls_and_stores_are_named() {
     );
 }
 
+/// The event id of a JSON line.
+fn id_of(line: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    value["event_id"].as_str().expect("an event id").to_owned()
+}
+
+/// `line` with event id `id`.
+fn with_id(line: &str, id: &str) -> String {
+    line.replace(&id_of(line), id)
+}
+
 #[cfg(feature = "sqlite")]
 #[test]
 fn an_import_with_a_bad_line_imports_nothing() {
@@ -131,6 +142,37 @@ fn an_import_with_a_bad_line_imports_nothing() {
         (
             line(1).replace("\"version\":1", "\"version\":1,\"extra\":1"),
             "line 1: unknown field",
+        ),
+        (
+            format!("{}\n{}\n", line(1), line(2).replace("\"E\"", "\"\"")),
+            "line 2: event type must be 1 to 65535 bytes, got 0 bytes",
+        ),
+        (
+            format!(
+                "{}\n{}\n",
+                line(1),
+                line(2).replace("\"E\"", &format!("\"{}\"", "e".repeat(65_536)))
+            ),
+            "line 2: event type must be 1 to 65535 bytes, got 65536 bytes",
+        ),
+        (
+            // The same event id twice in one run of lines (one append).
+            {
+                let first = line(1);
+                let second = with_id(&line(2), &id_of(&first));
+                format!("{first}\n{second}\n")
+            },
+            "line 2: event id",
+        ),
+        (
+            // The same event id in two runs of one aggregate (two appends).
+            {
+                let first = line(1);
+                let other = line(1).replace("\"a\"", "\"b\"");
+                let third = with_id(&line(2), &id_of(&first));
+                format!("{first}\n{other}\n{third}\n")
+            },
+            "line 3: event id",
         ),
     ];
     let mut binary = format!("{}\n", line(1)).into_bytes();

@@ -192,6 +192,84 @@ async fn each_corruption_is_found(url_of: impl Fn(&str) -> String) {
     );
 }
 
+/// `value`, a format-2 value stored under another key, sealed for `key` (as if written
+/// there): the damage is in the key, not in the bytes.
+fn resealed(key: &[u8], value: &[u8]) -> Bytes {
+    let body = &value[..value.len() - 4];
+    let crc = crc32c::crc32c_append(crc32c::crc32c(key), body);
+    Bytes::from([body, &crc.to_be_bytes()].concat())
+}
+
+/// Stored numbers that cannot be: an event at version 0, log entries at position 0, of no
+/// event, at version 0, or running past the largest version. Each is a named problem,
+/// never a panic.
+async fn impossible_numbers_are_named(url_of: impl Fn(&str) -> String) {
+    let a = StreamKeys::new("T", "a").expect("stream");
+
+    let kv = small_store(&url_of("version-0")).await;
+    let value = kv.get(&a.event(1)).await.expect("get").expect("stored");
+    let mut batch = WriteBatch::new();
+    batch.put(a.event(0), resealed(&a.event(0), &value));
+    kv.write(batch).await.expect("write");
+    let report = checked(&kv).await;
+    assert!(
+        names(&report, &a.event(0), "version 0: versions start at 1"),
+        "{:#?}",
+        report.problems
+    );
+
+    let entries = [
+        (
+            "overflow",
+            keys::global_log(1),
+            5,
+            a.event(u64::MAX - 1),
+            "run past the largest version",
+        ),
+        (
+            "log-version-0",
+            keys::global_log(1),
+            5,
+            a.event(0),
+            "points at version 0",
+        ),
+        (
+            "no-event",
+            keys::global_log(1),
+            0,
+            a.event(1),
+            "holds no event",
+        ),
+        (
+            "position-0",
+            keys::global_log(0),
+            1,
+            a.event(1),
+            "position 0 is never given",
+        ),
+    ];
+    for (name, key, count, first, problem) in entries {
+        let kv = small_store(&url_of(name)).await;
+        let mut value = vec![1u8];
+        value.extend_from_slice(&u32::to_be_bytes(count));
+        value.extend_from_slice(&first);
+        let mut batch = WriteBatch::new();
+        batch.put(key.clone(), value);
+        kv.write(batch).await.expect("write");
+        let report = checked(&kv).await;
+        assert!(
+            names(&report, &key, problem),
+            "{name}: {:#?}",
+            report.problems
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_impossible_numbers() {
+    impossible_numbers_are_named(|_| "memory:".to_owned()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_each_corruption_in_memory_and_sqlite() {
     each_corruption_is_found(|_| "memory:".to_owned()).await;

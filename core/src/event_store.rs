@@ -241,22 +241,22 @@ impl EventPage {
         self.streams.len() - 1
     }
 
-    /// Adds the events of `page`, read for `wanted`: one entry each, in order, each with
-    /// the version and position the global log gave it.
-    fn push_logged(&mut self, page: KvPage, wanted: &[Wanted]) -> Result<(), EventStoreError> {
+    /// Adds the events of `page`, read for `wanted` by one `get_many`: one entry each, in
+    /// order, each with the version and position the global log gave it, up to the event
+    /// that brings the events held to [`MAX_SCAN_BYTES`]. Returns how many it added: all of
+    /// `wanted`, unless the bound was reached (a full page from the engine answers a prefix).
+    fn push_logged(
+        &mut self,
+        mut page: KvPage,
+        wanted: &[Wanted],
+    ) -> Result<usize, EventStoreError> {
         let page_index = self.pages.len();
-        if page.len() != wanted.len() {
-            let found = |wanted: &Wanted| page.iter().any(|(key, _)| key == &wanted.key[..]);
-            let missing = wanted.iter().find(|wanted| !found(wanted));
-            let position = missing
-                .or(wanted.first())
-                .map_or(0, |wanted| wanted.position);
-            return Err(corrupt(
-                &keys::global_log(position),
-                "global log points at a missing event",
-            ));
-        }
-        for (entry, ((key, value), wanted)) in page.iter().zip(wanted).enumerate() {
+        let mut bytes = self.bytes();
+        let mut taken = 0;
+        for (entry, (key, value)) in page.iter().enumerate() {
+            let Some(wanted) = wanted.get(entry) else {
+                return Err(corrupt(key, "read an event the global log did not ask for"));
+            };
             let log_key = || keys::global_log(wanted.position);
             if key != &wanted.key[..] {
                 return Err(corrupt(&log_key(), "global log points at a missing event"));
@@ -272,9 +272,23 @@ impl EventPage {
                 version: wanted.version,
                 layout: event.layout(),
             });
+            taken += 1;
+            bytes += key.len() + value.len();
+            if bytes >= MAX_SCAN_BYTES {
+                break;
+            }
         }
+        let bounded = bytes >= MAX_SCAN_BYTES || page.is_full();
+        if taken < wanted.len() && !bounded {
+            let position = wanted.get(taken).map_or(0, |wanted| wanted.position);
+            return Err(corrupt(
+                &keys::global_log(position),
+                "global log points at a missing event",
+            ));
+        }
+        page.truncate(taken);
         self.pages.push(page);
-        Ok(())
+        Ok(taken)
     }
 
     /// Adds the events of `page`, all of one stream, checking each.
@@ -509,7 +523,9 @@ impl<K: OrderedKv> KvEventStore<K> {
     }
 
     /// Where the events were stored, if the stream holds exactly these event ids right
-    /// after `expected_version` (an earlier attempt of the same append landed).
+    /// after `expected_version` (an earlier attempt of the same append landed). Reads the
+    /// stored events page by page, however many and however large they are, and stops at
+    /// the first that differs.
     pub(crate) async fn already_appended(
         &self,
         stream: &StreamKeys,
@@ -518,38 +534,49 @@ impl<K: OrderedKv> KvEventStore<K> {
     ) -> Result<Option<Appended>, EventStoreError> {
         let count = events.len() as u64;
         let first_version = expected_version + 1;
-        let range = stream.versions(first_version, expected_version + count);
-        let page = self
-            .kv
-            .scan(&range, Direction::Forward, events.len())
-            .await?;
-        if page.len() != events.len() {
-            return Ok(None);
+        let last_version = expected_version + count;
+        let mut range = stream.versions(first_version, last_version);
+        let mut matched = 0;
+        let mut first_position = 0;
+        let mut last_position = 0u64;
+        while matched < events.len() {
+            let limit = events.len() - matched;
+            let page = self.kv.scan(&range, Direction::Forward, limit).await?;
+            for (key, value) in page.iter() {
+                let expected_key = stream.event(first_version + matched as u64);
+                if key != &expected_key[..] {
+                    return Ok(None);
+                }
+                let stored = EventValue::parse(key, value).map_err(|e| corrupt(key, e))?;
+                if stored.event_id() != events[matched].event_id {
+                    return Ok(None);
+                }
+                if matched == 0 {
+                    first_position = stored.position();
+                } else if last_position.checked_add(1) != Some(stored.position()) {
+                    return Err(corrupt(
+                        key,
+                        "an append's events do not have consecutive positions",
+                    ));
+                }
+                last_position = stored.position();
+                matched += 1;
+            }
+            match page.last_key() {
+                Some(last) if matched < events.len() && page.may_have_more(limit) => {
+                    range = range.after_page(last, Direction::Forward);
+                }
+                _ => break,
+            }
         }
-        let mut stored = EventPage::default();
-        let (aggregate_type, aggregate_id) = stream.names().unwrap_or_default();
-        stored.push_stream(aggregate_type, aggregate_id, page)?;
-        let same = stored
-            .iter()
-            .zip(events)
-            .all(|(stored, new)| stored.event_id() == new.event_id);
-        let (Some(first), Some(last)) = (stored.get(0), stored.last()) else {
+        if matched < events.len() {
             return Ok(None);
-        };
-        if !same {
-            return Ok(None);
-        }
-        if first.position().checked_add(count - 1) != Some(last.position()) {
-            return Err(corrupt(
-                &stream.event(first_version),
-                "an append's events do not have consecutive positions",
-            ));
         }
         Ok(Some(Appended {
             first_version,
-            last_version: last.version(),
-            first_position: first.position(),
-            last_position: last.position(),
+            last_version,
+            first_position,
+            last_position,
         }))
     }
 
@@ -646,17 +673,19 @@ impl<K: OrderedKv> KvEventStore<K> {
             }
         }
         // The events themselves, a bounded number of keys per engine call, whatever the
-        // sizes of the appends.
-        for chunk in wanted.chunks(EVENTS_PER_GET) {
+        // sizes of the appends, up to a page of bytes.
+        let mut next = 0;
+        while let Some(first) = wanted.get(next) {
             if events.bytes() >= MAX_SCAN_BYTES {
                 // The read covers what comes before the first event it leaves out.
-                events.through = chunk.first().map(|first| first.position - 1);
+                events.through = Some(first.position - 1);
                 events.more = true;
                 break;
             }
+            let chunk = &wanted[next..wanted.len().min(next + EVENTS_PER_GET)];
             let keys: Vec<Bytes> = chunk.iter().map(|wanted| wanted.key.clone()).collect();
             let page = self.kv.get_many(&keys).await?;
-            events.push_logged(page, chunk)?;
+            next += events.push_logged(page, chunk)?;
         }
         events.more |= covered >= limit || log.may_have_more(limit);
         Ok(events)

@@ -8,6 +8,12 @@
 //! engine write (and every fsync) thus carries as many appends as arrived while the
 //! previous one ran.
 //!
+//! A caller may give up at any await (a timeout, a dropped HTTP handler): its own append is
+//! then left unanswered, and nobody else's. A queued append dropped after it was handed the
+//! lead passes the lead on; a leader dropped mid-write puts the appends it carried back at
+//! the head of the queue, and the next leader writes them, or finds them written (appends
+//! are idempotent by event id), and answers them as usual.
+//!
 //! Each append keeps its own checks: one whose stream moved fails alone (`Conflict`), the
 //! others land. A batch holds at most one append per stream, so that each is checked
 //! against the stream as the previous batches left it. Positions are given in batch
@@ -175,7 +181,7 @@ impl AppendQueue {
     }
 
     /// Which of `requests` expect a version their stream is known to be past.
-    fn known_past(&self, requests: &[AppendRequest<'_>]) -> Vec<bool> {
+    fn known_past(&self, requests: &[&AppendRequest<'_>]) -> Vec<bool> {
         let state = self.lock();
         requests
             .iter()
@@ -204,14 +210,27 @@ impl AppendQueue {
 
     /// Gives the lead to the first queued append whose caller still waits, or ends it.
     fn hand_over(&self) {
-        let mut state = self.lock();
-        while let Some(next) = state.waiting.pop_front() {
-            if next.turn.send(Turn::Lead(next.request)).is_ok() {
-                return;
-            }
-        }
-        state.leading = false;
+        hand_over(&mut self.lock());
     }
+
+    /// Ends a lead: `unanswered` (appends it carried but did not answer, in queue order) go
+    /// back to the head of the queue, and the lead passes on.
+    fn resign(&self, unanswered: Vec<Waiting>) {
+        let mut state = self.lock();
+        for waiting in unanswered.into_iter().rev() {
+            state.waiting.push_front(waiting);
+        }
+        hand_over(&mut state);
+    }
+}
+
+fn hand_over(state: &mut QueueState) {
+    while let Some(next) = state.waiting.pop_front() {
+        if next.turn.send(Turn::Lead(next.request)).is_ok() {
+            return;
+        }
+    }
+    state.leading = false;
 }
 
 fn remember(
@@ -226,27 +245,50 @@ fn remember(
     *version = update(*version);
 }
 
-/// The lead of one batch. Dropped, it answers every append of the batch still waiting
-/// (the leader's caller gave up mid-write: their outcome is unknown) and hands over.
+/// A queued append's wait for its turn. Dropped (its caller gave up) after it was handed
+/// the lead but before it took it, it passes the lead on.
+struct Ticket<'q> {
+    queue: &'q AppendQueue,
+    turn: oneshot::Receiver<Turn>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        // After `close`, a leader's `send` either fails (and it hands over to the next)
+        // or left its message here to be found.
+        self.turn.close();
+        if let Ok(Some(Turn::Lead(_))) = self.turn.try_recv() {
+            self.queue.hand_over();
+        }
+    }
+}
+
+/// The lead of one batch. Dropped (the leader's caller gave up, or the batch is done), it
+/// puts the appends of the batch it has not answered back at the head of the queue, and
+/// hands over the lead.
 struct Leading<'q> {
     queue: &'q AppendQueue,
-    followers: Vec<oneshot::Sender<Turn>>,
+    /// Appends queued before the batch was formed, answered when the write is done.
+    members: Vec<Waiting>,
+    /// Appends that joined the batch when the write built it; answered by that write.
+    joined: Vec<Waiting>,
 }
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        for follower in self.followers.drain(..) {
-            let _ = follower.send(Turn::Done(Err(cancelled())));
-        }
-        self.queue.hand_over();
+        let mut unanswered = std::mem::take(&mut self.members);
+        unanswered.append(&mut self.joined);
+        self.queue.resign(unanswered);
     }
 }
 
-fn cancelled() -> EventStoreError {
+/// The answer to an append that lost its place in the queue (it cannot happen: every
+/// queued append is answered, re-queued or handed the lead).
+fn unanswered() -> EventStoreError {
     EventStoreError::Kv(KvError::Ambiguous {
         engine: "eventkv",
-        what: "the append that carried this one in its batch was cancelled during the write",
-        source: "cancelled".into(),
+        what: "the append queue dropped this append unanswered",
+        source: "unanswered".into(),
     })
 }
 
@@ -257,7 +299,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         request: AppendRequest<'_>,
     ) -> Result<Appended, EventStoreError> {
         // The lock is held in this block only: never across an await.
-        let waiting = {
+        let ticket = {
             let mut state = self.queue().lock();
             if state.leading {
                 let (turn, waiting) = oneshot::channel();
@@ -265,20 +307,24 @@ impl<K: OrderedKv> KvEventStore<K> {
                     request: request.into_owned(),
                     turn,
                 });
-                Ok(waiting)
+                Ok(Ticket {
+                    queue: self.queue(),
+                    turn: waiting,
+                })
             } else {
                 state.leading = true;
                 Err(request)
             }
         };
-        let waiting = match waiting {
-            Ok(waiting) => waiting,
+        let mut ticket = match ticket {
+            Ok(ticket) => ticket,
             Err(request) => return self.lead(request).await,
         };
-        match waiting.await {
+        match (&mut ticket.turn).await {
             Ok(Turn::Done(result)) => result,
+            // Taking the lead starts the batch's guard before this future can be dropped.
             Ok(Turn::Lead(own)) => self.lead(own).await,
-            Err(oneshot::Canceled) => Err(cancelled()),
+            Err(oneshot::Canceled) => Err(unanswered()),
         }
     }
 
@@ -286,20 +332,20 @@ impl<K: OrderedKv> KvEventStore<K> {
     async fn lead(&self, own: AppendRequest<'_>) -> Result<Appended, EventStoreError> {
         let mut leading = Leading {
             queue: self.queue(),
-            followers: Vec::new(),
+            members: self.queue().take_batch(&own),
+            joined: Vec::new(),
         };
-        let mut requests = vec![own];
-        for waiting in self.queue().take_batch(&requests[0]) {
-            requests.push(waiting.request);
-            leading.followers.push(waiting.turn);
-        }
-        let mut results = self.write_batch(&requests).await.into_iter();
+        let requests: Vec<&AppendRequest<'_>> = std::iter::once(&own)
+            .chain(leading.members.iter().map(|waiting| &waiting.request))
+            .collect();
+        let results = self.write_batch(&requests, &mut leading.joined).await;
+        let mut results = results.into_iter();
         let own = results.next();
-        for (follower, result) in leading.followers.drain(..).zip(results) {
-            let _ = follower.send(Turn::Done(result));
+        for (member, result) in leading.members.drain(..).zip(results) {
+            let _ = member.turn.send(Turn::Done(result));
         }
         drop(leading);
-        own.unwrap_or_else(|| Err(cancelled()))
+        own.unwrap_or_else(|| Err(unanswered()))
     }
 
     /// Writes `requests` in one engine write, each with its own checks. A request whose
@@ -308,7 +354,8 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// this engine) is retried after a pause. Returns one result per request, in order.
     async fn write_batch(
         &self,
-        requests: &[AppendRequest<'_>],
+        requests: &[&AppendRequest<'_>],
+        joined: &mut Vec<Waiting>,
     ) -> Vec<Result<Appended, EventStoreError>> {
         let mut results: Vec<Option<Result<Appended, EventStoreError>>> =
             requests.iter().map(|_| None).collect();
@@ -320,7 +367,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                 pending.push(index);
                 continue;
             }
-            let request = &requests[index];
+            let request = requests[index];
             match self.refused(request).await {
                 // What this store saw is gone (the engine's data was replaced): write it.
                 Err(EventStoreError::Conflict { actual, .. })
@@ -334,7 +381,9 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut backoff = Backoff::new();
         let mut refused = HashSet::new();
         while !pending.is_empty() {
-            let attempt = self.write_once(requests, &pending, &mut refused).await;
+            let attempt = self
+                .write_once(requests, &pending, &mut refused, joined)
+                .await;
             match attempt {
                 Ok(None) => {}
                 Ok(Some(appended)) => {
@@ -365,7 +414,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                     match owner {
                         Some(at) => {
                             let index = pending.remove(at);
-                            results[index] = Some(self.refused(&requests[index]).await);
+                            results[index] = Some(self.refused(requests[index]).await);
                         }
                         None => {
                             let error = EventStoreError::Kv(KvError::Conflict { key });
@@ -384,7 +433,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         }
         results
             .into_iter()
-            .map(|result| result.unwrap_or_else(|| Err(cancelled())))
+            .map(|result| result.unwrap_or_else(|| Err(unanswered())))
             .collect()
     }
 
@@ -395,13 +444,13 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// check; they are back in the queue and the write is to be made again.
     async fn write_once(
         &self,
-        requests: &[AppendRequest<'_>],
+        requests: &[&AppendRequest<'_>],
         pending: &[usize],
         refused: &mut HashSet<StreamKeys>,
+        joined: &mut Vec<Waiting>,
     ) -> Result<Option<Vec<Appended>>, EventStoreError> {
         let mut outcome = None;
-        let mut joined: Vec<Waiting> = Vec::new();
-        let (built, late) = (&mut outcome, &mut joined);
+        let (built, late) = (&mut outcome, &mut *joined);
         let excluded = &*refused;
         let build = move |values: &[Option<Bytes>]| {
             let head = values.first().and_then(Option::as_ref);
@@ -412,7 +461,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                 events += requests[index].events.len();
             }
             *late = self.queue().take(&mut streams, pending.len(), events);
-            let batch = pending.iter().map(|&index| &requests[index]).chain(
+            let batch = pending.iter().map(|&index| requests[index]).chain(
                 late.iter()
                     .map(|waiting| -> &AppendRequest<'_> { &waiting.request }),
             );
@@ -438,7 +487,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                 let theirs = joined
                     .iter()
                     .any(|waiting| Some(&waiting.request.stream) == stream.as_ref());
-                self.queue().put_back(joined);
+                self.queue().put_back(std::mem::take(joined));
                 if let (true, Some(stream)) = (theirs, stream) {
                     refused.insert(stream);
                     return Ok(None);
@@ -447,7 +496,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             }
             Err(error) => {
                 let error = EventStoreError::Kv(error);
-                for waiting in joined {
+                for waiting in joined.drain(..) {
                     let _ = waiting.turn.send(Turn::Done(Err(duplicate(&error))));
                 }
                 return Err(error);
@@ -456,11 +505,11 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut appended = match outcome {
             Some(Ok(appended)) => appended,
             Some(Err(error)) => {
-                self.queue().put_back(joined);
+                self.queue().put_back(std::mem::take(joined));
                 return Err(error);
             }
             None => {
-                self.queue().put_back(joined);
+                self.queue().put_back(std::mem::take(joined));
                 return Err(corrupt(
                     &keys::global_head(),
                     "the write never built its batch",
@@ -474,7 +523,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                 .zip(&theirs)
                 .map(|(waiting, appended)| (&waiting.request.stream, appended.last_version)),
         );
-        for (waiting, appended) in joined.into_iter().zip(theirs) {
+        for (waiting, appended) in joined.drain(..).zip(theirs) {
             let _ = waiting.turn.send(Turn::Done(Ok(appended)));
         }
         Ok(Some(appended))

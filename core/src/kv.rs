@@ -376,6 +376,19 @@ impl KvPage {
         !self.is_empty() && (self.len() >= limit || self.is_full())
     }
 
+    /// Keeps the first `len` entries (all, when it holds no more).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len() {
+            return;
+        }
+        let data_end = len
+            .checked_sub(1)
+            .and_then(|last| self.ends.get(last))
+            .map_or(0, |&(_, value_end)| value_end);
+        self.data.truncate(data_end);
+        self.ends.truncate(len);
+    }
+
     /// Whether the page holds no entry.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
@@ -586,9 +599,11 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend;
 
     /// The entries of those of `keys` that have a value, in the order of `keys` (a key
-    /// given twice, twice). Unlike [`scan`](Self::scan) it has no page bound: callers ask
-    /// for a bounded number of keys. This default reads them one by one; engines read
-    /// them in one call where they can (one transaction, one statement).
+    /// given twice, twice), up to a full page as [`scan`](Self::scan) bounds it: the
+    /// answer ends with the entry that makes it [`full`](KvPage::is_full), so a caller
+    /// that gets a full page asks again for the keys after its last entry. This default
+    /// reads them one by one; engines read them in one call where they can (one
+    /// transaction, one statement).
     fn get_many<'a>(
         &'a self,
         keys: &'a [Bytes],
@@ -596,6 +611,9 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
         async move {
             let mut page = KvPage::default();
             for key in keys {
+                if page.is_full() {
+                    break;
+                }
                 if let Some(value) = self.get(key).await? {
                     page.push(key, &value);
                 }

@@ -129,6 +129,9 @@ impl OrderedKv for MemoryKv {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let mut page = KvPage::with_capacity(keys.len(), keys.len() * 128);
         for key in keys {
+            if page.is_full() {
+                break;
+            }
             if let Some(value) = map.get(key) {
                 page.push(key, value);
             }

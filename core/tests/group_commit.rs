@@ -1,6 +1,6 @@
 //! Group commit: appends that queue while a write waits join its batch when it is built;
-//! an append whose future is dropped while it leads a batch, or while it waits in the
-//! queue.
+//! an append whose future is dropped while it waits in the queue (tests/cancellation.rs
+//! drops them everywhere else).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -95,39 +95,6 @@ fn deposit(amount: u64) -> Vec<NewEvent> {
         )
         .expect("encode"),
     ]
-}
-
-/// A leader dropped in the middle of its batch's write: the appends it carried are told
-/// their outcome is unknown (ambiguous, so retried), and the lead passes on.
-#[tokio::test]
-async fn a_leader_dropped_mid_write_answers_its_batch_and_hands_over() {
-    let kv = Arc::new(SlowWrites::default());
-    let store = KvEventStore::new(Arc::clone(&kv));
-    let (a, b, c) = (deposit(1), deposit(2), deposit(3));
-
-    let mut first = pin!(store.append("Account", "a", 0, &a));
-    assert!(first.as_mut().now_or_never().is_none(), "writing");
-    let mut second = Box::pin(store.append("Account", "b", 0, &b));
-    let mut third = pin!(store.append("Account", "c", 0, &c));
-    assert!(second.as_mut().now_or_never().is_none(), "queued");
-    assert!(third.as_mut().now_or_never().is_none(), "queued");
-    let appended = first.now_or_never().expect("written").expect("appended");
-    assert_eq!(appended.first_position, 1);
-    // The second leads now, with the third in its batch, and is dropped while writing.
-    assert!(second.as_mut().now_or_never().is_none(), "writing");
-    drop(second);
-    let error = third
-        .now_or_never()
-        .expect("answered")
-        .expect_err("its batch's write was cancelled");
-    assert!(error.is_ambiguous(), "{error}");
-
-    // The write never reached the engine; retrying lands it, and the store goes on.
-    assert_eq!(kv.writes(), 1);
-    let retried = store.append("Account", "c", 0, &c).await.expect("retried");
-    assert_eq!((retried.first_version, retried.first_position), (1, 2));
-    let next = store.append("Account", "b", 0, &b).await.expect("append");
-    assert_eq!(next.first_position, 3);
 }
 
 /// An append dropped while it waits in the queue is never written.

@@ -368,7 +368,12 @@ impl OrderedKv for IndexedDbKv {
             .iter()
             .map(|key| store.get(js_bytes(key)).map_err(engine_error))
             .collect::<Result<Vec<_>, _>>()?;
+        // The values past a full page are left to the JavaScript heap's collector: only
+        // a page is copied into the module's memory, which never shrinks.
         for (key, request) in keys.iter().zip(requests) {
+            if page.is_full() {
+                break;
+            }
             if let Some(value) = request.await.map_err(engine_error)? {
                 page.push(key, &rust_bytes(&value)?);
             }

@@ -703,6 +703,128 @@ pub async fn reads_are_bounded<F: EngineFactory>(factory: &F) {
     assert_eq!((position - 1, pages), (count, 2));
 }
 
+/// An event whose payload is `size` bytes (a JSON string).
+pub(crate) fn blob(size: usize) -> NewEvent {
+    let mut payload = vec![b'x'; size.max(2)];
+    payload[0] = b'"';
+    payload[size.max(2) - 1] = b'"';
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "Blob".into(),
+        codec: Codec::Json,
+        payload: payload.into(),
+        metadata: EventMetadata::default(),
+    }
+}
+
+/// An append that landed but was reported ambiguous (its acknowledgement lost) is retried
+/// with the same events and answered where they are, however many they are (more than a
+/// scan page of entries) and however large (more than a page of bytes): never `Conflict`,
+/// never written twice.
+pub async fn large_retries_after_a_lost_ack_are_idempotent<F: EngineFactory>(factory: &F) {
+    use super::faults::Faulty;
+    use crate::kv::MAX_SCAN_ENTRIES;
+    use std::sync::atomic::Ordering;
+    let kv = Arc::new(Faulty::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
+    store
+        .append("Account", "before", 0, &deposits(1, 3))
+        .await
+        .expect("append");
+    let many = deposits(1, MAX_SCAN_ENTRIES as u64 + 1);
+    let large: Vec<NewEvent> = (0..5).map(|_| blob(1 << 20)).collect();
+    let mut head = 3;
+    for (name, events) in [("many", &many), ("large", &large)] {
+        kv.lose_next_ack.store(true, Ordering::SeqCst);
+        let error = store
+            .append("Account", name, 0, events)
+            .await
+            .expect_err("the acknowledgement is lost");
+        assert!(error.is_ambiguous(), "{name}: {error}");
+        let count = events.len() as u64;
+        let retried = store
+            .append("Account", name, 0, events)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the retry of a landed append failed: {e}"));
+        let landed = Appended {
+            first_version: 1,
+            last_version: count,
+            first_position: head + 1,
+            last_position: head + count,
+        };
+        assert_eq!(retried, landed, "{name}: where the first attempt put them");
+        head += count;
+        assert_eq!(
+            log_summary(&store).await.len() as u64,
+            head,
+            "{name}: written once"
+        );
+        // One event different: a conflict, also when it is the last one.
+        let mut other = events.clone();
+        if let Some(last) = other.last_mut() {
+            last.event_id = Uuid::new_v4();
+        }
+        match store.append("Account", name, 0, &other).await {
+            Err(EventStoreError::Conflict { actual, .. }) => assert_eq!(actual, count, "{name}"),
+            outcome => panic!("{name}: expected a conflict, got {outcome:?}"),
+        }
+    }
+}
+
+/// A page of the global log holds about [`MAX_SCAN_BYTES`](crate::kv::MAX_SCAN_BYTES)
+/// bytes at most, whatever its limit: events of 1 MiB come back a few at a time, an event
+/// larger than the bound comes back alone, and paging on reads every event once, in order.
+pub async fn log_pages_are_bounded_in_bytes<F: EngineFactory>(factory: &F) {
+    use crate::kv::MAX_SCAN_BYTES;
+    const MIB: usize = 1 << 20;
+    let store = store(factory).await;
+    // Single-event appends (one engine read gets them all), an append of several, one
+    // event larger than a page, and small events after it.
+    for id in 0..7 {
+        store
+            .append("Blob", &format!("one-{id}"), 0, &[blob(MIB)])
+            .await
+            .expect("append");
+    }
+    let several: Vec<NewEvent> = (0..5).map(|_| blob(MIB)).collect();
+    store
+        .append("Blob", "several", 0, &several)
+        .await
+        .expect("append");
+    store
+        .append("Blob", "huge", 0, &[blob(5 * MIB)])
+        .await
+        .expect("append");
+    store
+        .append("Account", "small", 0, &deposits(1, 10))
+        .await
+        .expect("append");
+    let total = 7 + 5 + 1 + 10;
+    let mut position = 1;
+    let mut pages = Vec::new();
+    while position <= total {
+        let page = store
+            .read_all(position, usize::MAX)
+            .await
+            .expect("read all");
+        assert!(!page.is_empty(), "a page before the end holds an event");
+        let sizes: Vec<usize> = page.iter().map(|event| event.payload().len()).collect();
+        let before_last: usize = sizes[..sizes.len() - 1].iter().sum();
+        assert!(
+            before_last < MAX_SCAN_BYTES,
+            "a page ends with the event that reaches the bound: {sizes:?}"
+        );
+        for event in page.iter() {
+            assert_eq!(event.position(), position, "in order, none skipped");
+            position += 1;
+        }
+        assert_eq!(page.may_have_more(), position <= total, "at {position}");
+        pages.push(sizes.len());
+    }
+    // 1 MiB events: four reach the bound. The 5 MiB event alone, then the small ones.
+    assert_eq!(pages, [4, 4, 4, 1, 10], "events per page");
+}
+
 /// Reading the global log costs a bounded number of engine calls per page, whatever the
 /// sizes of the appends: here 2 scans of the log and one call per 256 events.
 pub async fn catch_up_calls_are_bounded<F: EngineFactory>(factory: &F) {

@@ -574,3 +574,54 @@ pub async fn write_with_builds_from_what_it_read<F: EngineFactory>(factory: &F) 
         "no increment lost"
     );
 }
+
+/// `get_many` answers at most a full page, as `scan` does: it ends with the entry that
+/// reaches [`MAX_SCAN_BYTES`](crate::kv::MAX_SCAN_BYTES); the caller asks again for the
+/// keys after it.
+pub async fn get_many_is_bounded<F: EngineFactory>(factory: &F) {
+    use crate::kv::MAX_SCAN_BYTES;
+    let kv = fresh(factory).await;
+    let keys: Vec<Bytes> = (0..7u8).map(|n| Bytes::from(vec![b'k', n])).collect();
+    for (n, key) in keys.iter().enumerate() {
+        // Key 3 is missing: a gap in what is asked does not end the page.
+        if n != 3 {
+            put(&kv, key, &vec![n as u8; 1 << 20]).await;
+        }
+    }
+    let mut asked = &keys[..];
+    let mut pages = Vec::new();
+    while !asked.is_empty() {
+        let page = kv.get_many(asked).await.expect("get_many");
+        let got: Vec<&[u8]> = page.iter().map(|(key, _)| key).collect();
+        let sizes = page.iter().map(|(key, value)| key.len() + value.len());
+        let before_last: usize = sizes.take(page.len().saturating_sub(1)).sum();
+        assert!(
+            before_last < MAX_SCAN_BYTES,
+            "the page goes past the entry that fills it"
+        );
+        for (key, value) in page.iter() {
+            assert!(
+                value.iter().all(|&b| b == key[1]),
+                "each key with its own value"
+            );
+        }
+        let Some(last) = got.last() else {
+            break;
+        };
+        let at = asked
+            .iter()
+            .position(|key| &key[..] == *last)
+            .expect("an asked key");
+        pages.push(got.iter().map(|key| key[1]).collect::<Vec<u8>>());
+        if !page.is_full() {
+            assert_eq!(
+                at + 1,
+                asked.len(),
+                "a page that is not full answers every key"
+            );
+            break;
+        }
+        asked = &asked[at + 1..];
+    }
+    assert_eq!(pages, [vec![0, 1, 2, 4], vec![5, 6]]);
+}

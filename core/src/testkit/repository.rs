@@ -777,3 +777,37 @@ pub async fn commands_retry_on_conflict<F: EngineFactory>(factory: &F) {
         "a refused command writes nothing"
     );
 }
+
+/// A command whose save landed but was reported ambiguous saves the same events again,
+/// and is answered where they are: it decides once, also when its events are more than a
+/// page of the engine.
+pub async fn a_command_whose_save_landed_unconfirmed_decides_once<F: EngineFactory>(factory: &F) {
+    const EVENTS: u64 = crate::kv::MAX_SCAN_ENTRIES as u64 + 1;
+    let kv = Arc::new(Faulty::new(factory.create().await));
+    let repo: Repo<Account, Faulty<F::Kv>> = repo_on(&kv);
+    kv.lose_next_ack.store(true, Ordering::SeqCst);
+    let mut decisions = 0;
+    let saved = repo
+        .execute("acc", |_: &Account| {
+            decisions += 1;
+            Ok::<_, String>(
+                (1..=EVENTS)
+                    .map(|_| AccountEvent::Deposited { amount: 1 })
+                    .collect(),
+            )
+        })
+        .await
+        .expect("the command is answered");
+    assert!(
+        !kv.lose_next_ack.load(Ordering::SeqCst),
+        "the first save's acknowledgement was lost"
+    );
+    assert_eq!(decisions, 1, "decided once");
+    assert_eq!(saved.version(), EVENTS);
+    let loaded = repo.load("acc").await.expect("load");
+    assert_eq!(
+        (loaded.version(), loaded.state().balance),
+        (EVENTS, EVENTS),
+        "the events are stored once"
+    );
+}
