@@ -140,8 +140,8 @@ impl AppendQueue {
     }
 
     /// Removes the queued appends that fit beside a batch of `appends` appends and
-    /// `events` events on `streams` (each taken append's stream is added to it), in queue
-    /// order. Appends whose caller gave up are dropped unwritten.
+    /// `events` events on `streams` (the stream of each append looked at is added to it),
+    /// in queue order. Appends whose caller gave up are dropped unwritten.
     fn take(
         &self,
         streams: &mut HashSet<StreamKeys>,
@@ -160,7 +160,10 @@ impl AppendQueue {
             }
             let fits = appends < MAX_BATCH_APPENDS
                 && events + waiting.request.events.len() <= MAX_BATCH_EVENTS;
-            if fits && streams.insert(waiting.request.stream.clone()) {
+            // A stream's appends keep their order: once one stays queued, so do those
+            // behind it.
+            let first_of_its_stream = streams.insert(waiting.request.stream.clone());
+            if fits && first_of_its_stream {
                 appends += 1;
                 events += waiting.request.events.len();
                 batch.push(waiting);

@@ -168,3 +168,33 @@ async fn what_a_store_saw_does_not_outlive_a_restore() {
         "{stale:?}"
     );
 }
+
+/// A stream's queued appends keep their order: when one does not fit in the batch being
+/// formed, the one behind it (the next version) waits too, instead of being written first
+/// and refused.
+#[tokio::test]
+async fn an_append_that_does_not_fit_keeps_its_stream_in_order() {
+    let kv = Arc::new(SlowWrites::default());
+    let store = KvEventStore::new(Arc::clone(&kv));
+    let many = |count: u64| -> Vec<NewEvent> { (0..count).flat_map(deposit).collect() };
+    let (lead, large, next, after) = (deposit(1), many(8000), many(500), deposit(2));
+
+    let mut first = pin!(store.append("Account", "lead", 0, &lead));
+    assert!(first.as_mut().now_or_never().is_none(), "writing");
+    let mut large = pin!(store.append("Account", "large", 0, &large));
+    let mut next_one = pin!(store.append("Account", "b", 0, &next));
+    let mut after_it = pin!(store.append("Account", "b", 500, &after));
+    for queued in [
+        large.as_mut().now_or_never(),
+        next_one.as_mut().now_or_never(),
+    ] {
+        assert!(queued.is_none(), "queued");
+    }
+    assert!(after_it.as_mut().now_or_never().is_none(), "queued");
+    first.await.expect("appended");
+    // The large append leads next: b's 500 events do not fit beside its 8,000.
+    large.await.expect("appended");
+    next_one.await.expect("b's first append");
+    let appended = after_it.await.expect("b's next append, after it");
+    assert_eq!(appended.first_version, 501);
+}

@@ -771,6 +771,63 @@ pub async fn large_retries_after_a_lost_ack_are_idempotent<F: EngineFactory>(fac
     }
 }
 
+/// Appends whose callers give up while a write is in flight (a timeout, a client that
+/// went away) stall nothing and fail nobody else: an append dropped after it was handed
+/// the lead passes it on, and the appends a dropped leader carried are written by the next
+/// leader and answered as usual.
+pub async fn a_caller_that_gives_up_fails_nobody_else<F: EngineFactory>(factory: &F) {
+    use super::gated::Gated;
+    use super::{poll_once, within};
+    let kv = Arc::new(Gated::new(fresh(factory).await));
+    let store = KvEventStore::new(Arc::clone(&kv));
+
+    // A leads and its write waits; B (the next version of the same stream) queues behind.
+    kv.hold();
+    let (a, b) = ([deposit(1)], [deposit(2)]);
+    let mut first = Box::pin(store.append("Account", "x", 0, &a));
+    let mut second = Box::pin(store.append("Account", "x", 1, &b));
+    assert!(poll_once(&mut first).await.is_pending(), "A writes");
+    assert_eq!(kv.waiting(), 1, "A's write waits at the gate");
+    assert!(poll_once(&mut second).await.is_pending(), "B queues");
+    kv.release();
+    first.await.expect("A appended");
+    // A handed B the lead; B's caller gives up before B takes it.
+    drop(second);
+    let later = within(10, store.append("Account", "y", 0, &[deposit(3)]))
+        .await
+        .expect("an append after B was dropped completes: the store is not stalled");
+    assert_eq!(later.expect("appended").first_position, 2);
+
+    // C leads; D (the next version of C's stream) queues, and is handed the lead when C
+    // is done. E queues behind D and goes in D's batch; D is dropped while its write
+    // waits: E is written by the next leader, and answered Ok.
+    kv.hold();
+    let (c, d, e) = ([deposit(4)], [deposit(5)], [deposit(6)]);
+    let mut leader = Box::pin(store.append("Account", "c", 0, &c));
+    let mut dropped = Box::pin(store.append("Account", "c", 1, &d));
+    let mut member = Box::pin(store.append("Account", "e", 0, &e));
+    assert!(poll_once(&mut leader).await.is_pending(), "C writes");
+    assert!(poll_once(&mut dropped).await.is_pending(), "D queues");
+    kv.release();
+    leader.await.expect("C appended");
+    kv.hold();
+    assert!(poll_once(&mut member).await.is_pending(), "E queues");
+    assert!(
+        poll_once(&mut dropped).await.is_pending(),
+        "D leads, E in its batch"
+    );
+    assert_eq!(kv.waiting(), 1, "D's write waits at the gate");
+    drop(dropped);
+    kv.release();
+    let appended = within(10, member)
+        .await
+        .expect("E is answered")
+        .unwrap_or_else(|e| panic!("E was failed because D's caller gave up: {e}"));
+    assert_eq!((appended.first_version, appended.first_position), (1, 4));
+    assert_eq!(store.current_version("Account", "c").await.expect("c"), 1);
+    assert_eq!(log_summary(&store).await.len(), 4, "A, y, C and E");
+}
+
 /// A page of the global log holds about [`MAX_SCAN_BYTES`](crate::kv::MAX_SCAN_BYTES)
 /// bytes at most, whatever its limit: events of 1 MiB come back a few at a time, an event
 /// larger than the bound comes back alone, and paging on reads every event once, in order.

@@ -18,6 +18,7 @@ pub mod aggregates;
 pub mod counted;
 pub mod events;
 pub mod faults;
+pub mod gated;
 pub mod kv;
 pub mod projections;
 pub mod repository;
@@ -56,6 +57,20 @@ pub fn yield_now() -> impl Future<Output = ()> {
     YieldNow(false)
 }
 
+/// Polls `future` once, in the caller's task: whether it completed.
+pub async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+/// `future`'s output, unless it takes longer than `seconds`.
+pub async fn within<F: Future>(seconds: u64, future: F) -> Option<F::Output> {
+    let timeout = futures_timer::Delay::new(std::time::Duration::from_secs(seconds));
+    match futures_util::future::select(std::pin::pin!(future), timeout).await {
+        futures_util::future::Either::Left((output, _)) => Some(output),
+        futures_util::future::Either::Right(_) => None,
+    }
+}
+
 /// Writes one test per conformance case.
 ///
 /// `$test` is the test attribute (e.g. `tokio::test`), `$factory` an expression that
@@ -78,6 +93,7 @@ macro_rules! conformance_tests {
             events::retried_append_is_idempotent, events::flipped_event_bytes_are_corrupt,
             events::impossible_stored_numbers_are_corrupt, events::reads_are_bounded,
             events::large_retries_after_a_lost_ack_are_idempotent,
+            events::a_caller_that_gives_up_fails_nobody_else,
             events::log_pages_are_bounded_in_bytes,
             events::concurrent_appends_share_writes, events::queued_appends_to_one_stream_see_each_other,
             events::two_stores_on_one_engine_lose_nothing, events::catch_up_calls_are_bounded,
