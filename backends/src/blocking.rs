@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use eventkv::KvError;
+use eventkv::{ErrorKind, KvError};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::error::OpenError;
@@ -20,6 +20,7 @@ impl From<BlockingFailed> for KvError {
     fn from(failed: BlockingFailed) -> Self {
         KvError::engine(
             failed.engine,
+            ErrorKind::Unexpected,
             format!("blocking task failed: {}", failed.message),
         )
     }
@@ -27,10 +28,11 @@ impl From<BlockingFailed> for KvError {
 
 impl From<BlockingFailed> for OpenError {
     fn from(failed: BlockingFailed) -> Self {
-        OpenError::Engine {
-            engine: failed.engine,
-            message: format!("blocking task failed: {}", failed.message),
-        }
+        OpenError::engine(
+            failed.engine,
+            ErrorKind::Unexpected,
+            format!("blocking task failed: {}", failed.message),
+        )
     }
 }
 

@@ -1,11 +1,14 @@
 //! [`OpenError`]: why an engine could not be opened.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use eventkv::{BoxError, ErrorKind, SharedError};
 
 use crate::url::ACCEPTED_URLS;
 
 /// Why an engine could not be opened.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL names no engine this crate knows.
@@ -33,14 +36,14 @@ pub enum OpenError {
         feature: &'static str,
     },
     /// Another process holds the database.
-    #[error("{engine} database {} is already opened by another process: {message}", path.display())]
+    #[error("{engine} database {} is already opened by another process: {source}", path.display())]
     Locked {
         /// The engine.
         engine: &'static str,
         /// The database's path.
         path: PathBuf,
-        /// The engine's own message.
-        message: String,
+        /// The engine's own error.
+        source: SharedError,
     },
     /// This process already has the database open: open it once and share the handle
     /// (its clones share the database).
@@ -55,17 +58,17 @@ pub enum OpenError {
         path: PathBuf,
     },
     /// The path exists but is not a database of this engine (or is damaged).
-    #[error("{} is not a {engine} database (or it is damaged): {message}", path.display())]
+    #[error("{} is not a {engine} database (or it is damaged): {source}", path.display())]
     NotADatabase {
         /// The engine.
         engine: &'static str,
         /// The path.
         path: PathBuf,
-        /// The engine's own message.
-        message: String,
+        /// The engine's own error.
+        source: SharedError,
     },
     /// The database server could not be reached.
-    #[error("cannot reach the {engine} server at {host}:{port}: {message}")]
+    #[error("cannot reach the {engine} server at {host}:{port}: {source}")]
     Unreachable {
         /// The engine.
         engine: &'static str,
@@ -73,8 +76,8 @@ pub enum OpenError {
         host: String,
         /// The port.
         port: u16,
-        /// The driver's message.
-        message: String,
+        /// The driver's error.
+        source: SharedError,
     },
     /// [`open_existing`](crate::open_existing) found no store where the URL points, and
     /// created none.
@@ -86,11 +89,53 @@ pub enum OpenError {
         location: String,
     },
     /// The engine failed otherwise.
-    #[error("{engine}: {message}")]
+    #[error("{engine}: {source}")]
     Engine {
         /// The engine.
         engine: &'static str,
-        /// What went wrong.
-        message: String,
+        /// What kind of failure it is.
+        kind: ErrorKind,
+        /// The engine's own error.
+        source: SharedError,
     },
+}
+
+impl OpenError {
+    /// What kind of failure it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::UnknownScheme { .. }
+            | OpenError::Malformed { .. }
+            | OpenError::OpenInThisProcess { .. } => ErrorKind::InvalidInput,
+            OpenError::FeatureDisabled { .. } => ErrorKind::Unsupported,
+            OpenError::Locked { .. } | OpenError::Unreachable { .. } => ErrorKind::Unavailable,
+            OpenError::NotADatabase { .. } => ErrorKind::Corrupt,
+            OpenError::Missing { .. } => ErrorKind::NotFound,
+            OpenError::Engine { kind, .. } => *kind,
+        }
+    }
+
+    /// Whether opening again later may succeed (the database is held by another process,
+    /// the server did not answer).
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// A failure of `engine` of `kind`, caused by `source`.
+    pub(crate) fn engine(
+        engine: &'static str,
+        kind: ErrorKind,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        OpenError::Engine {
+            engine,
+            kind,
+            source: shared(source),
+        }
+    }
+}
+
+/// `source`, shared.
+pub(crate) fn shared(source: impl Into<BoxError>) -> SharedError {
+    Arc::from(source.into())
 }

@@ -15,15 +15,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventkv::backoff::Backoff;
 use eventkv::{
-    BuildBatch, Check, Direction, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_BYTES,
-    OrderedKv, WriteBatch,
+    BuildBatch, Check, ContextError, Direction, ErrorKind, FinalMutations, KeyRange, KvError,
+    KvPage, MAX_SCAN_BYTES, OrderedKv, WriteBatch,
 };
 use futures_util::{Stream, TryStreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions, PgRow, PgSeverity};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Postgres, Row};
 
-use crate::error::OpenError;
+use crate::error::{OpenError, shared};
 use crate::options::PostgresOptions;
 use crate::sql::{scan_statement, sql_limit};
 use crate::url::redact;
@@ -32,26 +32,32 @@ const ENGINE: &str = "postgres";
 /// How long opening waits for the server's first answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// sqlx's error as a [`KvError`]: a full disk (53100) is [`KvError::StorageFull`]; a
-/// lost connection, a pool timeout or a serialization failure is retryable.
+/// sqlx's error as a [`KvError`], of the kind [`kind_of`] says.
 fn engine_error(error: sqlx::Error) -> KvError {
+    match kind_of(&error) {
+        ErrorKind::StorageFull => KvError::storage_full(ENGINE, error),
+        kind => KvError::engine(ENGINE, kind, error),
+    }
+}
+
+/// What kind of failure a sqlx error is: a full disk (53100) is storage full; a lost
+/// connection, a server shutting down or a pool timeout is unavailable and a serialization
+/// failure or deadlock contended (both retryable); refused credentials or privileges are
+/// permission denied; data the server found damaged is corrupt; a closed pool is closed.
+fn kind_of(error: &sqlx::Error) -> ErrorKind {
     let code = error.as_database_error().and_then(|e| e.code());
     match code.as_deref() {
-        Some("53100") => KvError::StorageFull {
-            engine: ENGINE,
-            message: error.to_string(),
+        Some("53100") => ErrorKind::StorageFull,
+        Some(code) if code.starts_with("08") || code.starts_with("57P") => ErrorKind::Unavailable,
+        Some(code) if code.starts_with("40") => ErrorKind::Contended,
+        Some(code) if code.starts_with("28") || code == "42501" => ErrorKind::PermissionDenied,
+        Some(code) if code.starts_with("XX00") => ErrorKind::Corrupt,
+        Some(_) => ErrorKind::Unexpected,
+        None => match error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => ErrorKind::Unavailable,
+            sqlx::Error::PoolClosed => ErrorKind::Closed,
+            _ => ErrorKind::Unexpected,
         },
-        Some(code) => {
-            let retryable = code.starts_with("08") || code.starts_with("40") || code == "57P01";
-            KvError::from_source(ENGINE, retryable, error)
-        }
-        None => {
-            let retryable = matches!(
-                error,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            );
-            KvError::from_source(ENGINE, retryable, error)
-        }
     }
 }
 
@@ -177,10 +183,8 @@ impl PostgresKv {
         options: PostgresOptions,
         create: bool,
     ) -> Result<Self, OpenError> {
-        require_tokio(ENGINE).map_err(|message| OpenError::Engine {
-            engine: ENGINE,
-            message,
-        })?;
+        require_tokio(ENGINE)
+            .map_err(|message| OpenError::engine(ENGINE, ErrorKind::Unsupported, message))?;
         PostgresOptions::validate_identifier(&options.schema)
             .and(PostgresOptions::validate_identifier(&options.table))
             .map_err(|reason| OpenError::Malformed {
@@ -198,13 +202,17 @@ impl PostgresKv {
                     engine: ENGINE,
                     host: host.clone(),
                     port,
-                    message: error.to_string(),
+                    source: shared(error),
                 }
             }
-            other => OpenError::Engine {
-                engine: ENGINE,
-                message: format!("{host}:{port}: {other}"),
-            },
+            other => {
+                let kind = kind_of(&other);
+                OpenError::engine(
+                    ENGINE,
+                    kind,
+                    ContextError::new(format!("{host}:{port}"), other),
+                )
+            }
         };
         // One direct connection first: an unreachable server fails at once, not after the
         // pool's acquire timeout.
@@ -214,10 +222,10 @@ impl PostgresKv {
                 engine: ENGINE,
                 host: host.clone(),
                 port,
-                message: format!(
+                source: shared(format!(
                     "no answer within {} s (is it a PostgreSQL server, and is it overloaded?)",
                     CONNECT_TIMEOUT.as_secs()
-                ),
+                )),
             })?
             .map_err(connect_error)?;
         probe.close().await.map_err(connect_error)?;
@@ -241,9 +249,13 @@ impl PostgresKv {
         if create {
             create_table(&pool, &options, &sql.table)
                 .await
-                .map_err(|error| OpenError::Engine {
-                    engine: ENGINE,
-                    message: format!("creating {}: {error}", sql.table),
+                .map_err(|error| {
+                    let kind = kind_of(&error);
+                    OpenError::engine(
+                        ENGINE,
+                        kind,
+                        ContextError::new(format!("creating {}", sql.table), error),
+                    )
                 })?;
         } else if !table_exists(&pool, &sql.table)
             .await
@@ -263,6 +275,12 @@ impl PostgresKv {
     /// The schema-qualified table, quoted.
     pub fn table(&self) -> &str {
         &self.sql.table
+    }
+
+    /// Closes the connections of this engine and of its clones, once each finishes what it
+    /// is doing (a graceful shutdown). Later calls fail with [`ErrorKind::Closed`].
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// One transaction of three round trips: the write lock and `reads`; the batch
@@ -474,7 +492,8 @@ async fn create_table(
 
 impl OrderedKv for PostgresKv {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
+        require_tokio(ENGINE)
+            .map_err(|message| KvError::engine(ENGINE, ErrorKind::Unsupported, message))?;
         let row = sqlx::query(AssertSqlSafe(self.sql.get.as_str()))
             .bind(key)
             .fetch_optional(&self.pool)
@@ -488,7 +507,8 @@ impl OrderedKv for PostgresKv {
         direction: Direction,
         limit: usize,
     ) -> Result<KvPage, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
+        require_tokio(ENGINE)
+            .map_err(|message| KvError::engine(ENGINE, ErrorKind::Unsupported, message))?;
         if range.is_empty() || limit == 0 {
             return Ok(KvPage::default());
         }
@@ -507,7 +527,8 @@ impl OrderedKv for PostgresKv {
 
     /// One statement.
     async fn get_many<'a>(&'a self, keys: &'a [Bytes]) -> Result<KvPage, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
+        require_tokio(ENGINE)
+            .map_err(|message| KvError::engine(ENGINE, ErrorKind::Unsupported, message))?;
         if keys.is_empty() {
             return Ok(KvPage::default());
         }
@@ -533,7 +554,8 @@ impl OrderedKv for PostgresKv {
         reads: Vec<Bytes>,
         build: BuildBatch<'a>,
     ) -> Result<bool, KvError> {
-        require_tokio(ENGINE).map_err(|message| KvError::engine(ENGINE, message))?;
+        require_tokio(ENGINE)
+            .map_err(|message| KvError::engine(ENGINE, ErrorKind::Unsupported, message))?;
         let mut build = Some(build);
         let mut built = None;
         let mut backoff = Backoff::new();
@@ -551,11 +573,11 @@ impl OrderedKv for PostgresKv {
                 }
                 Err(WriteError::Sql(error)) => return Err(engine_error(error)),
                 Err(WriteError::Unconfirmed(error)) => {
-                    return Err(KvError::Ambiguous {
-                        engine: ENGINE,
-                        what: "the connection failed before COMMIT was acknowledged",
-                        source: Box::new(error),
-                    });
+                    return Err(KvError::ambiguous(
+                        ENGINE,
+                        "the connection failed before COMMIT was acknowledged",
+                        error,
+                    ));
                 }
             }
         }

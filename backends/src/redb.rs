@@ -5,35 +5,38 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eventkv::{
-    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch, first_failed_check,
+    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
+    first_failed_check,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use crate::blocking;
-use crate::error::OpenError;
+use crate::error::{OpenError, shared};
 use crate::held::{Held, held_here};
 use crate::options::{RedbDurability, RedbOptions};
 
 const ENGINE: &str = "redb";
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("eventkv");
 
-/// redb's error as a [`KvError`]: a full disk is [`KvError::StorageFull`].
+/// redb's error as a [`KvError`]: a full disk is [`KvError::StorageFull`]; a database an
+/// earlier I/O error left unusable is closed (open it again); a damaged file is corrupt.
 fn engine_error(error: impl Into<redb::Error>) -> KvError {
     let error: redb::Error = error.into();
-    match &error {
+    let kind = match &error {
         redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-            KvError::StorageFull {
-                engine: ENGINE,
-                message: error.to_string(),
-            }
+            return KvError::storage_full(ENGINE, error);
         }
-        redb::Error::PreviousIo => KvError::from_source(
-            ENGINE,
-            false,
-            "an earlier I/O error (such as a full disk) left the database unusable until it is opened again: drop every handle of it and open it again",
-        ),
-        _ => KvError::from_source(ENGINE, false, error),
-    }
+        redb::Error::PreviousIo => {
+            return KvError::engine(
+                ENGINE,
+                ErrorKind::Closed,
+                "an earlier I/O error (such as a full disk) left the database unusable until it is opened again: drop every handle of it and open it again",
+            );
+        }
+        redb::Error::Corrupted(_) => ErrorKind::Corrupt,
+        _ => ErrorKind::Unexpected,
+    };
+    KvError::engine(ENGINE, kind, error)
 }
 
 /// An engine on one redb file: embedded, one process at a time, durable commits by default.
@@ -87,7 +90,7 @@ fn open_blocking(path: &Path, cache_bytes: usize) -> Result<Database, OpenError>
             DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
                 engine: ENGINE,
                 path: path.to_path_buf(),
-                message: error.to_string(),
+                source: shared(error),
             },
             DatabaseError::Storage(redb::StorageError::Io(ref io))
                 if matches!(
@@ -95,15 +98,17 @@ fn open_blocking(path: &Path, cache_bytes: usize) -> Result<Database, OpenError>
                     std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
                 ) =>
             {
-                OpenError::Engine {
-                    engine: ENGINE,
-                    message: format!("{}: {error}", path.display()),
-                }
+                let context = path.display().to_string();
+                OpenError::engine(
+                    ENGINE,
+                    ErrorKind::PermissionDenied,
+                    ContextError::new(context, error),
+                )
             }
             other => OpenError::NotADatabase {
                 engine: ENGINE,
                 path: path.to_path_buf(),
-                message: other.to_string(),
+                source: shared(other),
             },
         })?;
     let create_table = || -> Result<(), redb::Error> {
@@ -115,7 +120,7 @@ fn open_blocking(path: &Path, cache_bytes: usize) -> Result<Database, OpenError>
     create_table().map_err(|error| OpenError::NotADatabase {
         engine: ENGINE,
         path: path.to_path_buf(),
-        message: error.to_string(),
+        source: shared(error),
     })?;
     Ok(db)
 }

@@ -11,28 +11,30 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventkv::{
-    Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch, first_failed_check,
+    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
+    first_failed_check,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::blocking;
-use crate::error::OpenError;
+use crate::error::{OpenError, shared};
 use crate::held::{Held, held_here, released_here_within};
 
 const ENGINE: &str = "sled";
 
-/// sled's error as a [`KvError`]: a full disk is [`KvError::StorageFull`]. After an I/O
-/// error sled refuses every later call of the process with it, so none is retryable.
+/// sled's error as a [`KvError`]: a full disk is [`KvError::StorageFull`]; a damaged
+/// directory is corrupt. After an I/O error sled refuses every later call of the process
+/// with it, so none is retryable.
 fn engine_error(error: sled::Error) -> KvError {
-    match &error {
+    let kind = match &error {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-            KvError::StorageFull {
-                engine: ENGINE,
-                message: error.to_string(),
-            }
+            return KvError::storage_full(ENGINE, error);
         }
-        _ => KvError::from_source(ENGINE, false, error),
-    }
+        sled::Error::Corruption { .. } => ErrorKind::Corrupt,
+        sled::Error::Unsupported(_) => ErrorKind::Unsupported,
+        _ => ErrorKind::Unexpected,
+    };
+    KvError::engine(ENGINE, kind, error)
 }
 
 /// An engine on one sled directory: embedded, one process at a time. Every batch is
@@ -101,7 +103,6 @@ fn is_lock_error(error: &sled::Error) -> bool {
 }
 
 fn open_error(path: &Path, error: sled::Error) -> OpenError {
-    let message = error.to_string();
     match error {
         _ if is_lock_error(&error) && held_here(path) => OpenError::OpenInThisProcess {
             engine: ENGINE,
@@ -110,18 +111,20 @@ fn open_error(path: &Path, error: sled::Error) -> OpenError {
         _ if is_lock_error(&error) => OpenError::Locked {
             engine: ENGINE,
             path: path.to_path_buf(),
-            message,
+            source: shared(error),
         },
         sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
-            OpenError::Engine {
-                engine: ENGINE,
-                message: format!("{}: {message}", path.display()),
-            }
+            let context = path.display().to_string();
+            OpenError::engine(
+                ENGINE,
+                ErrorKind::PermissionDenied,
+                ContextError::new(context, error),
+            )
         }
         _ => OpenError::NotADatabase {
             engine: ENGINE,
             path: path.to_path_buf(),
-            message,
+            source: shared(error),
         },
     }
 }
@@ -173,19 +176,21 @@ fn write_blocking(tree: &sled::Tree, batch: &WriteBatch) -> Result<(), KvError> 
         // sled applies a transaction to its in-memory tree before its log write can
         // fail: after a storage error the batch may be visible (seen on a full disk).
         Err(TransactionError::Storage(error)) => {
-            return Err(KvError::Ambiguous {
-                engine: ENGINE,
-                what: "sled failed while committing the transaction",
-                source: Box::new(error),
-            });
+            return Err(KvError::ambiguous(
+                ENGINE,
+                "sled failed while committing the transaction",
+                error,
+            ));
         }
     }
     // The transaction is applied and visible: a failed flush leaves its durability
     // unknown, which the caller must not read as "nothing landed".
-    tree.flush().map_err(|error| KvError::Ambiguous {
-        engine: ENGINE,
-        what: "the batch is applied but flushing it to disk failed, so its durability is unknown",
-        source: Box::new(error),
+    tree.flush().map_err(|error| {
+        KvError::ambiguous(
+            ENGINE,
+            "the batch is applied but flushing it to disk failed, so its durability is unknown",
+            error,
+        )
     })?;
     Ok(())
 }

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::{
-    BuildBatch, Direction, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
-    first_failed_check,
+    BuildBatch, ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, Mutation, OrderedKv,
+    WriteBatch, first_failed_check,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::blocking;
-use crate::error::OpenError;
+use crate::error::{OpenError, shared};
 use crate::options::SqliteSynchronous;
 use crate::sql::{scan_statement, sql_limit};
 use crate::url::SqliteTarget;
@@ -39,18 +39,17 @@ const UPSERT: &str = "INSERT INTO eventkv (key, value) VALUES (?1, ?2) ON CONFLI
 const DELETE: &str = "DELETE FROM eventkv WHERE key = ?1";
 
 /// rusqlite's error as a [`KvError`]: a full disk (SQLITE_FULL) is
-/// [`KvError::StorageFull`]; a busy or locked database is retryable.
+/// [`KvError::StorageFull`]; a busy or locked database is unavailable (retryable); a
+/// damaged file is corrupt; a read-only or forbidden one, permission denied.
 fn engine_error(error: rusqlite::Error) -> KvError {
-    match error.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => KvError::StorageFull {
-            engine: ENGINE,
-            message: error.to_string(),
-        },
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            KvError::from_source(ENGINE, true, error)
-        }
-        _ => KvError::from_source(ENGINE, false, error),
-    }
+    let kind = match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => return KvError::storage_full(ENGINE, error),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::Unavailable,
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => ErrorKind::Corrupt,
+        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Unexpected,
+    };
+    KvError::engine(ENGINE, kind, error)
 }
 
 /// An engine on one SQLite database: a single file, many readers, one writer at a time
@@ -97,23 +96,22 @@ impl SqliteKv {
 fn open_blocking(target: SqliteTarget, synchronous: SqliteSynchronous) -> Result<Inner, OpenError> {
     let open_error = |error: rusqlite::Error| match &target {
         SqliteTarget::File(path) if error.sqlite_error_code() == Some(ErrorCode::CannotOpen) => {
-            OpenError::Engine {
-                engine: ENGINE,
-                message: format!(
-                    "cannot open or create {} (does its directory exist, and may this process write there?): {error}",
-                    path.display()
-                ),
-            }
+            let context = format!(
+                "cannot open or create {} (does its directory exist, and may this process write there?)",
+                path.display()
+            );
+            OpenError::engine(
+                ENGINE,
+                ErrorKind::PermissionDenied,
+                ContextError::new(context, error),
+            )
         }
         SqliteTarget::File(path) => OpenError::NotADatabase {
             engine: ENGINE,
             path: path.clone(),
-            message: error.to_string(),
+            source: shared(error),
         },
-        SqliteTarget::Memory => OpenError::Engine {
-            engine: ENGINE,
-            message: error.to_string(),
-        },
+        SqliteTarget::Memory => OpenError::engine(ENGINE, ErrorKind::Unexpected, error),
     };
     let file = match &target {
         SqliteTarget::File(path) => Some(path.clone()),
@@ -192,9 +190,13 @@ impl WriterQueue {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|error| OpenError::Engine {
-                engine: ENGINE,
-                message: format!("cannot open or create {}: {error}", path.display()),
+            .map_err(|error| {
+                let context = format!("cannot open or create {}", path.display());
+                OpenError::engine(
+                    ENGINE,
+                    ErrorKind::PermissionDenied,
+                    ContextError::new(context, error),
+                )
             })?;
         Ok(WriterQueue { path, file })
     }
@@ -202,9 +204,11 @@ impl WriterQueue {
     /// Waits for this writer's turn.
     fn wait(&self) -> Result<Turn<'_>, KvError> {
         self.file.lock().map_err(|error| {
+            let context = format!("cannot lock {}", self.path.display());
             KvError::engine(
                 ENGINE,
-                format!("cannot lock {}: {error}", self.path.display()),
+                ErrorKind::Unexpected,
+                ContextError::new(context, error),
             )
         })?;
         Ok(Turn(self))
@@ -243,6 +247,7 @@ fn blob<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> Result<&'r [u8], KvErro
         ValueRef::Blob(bytes) => Ok(bytes),
         other => Err(KvError::engine(
             ENGINE,
+            ErrorKind::Corrupt,
             format!(
                 "the eventkv table holds a {:?} where a BLOB belongs: was it written by another program?",
                 other.data_type()

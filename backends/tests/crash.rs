@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eventkv::testkit::aggregates::{Account, AccountEvent};
 use eventkv::testkit::events::{log_summary, stream_summary};
-use eventkv::{DynKv, KvEventStore, KvSnapshotStore, Repository, RepositoryError, SnapshotStore};
+use eventkv::{DynKv, KvEventStore, KvSnapshotStore, Repository, SnapshotStore};
 
 const KILLS: usize = 6;
 
@@ -162,11 +162,7 @@ fn child() {
     common::run_child("append ", |url| async move {
         let url = url.as_str();
         let repo = repository(eventkv_backends::open(url).await.expect("child opens"));
-        let mut account = match repo.load("acc").await {
-            Ok(account) => account,
-            Err(RepositoryError::NotFound { .. }) => repo.create_new("acc"),
-            Err(error) => panic!("child load: {error}"),
-        };
+        let mut account = repo.load_or_create("acc").await.expect("child load");
         println!("appending");
         loop {
             for amount in 0..10 {

@@ -153,8 +153,14 @@ enum Fill {
 /// The refusal a full disk gave: `StorageFull`, or an ambiguous error when `ambiguous_ok`.
 fn check_refusal(url: &str, error: &EventStoreError, ambiguous_ok: bool) {
     match error {
-        EventStoreError::Kv(KvError::StorageFull { .. }) => {}
-        EventStoreError::Kv(KvError::Ambiguous { .. }) if ambiguous_ok => {}
+        EventStoreError::Kv(KvError::StorageFull { .. }) => {
+            assert_eq!(error.kind(), eventkv::ErrorKind::StorageFull, "{url}");
+            assert!(!error.is_retryable(), "{url}: free space first");
+        }
+        EventStoreError::Kv(KvError::Ambiguous { .. }) if ambiguous_ok => {
+            assert_eq!(error.kind(), eventkv::ErrorKind::Ambiguous, "{url}");
+            assert!(error.is_retryable(), "{url}: retry with the same event ids");
+        }
         other => panic!("{url}: expected StorageFull, got {other:?}"),
     }
 }

@@ -338,6 +338,11 @@ async fn a_role_without_create_opens_an_existing_table() {
         error.to_string().contains("permission denied"),
         "the missing right is named: {error}"
     );
+    assert_eq!(
+        error.kind(),
+        eventkv::ErrorKind::PermissionDenied,
+        "{error}"
+    );
 }
 
 /// A proxy to the PostgreSQL server that, once armed, forwards the next `COMMIT`, lets
@@ -460,6 +465,7 @@ async fn a_lost_commit_acknowledgement_is_ambiguous_and_the_retry_is_idempotent(
         let lost = flaky.append("Account", "acc", 0, &events).await;
         let error = lost.expect_err("the acknowledgement was cut");
         assert!(error.is_ambiguous(), "{error}");
+        assert_eq!(error.kind(), eventkv::ErrorKind::Ambiguous);
         assert!(
             error.to_string().contains("may have been applied"),
             "{error}"

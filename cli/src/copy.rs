@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use eventkv::inspect::RecordKind;
-use eventkv::{Direction, DisplayKey, DynKv, KeyRange, OrderedKv, WriteBatch};
+use eventkv::{Direction, DisplayKey, DynKv, ErrorKind, KeyRange, OrderedKv, WriteBatch};
 use serde::Serialize;
 
 use crate::pages::Pages;
@@ -48,14 +48,17 @@ pub async fn copy(
     if let Some((key, value)) = last.iter().next() {
         let shown = DisplayKey(key).to_string();
         if !resume {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::usage(format!(
                 "the destination is not empty (its last record is {shown}): copy into an empty store, or pass --resume to go on with an interrupted copy"
             )));
         }
         if source.get(key).await?.as_deref() != Some(value) {
-            return Err(CliError::Failed(format!(
-                "cannot resume: the destination's last record {shown} is not in the source as it is, so the destination is not a partial copy of this source"
-            )));
+            return Err(CliError::failed(
+                ErrorKind::Conflict,
+                format!(
+                    "cannot resume: the destination's last record {shown} is not in the source as it is, so the destination is not a partial copy of this source"
+                ),
+            ));
         }
         range = range.after_page(key, Direction::Forward);
         report.resumed_after = Some(shown);

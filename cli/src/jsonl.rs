@@ -14,8 +14,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use eventkv::{
-    Codec, DynKv, EventMetadata, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
-    Timestamp, Uuid, keys,
+    Codec, ContextError, DynKv, ErrorKind, EventMetadata, EventStore, EventStoreError,
+    KvEventStore, NewEvent, StoredEvent, Timestamp, Uuid, keys,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,10 +69,11 @@ impl EventLine {
     pub fn of(event: &StoredEvent<'_>) -> Result<Self, CliError> {
         let payload = match event.codec() {
             Codec::Json => serde_json::from_slice(event.payload()).map_err(|error| {
-                CliError::Failed(format!(
-                    "event at position {}: its JSON payload does not parse: {error}",
+                let context = format!(
+                    "event at position {}: its JSON payload does not parse",
                     event.position()
-                ))
+                );
+                CliError::failed(ErrorKind::Corrupt, ContextError::new(context, error))
             })?,
             _ => serde_json::Value::String(BASE64.encode(event.payload())),
         };
@@ -94,7 +95,7 @@ impl EventLine {
 
     /// The event to append, checked; `line` numbers the error.
     fn new_event(&self, line: u64) -> Result<NewEvent, CliError> {
-        let bad = |what: String| CliError::Usage(format!("line {line}: {what}"));
+        let bad = |what: String| CliError::usage(format!("line {line}: {what}"));
         keys::StreamKeys::new(&self.aggregate_type, &self.aggregate_id)
             .map_err(|error| bad(error.to_string()))?;
         if self.version == 0 {
@@ -159,7 +160,7 @@ pub async fn write_log(
                 continue;
             }
             serde_json::to_writer(&mut *out, &EventLine::of(&event)?)
-                .map_err(|error| CliError::Failed(error.to_string()))?;
+                .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?;
             out.write_all(b"\n")?;
             written += 1;
         }
@@ -220,7 +221,7 @@ pub async fn import(
     for (number, line) in (1u64..).zip(input.lines()) {
         let line = line.map_err(|error| match error.kind() {
             std::io::ErrorKind::InvalidData => {
-                CliError::Usage(format!("line {number}: not UTF-8 text"))
+                CliError::usage(format!("line {number}: not UTF-8 text"))
             }
             _ => CliError::from(error),
         })?;
@@ -229,7 +230,7 @@ pub async fn import(
             continue;
         }
         let event: EventLine = serde_json::from_str(&line)
-            .map_err(|error| CliError::Usage(format!("line {number}: {error}")))?;
+            .map_err(|error| CliError::usage(format!("line {number}: {error}")))?;
         event.new_event(number)?;
         let stream = streams
             .entry((event.aggregate_type.clone(), event.aggregate_id.clone()))
@@ -238,13 +239,13 @@ pub async fn import(
                 event_ids: HashMap::new(),
             });
         if event.version != stream.version + 1 {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::usage(format!(
                 "line {number}: {}/{} version {} does not follow version {} of the lines before",
                 event.aggregate_type, event.aggregate_id, event.version, stream.version
             )));
         }
         if let Some(first) = stream.event_ids.insert(event.event_id, number) {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::usage(format!(
                 "line {number}: event id {} of {}/{} is on line {first} too: an event is stored once",
                 event.event_id, event.aggregate_type, event.aggregate_id
             )));
@@ -262,8 +263,10 @@ pub async fn import(
         if line.trim().is_empty() {
             continue;
         }
-        let event: EventLine = serde_json::from_str(&line)
-            .map_err(|error| CliError::Failed(format!("line {number}: {error}")))?;
+        let event: EventLine = serde_json::from_str(&line).map_err(|error| {
+            let context = format!("line {number} of the spooled input");
+            CliError::failed(ErrorKind::Unexpected, ContextError::new(context, error))
+        })?;
         let joins = run.last().is_some_and(|(_, last)| {
             last.aggregate_type == event.aggregate_type && last.aggregate_id == event.aggregate_id
         });
@@ -302,15 +305,20 @@ async fn append_run(
     {
         Ok(_) => {}
         Err(EventStoreError::Conflict { actual, .. }) => {
-            return Err(CliError::Failed(format!(
-                "line {first_line}: {}/{} is at version {actual} in the destination, not {expected}: nothing from this line on was imported",
-                first.aggregate_type, first.aggregate_id
-            )));
+            return Err(CliError::failed(
+                ErrorKind::Conflict,
+                format!(
+                    "line {first_line}: {}/{} is at version {actual} in the destination, not {expected}: nothing from this line on was imported",
+                    first.aggregate_type, first.aggregate_id
+                ),
+            ));
         }
         Err(error) => {
-            return Err(CliError::Failed(format!(
-                "line {first_line}: {error}: nothing from this line on was imported"
-            )));
+            let context = format!("line {first_line} (nothing from this line on was imported)");
+            return Err(CliError::failed(
+                error.kind(),
+                ContextError::new(context, error),
+            ));
         }
     }
     report.events += events.len() as u64;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use eventkv::ErrorKind;
 use eventkv_cli::{CliError, Progress};
 use serde::Serialize;
 
@@ -229,7 +230,7 @@ async fn run(cli: &Cli) -> Result<u8, CliError> {
             let listed = eventkv_cli::list_snapshots(&kv, aggregate_type.as_deref(), |info| {
                 if json {
                     serde_json::to_writer(&mut out, &info)
-                        .map_err(|error| CliError::Failed(error.to_string()))?;
+                        .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?;
                     writeln!(out)?;
                 } else {
                     writeln!(
@@ -322,7 +323,8 @@ fn print<T: Serialize>(
     text: impl FnOnce() -> String,
 ) -> Result<(), CliError> {
     let line = if cli.json {
-        serde_json::to_string(value).map_err(|error| CliError::Failed(error.to_string()))?
+        serde_json::to_string(value)
+            .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?
     } else {
         text()
     };

@@ -36,7 +36,7 @@ pub async fn list(
 ) -> Result<u64, CliError> {
     let range = match aggregate_type {
         Some(name) => keys::snapshots_of_type(name)
-            .map_err(|error| CliError::Usage(format!("--type: {error}")))?,
+            .map_err(|error| CliError::usage(format!("--type: {error}")))?,
         None => keys::all_snapshots(),
     };
     let mut pages = Pages::new(range);
@@ -71,7 +71,7 @@ pub async fn prune(
     schema_below: Option<u32>,
 ) -> Result<u64, CliError> {
     keys::snapshots_of_type(aggregate_type)
-        .map_err(|error| CliError::Usage(format!("--type: {error}")))?;
+        .map_err(|error| CliError::usage(format!("--type: {error}")))?;
     let store = KvSnapshotStore::new(kv.clone());
     Ok(store
         .delete_snapshots_by_type(aggregate_type, schema_below)

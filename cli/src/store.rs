@@ -23,7 +23,7 @@ pub async fn open_existing(url: &str) -> Result<DynKv, CliError> {
 /// the command exits) is refused.
 pub async fn open_lasting(url: &str) -> Result<DynKv, CliError> {
     if identity(url)?.is_none() {
-        return Err(CliError::Usage(format!(
+        return Err(CliError::usage(format!(
             "{url} lives only as long as this command: write to a store that lasts (a file or a server)"
         )));
     }
@@ -33,7 +33,7 @@ pub async fn open_lasting(url: &str) -> Result<DynKv, CliError> {
 /// Refuses `source` and `destination` when they name the same store.
 pub fn check_distinct(source: &str, destination: &str) -> Result<(), CliError> {
     match (identity(source)?, identity(destination)?) {
-        (Some(a), Some(b)) if a == b => Err(CliError::Usage(format!(
+        (Some(a), Some(b)) if a == b => Err(CliError::usage(format!(
             "source and destination are the same store ({a}): name another destination"
         ))),
         _ => Ok(()),

@@ -1,6 +1,7 @@
 //! Codecs for event payloads and snapshot states. Every stored value names its codec by
 //! a one-byte tag, so a reader never guesses.
 
+use crate::error::ErrorKind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -143,6 +144,21 @@ pub enum CodecError {
         name: String,
     },
 }
+
+impl CodecError {
+    /// What kind of failure it is: a value that does not encode or a name that is not a
+    /// codec is invalid input; stored bytes that do not decode are corrupt; a stored codec
+    /// tag this eventkv does not know is unsupported.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CodecError::Encode { .. } | CodecError::UnknownName { .. } => ErrorKind::InvalidInput,
+            CodecError::Decode { .. } => ErrorKind::Corrupt,
+            CodecError::UnknownCodec { .. } => ErrorKind::Unsupported,
+        }
+    }
+}
+
+crate::__error_class!(CodecError);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 use crate::aggregate::{Aggregate, AggregateHandle};
 use crate::backoff::Backoff;
+use crate::error::ErrorKind;
 use crate::event_store::{EventStore, KvEventStore};
 use crate::kv::{DynKv, OrderedKv};
 use crate::repository::{Repository, RepositoryError};
@@ -23,15 +24,36 @@ impl<A: Aggregate, K: OrderedKv + Clone + 'static>
 }
 
 /// Why a command failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommandError<E> {
     /// The decision refused the command (the closure's own error); nothing was written.
     #[error("the command was refused: {0}")]
     Refused(E),
-    /// Loading or saving failed: a [`RepositoryError::Conflict`] here means other writers
-    /// kept saving first for the whole retry budget (about 10 s).
+    /// Loading or saving failed: a conflict here means other writers kept saving first for
+    /// the whole retry budget (about 10 s).
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+}
+
+impl<E> CommandError<E> {
+    /// What kind of failure it is: [`ErrorKind::Refused`] when the decision refused it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CommandError::Refused(_) => ErrorKind::Refused,
+            CommandError::Repository(error) => error.kind(),
+        }
+    }
+
+    /// Whether the same command may succeed if run again later.
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// Whether its events may have been saved although it failed.
+    pub fn is_ambiguous(&self) -> bool {
+        self.kind() == ErrorKind::Ambiguous
+    }
 }
 
 impl<A, E, S> Repository<A, E, S>
@@ -43,7 +65,7 @@ where
     /// Loads the aggregate, or a new one at version 0 when it has no events.
     pub async fn load_or_create(&self, id: &str) -> Result<AggregateHandle<A>, RepositoryError> {
         match self.load(id).await {
-            Err(RepositoryError::NotFound { .. }) => Ok(self.create_new(id)),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(self.create_new(id)),
             loaded => loaded,
         }
     }
@@ -51,9 +73,10 @@ where
     /// Runs a command on aggregate `id`: loads it (or creates it), asks `decide` for the
     /// events the command records given the current state, and saves them. When another
     /// writer saved the aggregate first (`Conflict`), loads it again and decides again,
-    /// after a short jittered pause, for about 10 s at most. A save whose outcome is
-    /// unknown (an ambiguous engine error) is saved again as it was: its events keep
-    /// their ids, so they are stored once.
+    /// after a short jittered pause, for about 10 s at most. A save that failed with a
+    /// retryable error (the engine was unavailable, writers contended, or the outcome is
+    /// unknown) is saved again as it was: its events keep their ids, so they are stored
+    /// once.
     ///
     /// Returns the aggregate as saved; `decide` returning no event saves nothing.
     pub async fn execute<F, Err>(
@@ -73,10 +96,15 @@ where
             loop {
                 match self.save(&mut aggregate).await {
                     Ok(_) => return Ok(aggregate),
-                    Err(error) if error.is_ambiguous() && backoff.pause().await => {
-                        tracing::debug!("saving again after an unconfirmed save: {error}");
+                    // Nothing landed (the engine was unavailable, writers contended) or it
+                    // may have (ambiguous): the same events, with the same ids, are stored
+                    // once.
+                    Err(error) if error.is_retryable() && backoff.pause().await => {
+                        tracing::debug!("saving again after a failed save: {error}");
                     }
-                    Err(RepositoryError::Conflict { .. }) if backoff.pause().await => break,
+                    Err(error) if error.kind() == ErrorKind::Conflict && backoff.pause().await => {
+                        break;
+                    }
                     Err(error) => return Err(error.into()),
                 }
             }

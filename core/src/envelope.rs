@@ -16,6 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError};
+use crate::error::ErrorKind;
 use crate::timestamp::Timestamp;
 
 /// The format version this eventkv writes for events and snapshots. It reads this one and
@@ -66,6 +67,20 @@ pub enum FormatError {
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
+
+impl FormatError {
+    /// What kind of failure it is: a format or codec this eventkv does not know is
+    /// unsupported; anything else is corrupt.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FormatError::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            FormatError::Codec(error) => error.kind(),
+            _ => ErrorKind::Corrupt,
+        }
+    }
+}
+
+crate::__error_class!(FormatError);
 
 /// CRC-32C of `key` followed by `body`: binds a value to the key it was written under.
 fn checksum(key: &[u8], body: &[u8]) -> u32 {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError};
 use crate::envelope::{self, EventLayout, EventMetadata, EventValue};
+use crate::error::ErrorKind;
 use crate::group_commit::{AppendQueue, AppendRequest};
 use crate::keys::{self, InvalidName, StreamKeys};
 use crate::kv::{
@@ -336,7 +337,7 @@ pub struct Appended {
 }
 
 /// An error of the event store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventStoreError {
     /// The stream is not at the expected version; nothing was written.
@@ -387,13 +388,23 @@ pub enum EventStoreError {
 }
 
 impl EventStoreError {
-    /// Whether the append may have landed although it failed (the engine could not
-    /// confirm its commit). Retrying the same events (same ids) is then safe: if they
-    /// landed, the retry returns where they are and writes nothing.
-    pub fn is_ambiguous(&self) -> bool {
-        matches!(self, EventStoreError::Kv(error) if error.is_ambiguous())
+    /// What kind of failure it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EventStoreError::Conflict { .. } => ErrorKind::Conflict,
+            EventStoreError::InvalidName(_) | EventStoreError::InvalidInput(_) => {
+                ErrorKind::InvalidInput
+            }
+            EventStoreError::Corrupt { .. } => ErrorKind::Corrupt,
+            EventStoreError::Contended { .. } => ErrorKind::Contended,
+            EventStoreError::Kv(error) => error.kind(),
+        }
     }
 }
+
+// An ambiguous append: retrying the same events (same ids) is safe; if they landed, the
+// retry returns where they are and writes nothing.
+crate::__error_class!(EventStoreError);
 
 pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> EventStoreError {
     EventStoreError::Corrupt {

@@ -288,11 +288,11 @@ impl Drop for Leading<'_> {
 /// The answer to an append that lost its place in the queue (it cannot happen: every
 /// queued append is answered, re-queued or handed the lead).
 fn unanswered() -> EventStoreError {
-    EventStoreError::Kv(KvError::Ambiguous {
-        engine: "eventkv",
-        what: "the append queue dropped this append unanswered",
-        source: "unanswered".into(),
-    })
+    EventStoreError::Kv(KvError::ambiguous(
+        "eventkv",
+        "the append queue dropped this append unanswered",
+        "unanswered",
+    ))
 }
 
 impl<K: OrderedKv> KvEventStore<K> {
@@ -422,14 +422,14 @@ impl<K: OrderedKv> KvEventStore<K> {
                         None => {
                             let error = EventStoreError::Kv(KvError::Conflict { key });
                             for index in pending.drain(..) {
-                                results[index] = Some(Err(duplicate(&error)));
+                                results[index] = Some(Err(error.clone()));
                             }
                         }
                     }
                 }
                 Err(error) => {
                     for index in pending.drain(..) {
-                        results[index] = Some(Err(duplicate(&error)));
+                        results[index] = Some(Err(error.clone()));
                     }
                 }
             }
@@ -500,7 +500,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             Err(error) => {
                 let error = EventStoreError::Kv(error);
                 for waiting in joined.drain(..) {
-                    let _ = waiting.turn.send(Turn::Done(Err(duplicate(&error))));
+                    let _ = waiting.turn.send(Turn::Done(Err(error.clone())));
                 }
                 return Err(error);
             }
@@ -545,71 +545,6 @@ impl<K: OrderedKv> KvEventStore<K> {
         let actual = self.current_version_impl(&request.stream).await?;
         self.queue().read(&request.stream, actual);
         Err(request.conflict(actual))
-    }
-}
-
-/// The same failure, for each append of a batch: an engine's own error becomes its
-/// message.
-fn duplicate(error: &EventStoreError) -> EventStoreError {
-    match error {
-        EventStoreError::Kv(error) => EventStoreError::Kv(duplicate_kv(error)),
-        EventStoreError::Conflict {
-            aggregate_type,
-            aggregate_id,
-            expected,
-            actual,
-        } => EventStoreError::Conflict {
-            aggregate_type: aggregate_type.clone(),
-            aggregate_id: aggregate_id.clone(),
-            expected: *expected,
-            actual: *actual,
-        },
-        EventStoreError::InvalidName(error) => EventStoreError::InvalidName(error.clone()),
-        EventStoreError::InvalidInput(message) => EventStoreError::InvalidInput(message.clone()),
-        EventStoreError::Corrupt { key, reason } => EventStoreError::Corrupt {
-            key: key.clone(),
-            reason: reason.clone(),
-        },
-        EventStoreError::Contended {
-            aggregate_type,
-            aggregate_id,
-            attempts,
-        } => EventStoreError::Contended {
-            aggregate_type: aggregate_type.clone(),
-            aggregate_id: aggregate_id.clone(),
-            attempts: *attempts,
-        },
-    }
-}
-
-fn duplicate_kv(error: &KvError) -> KvError {
-    match error {
-        KvError::Conflict { key } => KvError::Conflict {
-            key: Bytes::clone(key),
-        },
-        KvError::Engine {
-            engine,
-            retryable,
-            source,
-        } => KvError::Engine {
-            engine,
-            retryable: *retryable,
-            source: source.to_string().into(),
-        },
-        KvError::Ambiguous {
-            engine,
-            what,
-            source,
-        } => KvError::Ambiguous {
-            engine,
-            what,
-            source: source.to_string().into(),
-        },
-        KvError::InvalidInput(message) => KvError::InvalidInput(message.clone()),
-        KvError::StorageFull { engine, message } => KvError::StorageFull {
-            engine,
-            message: message.clone(),
-        },
     }
 }
 

@@ -59,6 +59,15 @@ pub struct InvalidName {
     pub reason: &'static str,
 }
 
+impl InvalidName {
+    /// What kind of failure it is: always [`ErrorKind::InvalidInput`](crate::ErrorKind).
+    pub fn kind(&self) -> crate::ErrorKind {
+        crate::ErrorKind::InvalidInput
+    }
+}
+
+crate::__error_class!(InvalidName);
+
 fn validate(kind: NameKind, name: &str) -> Result<(), InvalidName> {
     let reason = if name.is_empty() {
         "it is empty"

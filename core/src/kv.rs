@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::error::{ErrorKind, SharedError, shared};
+
 /// `Send` off wasm32, nothing on it: futures of browser engines are not `Send`.
 #[cfg(not(target_arch = "wasm32"))]
 pub trait MaybeSend: Send {}
@@ -59,7 +61,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// After [`KvError::Ambiguous`] the batch may have been applied; after any other error of
 /// [`OrderedKv::write`], nothing of it was.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KvError {
     /// A check of the batch failed; nothing of the batch was applied.
@@ -74,12 +76,13 @@ pub enum KvError {
     Engine {
         /// The engine's name, e.g. `"sled"`.
         engine: &'static str,
-        /// Whether the same call may succeed later (a dropped connection, a busy
-        /// database), as opposed to a permanent failure (a corrupt file, a bad request).
-        retryable: bool,
+        /// What kind of failure it is: [`ErrorKind::Unavailable`] when the same call may
+        /// succeed later (a dropped connection, a busy database), else the permanent kind
+        /// that fits best ([`ErrorKind::Unexpected`] when none does).
+        kind: ErrorKind,
         /// The engine's own error.
         #[source]
-        source: BoxError,
+        source: SharedError,
     },
     /// The batch may or may not have been applied: the engine failed after the point
     /// where it could still promise that nothing landed (a commit whose acknowledgement
@@ -93,39 +96,51 @@ pub enum KvError {
         what: &'static str,
         /// The engine's own error.
         #[source]
-        source: BoxError,
+        source: SharedError,
     },
     /// The request itself is invalid (e.g. a key the engine cannot store).
     #[error("invalid request: {0}")]
     InvalidInput(String),
     /// The engine's storage is full (a full disk, a browser's quota). A write that fails
     /// with it applied nothing of its batch.
-    #[error("{engine}: storage full: {message}")]
+    #[error("{engine}: storage full: {source}")]
     StorageFull {
         /// The engine's name, e.g. `"indexeddb"`.
         engine: &'static str,
-        /// The engine's own message.
-        message: String,
+        /// The engine's own error.
+        #[source]
+        source: SharedError,
     },
 }
 
 impl KvError {
-    /// A permanent engine failure described by `error`.
-    pub fn engine(engine: &'static str, error: impl fmt::Display) -> Self {
+    /// An engine failure of `kind`, caused by `source`.
+    pub fn engine(engine: &'static str, kind: ErrorKind, source: impl Into<BoxError>) -> Self {
         KvError::Engine {
             engine,
-            retryable: false,
-            source: error.to_string().into(),
+            kind,
+            source: shared(source),
         }
     }
 
-    /// An engine failure that keeps `source`; `retryable` says whether trying again may
-    /// succeed.
-    pub fn from_source(engine: &'static str, retryable: bool, source: impl Into<BoxError>) -> Self {
-        KvError::Engine {
+    /// A write that may or may not have been applied: `what` was not confirmed.
+    pub fn ambiguous(
+        engine: &'static str,
+        what: &'static str,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        KvError::Ambiguous {
             engine,
-            retryable,
-            source: source.into(),
+            what,
+            source: shared(source),
+        }
+    }
+
+    /// Full storage, as the engine said it in `source`.
+    pub fn storage_full(engine: &'static str, source: impl Into<BoxError>) -> Self {
+        KvError::StorageFull {
+            engine,
+            source: shared(source),
         }
     }
 
@@ -143,23 +158,19 @@ impl KvError {
         }
     }
 
-    /// Whether the batch may have been applied although the write failed.
-    pub fn is_ambiguous(&self) -> bool {
-        matches!(self, KvError::Ambiguous { .. })
-    }
-
-    /// Whether the same call may succeed if tried again.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            KvError::Engine {
-                retryable: true,
-                ..
-            } | KvError::Ambiguous { .. }
-                | KvError::Conflict { .. }
-        )
+    /// What kind of failure it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            KvError::Conflict { .. } => ErrorKind::Conflict,
+            KvError::Engine { kind, .. } => *kind,
+            KvError::Ambiguous { .. } => ErrorKind::Ambiguous,
+            KvError::InvalidInput(_) => ErrorKind::InvalidInput,
+            KvError::StorageFull { .. } => ErrorKind::StorageFull,
+        }
     }
 }
+
+crate::__error_class!(KvError);
 
 /// The key of the first of `checks` (in order) that fails, if one does. `current` reads
 /// a key's value as the engine holds it inside the batch's transaction. Every engine's

@@ -12,6 +12,7 @@ mod checkpoint;
 mod codec;
 mod command;
 mod envelope;
+mod error;
 mod event_store;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -34,6 +35,7 @@ pub use aggregate::{Aggregate, AggregateHandle, DomainEvent};
 pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
 pub use command::{CommandError, KvRepository};
 pub use envelope::{EventMetadata, FORMAT_VERSION, FormatError};
+pub use error::{ContextError, ErrorKind, SharedError};
 pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
 };
@@ -46,8 +48,9 @@ pub use memory::MemoryKv;
 pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
 pub use recorded::RecordedEvent;
 pub use repository::{
-    DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryMetrics, SaveOutcome,
-    SnapshotMiss, SnapshotMode, SnapshotOutcome, SnapshotReadFailure,
+    DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryFailure,
+    RepositoryMetrics, SaveOutcome, SnapshotMiss, SnapshotMode, SnapshotOutcome,
+    SnapshotReadFailure,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 pub use subscription::{LONGEST_RETRY_PAUSE, MAX_POLL_INTERVAL, SubscribeOptions};

@@ -11,6 +11,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use futures_util::future::select;
 
+use crate::error::{ErrorKind, SharedError};
 use crate::event_store::{EventStoreError, KvEventStore};
 use crate::keys;
 use crate::kv::{
@@ -157,7 +158,8 @@ impl ReadModel<'_> {
 }
 
 /// Why a projection stopped.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProjectionError {
     /// The projection's handler failed; nothing of the page was written.
     #[error(
@@ -169,7 +171,7 @@ pub enum ProjectionError {
         /// The event's position.
         position: u64,
         /// The handler's error.
-        source: BoxError,
+        source: SharedError,
     },
     /// Another runner of the same projection moved its checkpoint: run one at a time.
     #[error(
@@ -192,6 +194,23 @@ pub enum ProjectionError {
     #[error(transparent)]
     Store(#[from] EventStoreError),
 }
+
+impl ProjectionError {
+    /// What kind of failure it is: [`ErrorKind::Handler`] when the handler failed,
+    /// [`ErrorKind::Conflict`] when another runner (or an interrupted delete) is in the
+    /// way, else the store's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProjectionError::Handler { .. } => ErrorKind::Handler,
+            ProjectionError::Concurrent { .. } | ProjectionError::Orphaned { .. } => {
+                ErrorKind::Conflict
+            }
+            ProjectionError::Store(error) => error.kind(),
+        }
+    }
+}
+
+crate::__error_class!(ProjectionError);
 
 impl From<KvError> for ProjectionError {
     fn from(error: KvError) -> Self {
@@ -240,8 +259,9 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
 
     /// Catches up, then applies new events as they are appended (woken by appends through
     /// the same store, polling for others), until the handler fails or another runner is
-    /// found. A read or write the engine failed is logged and tried again after a pause;
-    /// other errors (a bad name, corrupt data) end the run.
+    /// found. A retryable failure ([`ProjectionError::is_retryable`]: the engine was
+    /// unavailable, a write may have landed) is logged and tried again after a pause; any
+    /// other error (a bad name, corrupt data, a full disk) ends the run at once.
     pub async fn run(&self) -> Result<Infallible, ProjectionError> {
         let mut retries = None;
         loop {
@@ -253,7 +273,7 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
                     select(poll, appended).await;
                 }
                 Ok(None) => retries = None,
-                Err(ProjectionError::Store(error @ EventStoreError::Kv(_))) => {
+                Err(error) if error.is_retryable() => {
                     let pause = retries
                         .get_or_insert_with(retry_pauses)
                         .next()
@@ -295,7 +315,7 @@ impl<'s, K: OrderedKv, P: Projection> ProjectionRunner<'s, K, P> {
                 .map_err(|source| ProjectionError::Handler {
                     name: name.into(),
                     position: event.position,
-                    source,
+                    source: source.into(),
                 })?;
         }
         let committed = self

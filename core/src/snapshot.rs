@@ -7,6 +7,7 @@ use tracing::Instrument;
 
 use crate::codec::{Codec, CodecError};
 use crate::envelope::{self, FormatError, SnapshotFields};
+use crate::error::ErrorKind;
 use crate::keys::{self, InvalidName};
 use crate::kv::{
     Check, Direction, DisplayKey, KeyRange, KvError, MaybeSend, MaybeSync, OrderedKv, WriteBatch,
@@ -43,7 +44,7 @@ pub struct Snapshot {
 }
 
 /// An error of the snapshot store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SnapshotStoreError {
     /// An aggregate type or id that cannot be stored.
@@ -86,6 +87,23 @@ pub enum SnapshotStoreError {
     #[error(transparent)]
     Kv(#[from] KvError),
 }
+
+impl SnapshotStoreError {
+    /// What kind of failure it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SnapshotStoreError::InvalidName(_) | SnapshotStoreError::VersionZero { .. } => {
+                ErrorKind::InvalidInput
+            }
+            SnapshotStoreError::UnknownCodec { .. } => ErrorKind::Unsupported,
+            SnapshotStoreError::Corrupt { source, .. } => source.kind(),
+            SnapshotStoreError::Contended { .. } => ErrorKind::Contended,
+            SnapshotStoreError::Kv(error) => error.kind(),
+        }
+    }
+}
+
+crate::__error_class!(SnapshotStoreError);
 
 fn format_error(key: &[u8], source: FormatError) -> SnapshotStoreError {
     let key = DisplayKey(key).to_string();

@@ -93,6 +93,8 @@ struct Follow<'s, K> {
     retries: Option<ExponentialBackoff>,
     /// To wait before the next read.
     pause: Option<Duration>,
+    /// A failure that reading again cannot heal was handed out: the stream ends.
+    ended: bool,
 }
 
 impl<K: OrderedKv> KvEventStore<K> {
@@ -109,12 +111,15 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// The events of the global log from `from_position`, in position order, each once;
     /// once caught up, it waits for new ones: woken at once by appends through this store
     /// (or a clone of it), and looking every [`SubscribeOptions::poll_interval`] for those
-    /// of other processes. The stream never ends: drop it to stop.
+    /// of other processes. It ends only after a failure that reading again cannot heal:
+    /// drop it to stop.
     ///
-    /// A read that fails is handed out as an `Err` item, then tried again from the same
-    /// position after a pause (from 100 ms, doubling up to [`LONGEST_RETRY_PAUSE`], with
-    /// jitter): nothing is skipped or repeated. An error that does not heal (corrupt
-    /// data) thus comes back every few seconds until the caller stops.
+    /// A read that fails is handed out as an `Err` item. A retryable failure
+    /// ([`EventStoreError::is_retryable`]: the engine was unavailable) is then tried again
+    /// from the same position after a pause (from 100 ms, doubling up to
+    /// [`LONGEST_RETRY_PAUSE`], with jitter): nothing is skipped or repeated. Any other
+    /// (corrupt data) ends the stream after its `Err` item: reading again would only find
+    /// it again.
     pub fn subscribe(
         &self,
         from_position: u64,
@@ -146,8 +151,12 @@ impl<K: OrderedKv> KvEventStore<K> {
             next: from_position.max(1),
             retries: None,
             pause: None,
+            ended: false,
         };
         stream::unfold(follow, |mut follow| async move {
+            if follow.ended {
+                return None;
+            }
             let page = follow.next_page().await;
             Some((page, follow))
         })
@@ -167,6 +176,7 @@ impl<K: OrderedKv> Follow<'_, K> {
                 Err(error) => {
                     let retries = self.retries.get_or_insert_with(retry_pauses);
                     self.pause = Some(retries.next().unwrap_or(LONGEST_RETRY_PAUSE));
+                    self.ended = !error.is_retryable();
                     return Err(error);
                 }
             };

@@ -337,7 +337,7 @@ test("concurrent calls from one page each get their own answer, and the log has 
   await context.close();
 });
 
-test("a write over the origin's quota rejects with QuotaExceeded and lands nothing", async () => {
+test("a write over the origin's quota rejects with StorageFull and lands nothing", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${server.origin}/demo/`);
@@ -360,7 +360,7 @@ test("a write over the origin's quota rejects with QuotaExceeded and lands nothi
     store.close();
     return { error, versionAfter, small };
   });
-  assert.equal(result.error?.code, "QuotaExceeded", JSON.stringify(result.error));
+  assert.equal(result.error?.code, "StorageFull", JSON.stringify(result.error));
   assert.equal(result.error.name, "EventKvError");
   assert.equal(result.versionAfter, 0, "nothing of the refused append landed");
   assert.equal(result.small.lastVersion, 1, "a write that fits still lands");

@@ -56,7 +56,7 @@ export async function everyCall(): Promise<Counter> {
   for (const event of loaded.events) state = { total: state.total + (event.data as { n: number }).n };
   const deleted: boolean = await store.deleteSnapshot("Counter", name);
   const removed: number = await store.deleteSnapshots("Counter", 2);
-  const code: ErrorCode = "QuotaExceeded";
+  const code: ErrorCode = "StorageFull";
   const onEvents: OnEvents = async (batch: StoredEvent[]) => {
     const last: number | undefined = batch.at(-1)?.position;
     if (last !== undefined) await store.saveCheckpoint("typed-reader", last);

@@ -10,8 +10,8 @@
 
 use bytes::Bytes;
 use eventkv::{
-    BuildBatch, Direction, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_ENTRIES, OrderedKv,
-    WriteBatch, first_failed_check,
+    BuildBatch, Direction, ErrorKind, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_ENTRIES,
+    OrderedKv, WriteBatch, first_failed_check,
 };
 use idb::{
     CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
@@ -83,28 +83,33 @@ fn dom_exception(error: &idb::Error) -> Option<(String, String)> {
     }
 }
 
-/// The engine error for a DOM exception: a full quota is [`KvError::StorageFull`].
+/// The engine error for a DOM exception: a full quota is [`KvError::StorageFull`]; a
+/// database closed under the call is closed. (JavaScript values cannot be shared between
+/// threads, so the exception is kept as its name and message.)
 fn exception_error(name: String, message: String) -> KvError {
+    let kind = match name.as_str() {
+        "QuotaExceededError" => ErrorKind::StorageFull,
+        "InvalidStateError" => ErrorKind::Closed,
+        "DataError" => ErrorKind::InvalidInput,
+        "VersionError" => ErrorKind::Unsupported,
+        _ => ErrorKind::Unexpected,
+    };
     let message = format!("{name}: {message}");
-    if name == "QuotaExceededError" {
-        KvError::StorageFull {
-            engine: ENGINE,
-            message,
-        }
-    } else {
-        KvError::engine(ENGINE, message)
+    match kind {
+        ErrorKind::StorageFull => KvError::storage_full(ENGINE, message),
+        kind => KvError::engine(ENGINE, kind, message),
     }
 }
 
 fn engine_error(error: idb::Error) -> KvError {
     match dom_exception(&error) {
         Some((name, message)) => exception_error(name, message),
-        None => KvError::engine(ENGINE, error),
+        None => KvError::engine(ENGINE, ErrorKind::Unexpected, error.to_string()),
     }
 }
 
 /// Why a database could not be opened.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// IndexedDB is missing (Node, a worklet) or refuses this context (some private
@@ -123,6 +128,18 @@ pub enum OpenError {
     /// IndexedDB failed in another way.
     #[error(transparent)]
     Engine(KvError),
+}
+
+impl OpenError {
+    /// What kind of failure it is: IndexedDB missing or refused is unavailable; a database
+    /// eventkv cannot use, unsupported.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::Unavailable(_) => ErrorKind::Unavailable,
+            OpenError::Incompatible { .. } => ErrorKind::Unsupported,
+            OpenError::Engine(error) => error.kind(),
+        }
+    }
 }
 
 fn open_error(name: &str, error: idb::Error) -> OpenError {
@@ -162,6 +179,7 @@ fn rust_bytes(value: &JsValue) -> Result<Vec<u8>, KvError> {
     } else {
         Err(KvError::engine(
             ENGINE,
+            ErrorKind::Corrupt,
             format!("a stored entry is not binary: {value:?}"),
         ))
     }
@@ -280,6 +298,7 @@ impl IndexedDbKv {
         if self.is_closed() {
             return Err(KvError::engine(
                 ENGINE,
+                ErrorKind::Closed,
                 format!(
                     "the connection to {:?} closed itself because another connection deletes or upgrades the database; open it again",
                     self.name
@@ -315,7 +334,13 @@ impl IndexedDbKv {
         };
         range
             .map(|range| Some(Query::KeyRange(range)))
-            .map_err(|error| KvError::engine(ENGINE, format!("invalid key range: {error}")))
+            .map_err(|error| {
+                KvError::engine(
+                    ENGINE,
+                    ErrorKind::InvalidInput,
+                    format!("invalid key range: {error}"),
+                )
+            })
     }
 }
 
@@ -412,6 +437,7 @@ impl OrderedKv for IndexedDbKv {
                 if keys.len() != values.len() {
                     return Err(KvError::engine(
                         ENGINE,
+                        ErrorKind::Unexpected,
                         "getAllKeys and getAll disagree within one transaction",
                     ));
                 }
@@ -508,6 +534,7 @@ impl OrderedKv for IndexedDbKv {
                 Some(error) => exception_error(error.name(), error.message()),
                 None => KvError::engine(
                     ENGINE,
+                    ErrorKind::Unexpected,
                     "the browser aborted the transaction; nothing of the batch was applied",
                 ),
             }),

@@ -17,10 +17,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::indexeddb::{Durability, IndexedDbKv};
-use crate::js_error::{ApiError, ErrorCode};
+use crate::js_error::ApiError;
 use crate::js_follow::AppendChannel;
 use crate::js_input;
 use crate::js_types::{AppendedJson, LoadedJson, SnapshotJson, StoredEventJson};
+use eventkv::ErrorKind;
 use futures_util::future::AbortHandle;
 
 /// How many events `readStream` and `readAll` return when no limit is given.
@@ -61,7 +62,7 @@ pub struct JsEventStore {
 impl JsEventStore {
     /// Opens the IndexedDB database `name`, creating it when it does not exist. `options`:
     /// `{ durability }`, `"strict"` (the default), `"relaxed"` or `"default"`. Rejects
-    /// with `Unavailable` where there is no IndexedDB, and with `IncompatibleDatabase`
+    /// with `Unavailable` where there is no IndexedDB, and with `Unsupported`
     /// when the name is taken by another application or schema (left untouched).
     #[wasm_bindgen(unchecked_return_type = "Promise<EventStore>")]
     pub fn open(
@@ -388,7 +389,7 @@ impl JsEventStore {
     pub(crate) fn stores(&self) -> Result<Rc<Stores>, ApiError> {
         self.stores.borrow().clone().ok_or_else(|| {
             ApiError::new(
-                ErrorCode::Closed,
+                ErrorKind::Closed,
                 format!("the store {:?} is closed", self.name),
             )
         })
@@ -407,7 +408,7 @@ impl JsEventStore {
         future_to_promise(async move {
             task.await.map_err(|error| {
                 if stores.closed_itself() {
-                    error.with_code(ErrorCode::Closed).into()
+                    error.with_kind(ErrorKind::Closed).into()
                 } else {
                     error.into()
                 }
@@ -470,7 +471,9 @@ impl JsEvents {
         let push = Reflect::get(&array, &"push".into())
             .ok()
             .and_then(|push| push.dyn_into::<Function>().ok())
-            .ok_or_else(|| ApiError::new(ErrorCode::Engine, "Array.prototype.push is missing"))?;
+            .ok_or_else(|| {
+                ApiError::new(ErrorKind::Unexpected, "Array.prototype.push is missing")
+            })?;
         Ok(JsEvents { array, push })
     }
 
@@ -505,7 +508,7 @@ impl JsEvents {
             .map(drop)
             .map_err(|error| {
                 ApiError::new(
-                    ErrorCode::Engine,
+                    ErrorKind::Unexpected,
                     format!(
                         "adding events to the result failed: {}",
                         js_input::describe(&error)
@@ -536,9 +539,7 @@ async fn load(
         Ok(Some(found)) if found.schema_version != schema_version => (None, Some("SchemaMismatch")),
         Ok(Some(found)) => match SnapshotJson::new(found) {
             Ok(usable) => (Some(usable), None),
-            Err(error) if error.code() == ErrorCode::UnsupportedCodec => {
-                (None, Some("UnknownCodec"))
-            }
+            Err(error) if error.kind() == ErrorKind::Unsupported => (None, Some("UnknownCodec")),
             Err(_) => (None, Some("Undecodable")),
         },
         Err(SnapshotStoreError::UnknownCodec { .. }) => (None, Some("UnknownCodec")),
@@ -586,7 +587,7 @@ async fn load(
         for event in page.iter().filter(|event| event.version() > start) {
             if Some(event.version()) != version.checked_add(1) {
                 return Err(ApiError::new(
-                    ErrorCode::Corrupt,
+                    ErrorKind::Corrupt,
                     format!(
                         "the stream of {aggregate_type} {aggregate_id:?} jumps from version {version} to {}",
                         event.version()
@@ -609,7 +610,7 @@ async fn load(
     }
     if version == 0 {
         return Err(ApiError::new(
-            ErrorCode::NotFound,
+            ErrorKind::NotFound,
             format!("{aggregate_type} {aggregate_id:?} has no events"),
         ));
     }
@@ -621,17 +622,18 @@ async fn load(
         snapshot_miss: miss,
     })?;
     Reflect::set(&loaded, &"events".into(), &events.into())
-        .map_err(|_| ApiError::new(ErrorCode::Engine, "setting the loaded events failed"))?;
+        .map_err(|_| ApiError::new(ErrorKind::Unexpected, "setting the loaded events failed"))?;
     Ok(loaded)
 }
 
 /// `value` as a JS value, through one `JSON.parse`.
 pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, ApiError> {
-    let json = serde_json::to_string(value)
-        .map_err(|error| ApiError::new(ErrorCode::Engine, format!("encoding a result: {error}")))?;
+    let json = serde_json::to_string(value).map_err(|error| {
+        ApiError::new(ErrorKind::Unexpected, format!("encoding a result: {error}"))
+    })?;
     JSON::parse(&json).map_err(|error| {
         ApiError::new(
-            ErrorCode::Engine,
+            ErrorKind::Unexpected,
             format!(
                 "JSON.parse refused a result: {}",
                 js_input::describe(&error)

@@ -1,74 +1,25 @@
-//! The errors the JS API throws: a JS `Error` named `EventKvError` with a stable `code`.
+//! The errors the JS API throws: a JS `Error` named `EventKvError` whose stable `code` is
+//! the name of its [`ErrorKind`], as in Rust.
 
-use eventkv::{EventStoreError, KvError, SnapshotStoreError};
+use eventkv::{ErrorKind, EventStoreError, KvError, SnapshotStoreError};
 use wasm_bindgen::JsValue;
 
 use crate::indexeddb::OpenError;
 
-/// The stable `code` of a thrown error. The TypeScript type `ErrorCode` lists the same names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The stream was not at the expected version; `expected` and `actual` say where.
-    Conflict,
-    /// The aggregate has no events.
-    NotFound,
-    /// An argument is invalid: a name, a number, an event or a snapshot.
-    InvalidInput,
-    /// A stored value does not follow the format, or its JSON does not parse.
-    Corrupt,
-    /// A stored value is encoded with a codec JavaScript cannot read (bincode).
-    UnsupportedCodec,
-    /// The database name is used by another application or another schema version.
-    IncompatibleDatabase,
-    /// IndexedDB is missing or refused (Node, some private modes, sandboxed frames).
-    Unavailable,
-    /// The origin's storage quota is full; nothing of the write landed.
-    QuotaExceeded,
-    /// A subscription's `onEvents` threw or rejected: the subscription stopped.
-    Handler,
-    /// The store was closed, or closed itself so that another tab could delete or upgrade
-    /// the database: open it again.
-    Closed,
-    /// Concurrent writers kept winning; nothing was written.
-    Contended,
-    /// IndexedDB failed in another way.
-    Engine,
-}
-
-impl ErrorCode {
-    /// The code as JavaScript sees it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Conflict => "Conflict",
-            ErrorCode::NotFound => "NotFound",
-            ErrorCode::InvalidInput => "InvalidInput",
-            ErrorCode::Corrupt => "Corrupt",
-            ErrorCode::UnsupportedCodec => "UnsupportedCodec",
-            ErrorCode::IncompatibleDatabase => "IncompatibleDatabase",
-            ErrorCode::Unavailable => "Unavailable",
-            ErrorCode::QuotaExceeded => "QuotaExceeded",
-            ErrorCode::Closed => "Closed",
-            ErrorCode::Contended => "Contended",
-            ErrorCode::Engine => "Engine",
-            ErrorCode::Handler => "Handler",
-        }
-    }
-}
-
 /// An error on its way to JavaScript.
 #[derive(Debug)]
 pub struct ApiError {
-    code: ErrorCode,
+    kind: ErrorKind,
     message: String,
     /// The expected and actual versions of a conflict.
     versions: Option<(u64, u64)>,
 }
 
 impl ApiError {
-    /// An error with `code` and `message`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError {
-            code,
+            kind,
             message: message.into(),
             versions: None,
         }
@@ -76,17 +27,17 @@ impl ApiError {
 
     /// An invalid argument.
     pub fn invalid(message: impl Into<String>) -> Self {
-        ApiError::new(ErrorCode::InvalidInput, message)
+        ApiError::new(ErrorKind::InvalidInput, message)
     }
 
-    /// Its code.
-    pub fn code(&self) -> ErrorCode {
-        self.code
+    /// Its kind: its `code` in JavaScript.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 
-    /// The same error under another code.
-    pub fn with_code(self, code: ErrorCode) -> Self {
-        ApiError { code, ..self }
+    /// The same error of another kind.
+    pub fn with_kind(self, kind: ErrorKind) -> Self {
+        ApiError { kind, ..self }
     }
 }
 
@@ -95,7 +46,7 @@ impl From<ApiError> for JsValue {
         let js = js_sys::Error::new(&error.message);
         js.set_name("EventKvError");
         let object: &JsValue = js.as_ref();
-        let mut fields = vec![("code", JsValue::from_str(error.code.as_str()))];
+        let mut fields = vec![("code", JsValue::from_str(error.kind.name()))];
         if let Some((expected, actual)) = error.versions {
             // Versions stay far below 2^53, where JS numbers are exact.
             fields.push(("expected", JsValue::from_f64(expected as f64)));
@@ -111,63 +62,33 @@ impl From<ApiError> for JsValue {
 
 impl From<KvError> for ApiError {
     fn from(error: KvError) -> Self {
-        let code = match &error {
-            KvError::InvalidInput(_) => ErrorCode::InvalidInput,
-            KvError::StorageFull { .. } => ErrorCode::QuotaExceeded,
-            KvError::Conflict { .. } => ErrorCode::Contended,
-            _ => ErrorCode::Engine,
-        };
-        ApiError::new(code, error.to_string())
+        ApiError::new(error.kind(), error.to_string())
     }
 }
 
 impl From<EventStoreError> for ApiError {
     fn from(error: EventStoreError) -> Self {
-        let message = error.to_string();
-        match error {
+        let versions = match &error {
             EventStoreError::Conflict {
                 expected, actual, ..
-            } => ApiError {
-                code: ErrorCode::Conflict,
-                message,
-                versions: Some((expected, actual)),
-            },
-            EventStoreError::InvalidName(_) | EventStoreError::InvalidInput(_) => {
-                ApiError::invalid(message)
-            }
-            EventStoreError::Corrupt { .. } => ApiError::new(ErrorCode::Corrupt, message),
-            EventStoreError::Contended { .. } => ApiError::new(ErrorCode::Contended, message),
-            EventStoreError::Kv(error) => error.into(),
-            _ => ApiError::new(ErrorCode::Engine, message),
+            } => Some((*expected, *actual)),
+            _ => None,
+        };
+        ApiError {
+            versions,
+            ..ApiError::new(error.kind(), error.to_string())
         }
     }
 }
 
 impl From<SnapshotStoreError> for ApiError {
     fn from(error: SnapshotStoreError) -> Self {
-        let message = error.to_string();
-        match error {
-            SnapshotStoreError::InvalidName(_) | SnapshotStoreError::VersionZero { .. } => {
-                ApiError::invalid(message)
-            }
-            SnapshotStoreError::UnknownCodec { .. } => {
-                ApiError::new(ErrorCode::UnsupportedCodec, message)
-            }
-            SnapshotStoreError::Corrupt { .. } => ApiError::new(ErrorCode::Corrupt, message),
-            SnapshotStoreError::Contended { .. } => ApiError::new(ErrorCode::Contended, message),
-            SnapshotStoreError::Kv(error) => error.into(),
-            _ => ApiError::new(ErrorCode::Engine, message),
-        }
+        ApiError::new(error.kind(), error.to_string())
     }
 }
 
 impl From<OpenError> for ApiError {
     fn from(error: OpenError) -> Self {
-        let code = match &error {
-            OpenError::Unavailable(_) => ErrorCode::Unavailable,
-            OpenError::Incompatible { .. } => ErrorCode::IncompatibleDatabase,
-            OpenError::Engine(_) => ErrorCode::Engine,
-        };
-        ApiError::new(code, error.to_string())
+        ApiError::new(error.kind(), error.to_string())
     }
 }

@@ -18,9 +18,10 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::js_api::{JsEventStore, Stores, to_js};
-use crate::js_error::{ApiError, ErrorCode};
+use crate::js_error::ApiError;
 use crate::js_input;
 use crate::js_types::StoredEventJson;
+use eventkv::ErrorKind;
 
 /// How many events one `onEvents` call receives at most.
 const BATCH: usize = 1000;
@@ -84,8 +85,9 @@ impl JsEventStore {
     /// 1), in position order, in batches, each event once; then with each new event as it
     /// is appended: at once from this page, and from other tabs through a
     /// `BroadcastChannel`. A promise `onEvents` returns is awaited before the next batch.
-    /// A failed read is passed to `options.onError` and tried again from where it was;
-    /// `onEvents` throwing or rejecting stops the subscription (code `Handler`). Returns
+    /// A failed read is passed to `options.onError`; a retryable one (the database was
+    /// unavailable) is tried again from where it was, any other stops the subscription,
+    /// as `onEvents` throwing or rejecting does (code `Handler`). Returns
     /// the function that stops it; `close` stops them all.
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn subscribe(
@@ -166,7 +168,7 @@ impl JsEventStore {
             let state = match &state {
                 Some(json) => Some(serde_json::from_slice::<&RawValue>(json).map_err(|error| {
                     ApiError::new(
-                        ErrorCode::Corrupt,
+                        ErrorKind::Corrupt,
                         format!("the state of read model {name:?} does not parse: {error}"),
                     )
                 })?),
@@ -206,7 +208,7 @@ impl JsEventStore {
                 .await;
             match saved {
                 Err(EventStoreError::Kv(KvError::Conflict { .. })) => Err(ApiError::new(
-                    ErrorCode::Conflict,
+                    ErrorKind::Conflict,
                     format!(
                         "the read model {name:?} is no longer at position {from}: another tab saved it first; read it again"
                     ),
@@ -258,7 +260,7 @@ async fn deliver(on_events: &Function, events: &[RecordedEvent]) -> Result<(), A
         .collect::<Result<Vec<_>, _>>()?;
     let handler = |thrown: JsValue| {
         ApiError::new(
-            ErrorCode::Handler,
+            ErrorKind::Handler,
             format!(
                 "onEvents failed on the events at positions {} to {}, and the subscription stopped: {}",
                 events[0].position,

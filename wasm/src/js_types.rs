@@ -9,15 +9,20 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use wasm_bindgen::prelude::wasm_bindgen;
 
-use crate::js_error::{ApiError, ErrorCode};
+use crate::js_error::ApiError;
+use eventkv::ErrorKind;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** The stable `code` of an `EventKvError`. */
+/**
+ * The stable `code` of an `EventKvError`: the name of its kind, as Rust's `ErrorKind`.
+ * `Unavailable`, `Ambiguous` and `Contended` may succeed if tried again (an `Ambiguous`
+ * write may have landed: retry it with the same event ids, which stores them once).
+ */
 export type ErrorCode =
-  | "Conflict" | "NotFound" | "InvalidInput" | "Corrupt" | "UnsupportedCodec"
-  | "IncompatibleDatabase" | "Unavailable" | "QuotaExceeded" | "Closed" | "Contended"
-  | "Engine" | "Handler";
+  | "Conflict" | "NotFound" | "InvalidInput" | "Corrupt" | "Unavailable" | "Ambiguous"
+  | "StorageFull" | "Contended" | "Closed" | "Unsupported" | "PermissionDenied"
+  | "Refused" | "Handler" | "Unexpected";
 
 /** What every call of an `EventStore` throws (or rejects with). */
 export interface EventKvError extends Error {
@@ -271,16 +276,16 @@ pub struct AppendedJson {
 }
 
 /// The stored bytes as one JSON value, or why they are not.
-fn json_value(codec: Codec, bytes: &[u8]) -> Result<&RawValue, (ErrorCode, String)> {
+fn json_value(codec: Codec, bytes: &[u8]) -> Result<&RawValue, (ErrorKind, String)> {
     if codec != Codec::Json {
         return Err((
-            ErrorCode::UnsupportedCodec,
+            ErrorKind::Unsupported,
             format!("it is encoded with {codec}, which JavaScript cannot read"),
         ));
     }
     serde_json::from_slice(bytes).map_err(|error| {
         (
-            ErrorCode::Corrupt,
+            ErrorKind::Corrupt,
             format!("its JSON does not parse: {error}"),
         )
     })

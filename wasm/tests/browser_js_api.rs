@@ -643,7 +643,7 @@ async fn stored_values_javascript_cannot_read_are_named() {
                 .read_stream("Account".into(), "bincode".into(), None, None),
         )
         .await;
-    assert_eq!(code, "UnsupportedCodec");
+    assert_eq!(code, "Unsupported");
     assert!(message.contains("bincode"), "{message}");
 
     // A snapshot whose state is not JSON: get names it, load replays every event instead.
@@ -677,10 +677,74 @@ async fn stored_values_javascript_cannot_read_are_named() {
         .expect("delete");
     snapshots.save_snapshot(&bincode).await.expect("save");
     let (code, _, _) = rejected(db.store.get_snapshot("Account".into(), "good".into())).await;
-    assert_eq!(code, "UnsupportedCodec");
+    assert_eq!(code, "Unsupported");
     let loaded = ok(db.store.load("Account".into(), "good".into(), 1.into())).await;
     assert_eq!(loaded["snapshotMiss"], "UnknownCodec");
     drop((events, snapshots));
+    db.delete().await;
+}
+
+/// The same failures, through the Rust API and the JS API on one IndexedDB database, are
+/// named the same: the JS `code` is the Rust error's kind.
+#[wasm_bindgen_test]
+async fn a_failure_has_the_same_kind_in_rust_and_javascript() {
+    let db = TestDb::new().await;
+    let (core, _snapshots) = core_stores(&db.name).await;
+    ok(events_for(&db.store, "a1", &[1])).await;
+    let rust_conflict = core
+        .append("Account", "a1", 0, &[raw_event(Codec::Json, b"{}")])
+        .await
+        .expect_err("stale");
+    let (js_conflict, _, _) = rejected(events_for(&db.store, "a1", &[2])).await;
+    let rust_invalid = core
+        .append("", "a1", 1, &[raw_event(Codec::Json, b"{}")])
+        .await
+        .expect_err("no type");
+    let (js_invalid, _, _) = rejected(events(&db.store, "", 1.0, &[2])).await;
+    core
+        .append(
+            "Account",
+            "bad",
+            0,
+            &[raw_event(Codec::Json, b"{\"amount\": ")],
+        )
+        .await
+        .expect("append");
+    let (js_corrupt, _, _) =
+        rejected(
+            db.store
+                .read_stream("Account".into(), "bad".into(), None, None),
+        )
+        .await;
+    let rust_corrupt = eventkv::RecordedEvent::from(
+        core.read_stream("Account", "bad", 1, 1, 1)
+            .await
+            .expect("read")
+            .get(0)
+            .expect("event"),
+    )
+    .decode::<Value>()
+    .expect_err("not JSON");
+    for (rust, js) in [
+        (rust_conflict.kind(), js_conflict),
+        (rust_invalid.kind(), js_invalid),
+        (rust_corrupt.kind(), js_corrupt),
+    ] {
+        assert_eq!(rust.name(), js, "{rust:?}");
+    }
+    assert_eq!(
+        [
+            rust_conflict.kind(),
+            rust_invalid.kind(),
+            rust_corrupt.kind()
+        ],
+        [
+            eventkv::ErrorKind::Conflict,
+            eventkv::ErrorKind::InvalidInput,
+            eventkv::ErrorKind::Corrupt
+        ]
+    );
+    drop((core, _snapshots));
     db.delete().await;
 }
 
@@ -741,7 +805,7 @@ async fn refused_untouched(name: &str, version: u32, reason: &str) {
         .await
         .err()
         .expect("refused");
-    assert_eq!(code_of(&error), "IncompatibleDatabase");
+    assert_eq!(code_of(&error), "Unsupported");
     let message = message_of(&error);
     assert!(
         message.contains(reason),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
+use crate::error::ErrorKind;
 use crate::kv::{BuildBatch, Direction, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 
 /// Wraps an engine; every fault is off until switched on.
@@ -13,7 +14,7 @@ pub struct Faulty<K> {
     inner: K,
     /// Reads (get, scan, get_many) fail with a retryable engine error.
     pub fail_reads: AtomicBool,
-    /// Writes fail with a permanent engine error ("disk full"), applying nothing.
+    /// Writes fail with a full disk ([`KvError::StorageFull`]), applying nothing.
     pub fail_writes: AtomicBool,
     /// The next write is applied, then reported as [`KvError::Ambiguous`] (its
     /// acknowledgement was lost). Switches itself off.
@@ -33,7 +34,7 @@ impl<K> Faulty<K> {
 
     fn write_fault(&self) -> Result<(), KvError> {
         if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(KvError::engine("faulty", "disk full (injected)"));
+            return Err(KvError::storage_full("faulty", "disk full (injected)"));
         }
         Ok(())
     }
@@ -41,20 +42,20 @@ impl<K> Faulty<K> {
     /// After a write was applied: its acknowledgement lost, if so switched on.
     fn ack_fault(&self) -> Result<(), KvError> {
         if self.lose_next_ack.swap(false, Ordering::SeqCst) {
-            return Err(KvError::Ambiguous {
-                engine: "faulty",
-                what: "the commit acknowledgement was lost",
-                source: "connection reset (injected)".into(),
-            });
+            return Err(KvError::ambiguous(
+                "faulty",
+                "the commit acknowledgement was lost",
+                "connection reset (injected)",
+            ));
         }
         Ok(())
     }
 
     fn read_fault(&self) -> Result<(), KvError> {
         if self.fail_reads.load(Ordering::SeqCst) {
-            Err(KvError::from_source(
+            Err(KvError::engine(
                 "faulty",
-                true,
+                ErrorKind::Unavailable,
                 "connection refused (injected)",
             ))
         } else {

@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use super::counted::Counted;
 use super::faults::Faulty;
+use crate::error::ErrorKind;
 use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::kv::{OrderedKv, WriteBatch};
 use crate::repository::{
-    Repository, RepositoryError, RepositoryMetrics, SnapshotMiss, SnapshotMode, SnapshotOutcome,
+    Repository, RepositoryFailure, RepositoryMetrics, SnapshotMiss, SnapshotMode, SnapshotOutcome,
     SnapshotReadFailure,
 };
 use crate::snapshot::{KvSnapshotStore, Snapshot, SnapshotStore};
@@ -116,21 +117,21 @@ async fn overwrite_snapshot_raw<K: OrderedKv>(
 pub async fn not_found<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
     match repo.load("ghost").await {
-        Err(RepositoryError::NotFound {
-            aggregate_type,
-            aggregate_id,
-        }) => {
+        Err(error) if matches!(error.failure(), RepositoryFailure::NotFound) => {
             assert_eq!(
-                (aggregate_type, aggregate_id.as_str()),
+                (error.aggregate_type(), error.aggregate_id()),
                 ("Account", "ghost")
             );
+            assert_eq!(error.kind(), ErrorKind::NotFound);
         }
         other => panic!("expected NotFound, got {other:?}"),
     }
     let mut handle = repo.create_new("ghost");
     assert!(matches!(
-        repo.create_snapshot(&handle).await,
-        Err(RepositoryError::NothingCommitted { .. })
+        repo.create_snapshot(&handle)
+            .await
+            .map_err(|e| e.failure().clone()),
+        Err(RepositoryFailure::NothingCommitted)
     ));
     let outcome = repo
         .save(&mut handle)
@@ -138,8 +139,8 @@ pub async fn not_found<F: EngineFactory>(factory: &F) {
         .expect("saving nothing is fine");
     assert_eq!(outcome.version, 0);
     assert!(matches!(
-        repo.load("ghost").await,
-        Err(RepositoryError::NotFound { .. })
+        repo.load("ghost").await.map_err(|e| e.kind()),
+        Err(ErrorKind::NotFound)
     ));
 }
 
@@ -272,11 +273,14 @@ pub async fn manual_mode<F: EngineFactory>(factory: &F) {
     assert!(repo.create_snapshot(&handle).await.expect("create"));
     assert_eq!(snapshot_version(&repo, "acc").await, Some(21));
     handle.record(AccountEvent::Withdrawn { amount: 1 });
-    match repo.create_snapshot(&handle).await {
-        Err(RepositoryError::UncommittedEvents {
+    match repo
+        .create_snapshot(&handle)
+        .await
+        .map_err(|e| e.failure().clone())
+    {
+        Err(RepositoryFailure::UncommittedEvents {
             count: 1,
             version: 21,
-            ..
         }) => {}
         other => panic!("expected UncommittedEvents, got {other:?}"),
     }
@@ -539,14 +543,14 @@ pub async fn unreadable_snapshot_store<F: EngineFactory>(factory: &F) {
         .clone()
         .with_snapshot_read_failure(SnapshotReadFailure::FailLoad);
     match strict.load("acc").await {
-        Err(RepositoryError::SnapshotUnavailable {
-            aggregate_id,
-            source,
-            ..
-        }) => {
-            assert_eq!(aggregate_id, "acc");
-            assert!(source.to_string().contains("injected"), "{source}");
-        }
+        Err(error) => match error.failure() {
+            RepositoryFailure::SnapshotUnavailable(source) => {
+                assert_eq!(error.aggregate_id(), "acc");
+                assert!(source.to_string().contains("injected"), "{source}");
+                assert!(error.is_retryable(), "the engine was unavailable: {error}");
+            }
+            other => panic!("expected SnapshotUnavailable, got {other:?}"),
+        },
         other => panic!("expected SnapshotUnavailable, got {other:?}"),
     }
     snapshots.fail_reads.store(false, Ordering::SeqCst);
@@ -559,7 +563,11 @@ pub async fn invalid_id_counts_no_miss<F: EngineFactory>(factory: &F) {
     let (repo, _) = setup(factory).await;
     for id in [String::new(), "x".repeat(crate::keys::MAX_NAME_LEN + 1)] {
         match repo.load(&id).await {
-            Err(RepositoryError::EventStore(EventStoreError::InvalidName(_))) => {}
+            Err(error)
+                if matches!(
+                    error.failure(),
+                    RepositoryFailure::EventStore(EventStoreError::InvalidName(_))
+                ) => {}
             other => panic!("expected InvalidName, got {other:?}"),
         }
     }
@@ -606,11 +614,14 @@ pub async fn conflicting_saves<F: EngineFactory>(factory: &F) {
     first.record(AccountEvent::Deposited { amount: 10 });
     second.record(AccountEvent::Withdrawn { amount: 1 });
     repo.save(&mut first).await.expect("first save wins");
-    match repo.save(&mut second).await {
-        Err(RepositoryError::Conflict {
+    match repo
+        .save(&mut second)
+        .await
+        .map_err(|e| e.failure().clone())
+    {
+        Err(RepositoryFailure::Conflict {
             expected: 4,
             actual: 5,
-            ..
         }) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -621,8 +632,10 @@ pub async fn conflicting_saves<F: EngineFactory>(factory: &F) {
         owner: "again".into(),
     });
     assert!(matches!(
-        repo.save(&mut created).await,
-        Err(RepositoryError::Conflict { expected: 0, .. })
+        repo.save(&mut created)
+            .await
+            .map_err(|e| e.failure().clone()),
+        Err(RepositoryFailure::Conflict { expected: 0, .. })
     ));
     let loaded = repo.load("acc").await.expect("load");
     assert_eq!(loaded.state().balance, 16);

@@ -18,6 +18,10 @@ use crate::snapshot::{Snapshot, SnapshotStore, SnapshotStoreError};
 use crate::timestamp::Timestamp;
 use uuid::Uuid;
 
+mod error;
+
+pub use error::{RepositoryError, RepositoryFailure};
+
 /// When the repository writes snapshots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SnapshotMode {
@@ -143,143 +147,6 @@ pub struct LoadInfo {
     pub snapshot_version: Option<u64>,
     /// How many events it applied.
     pub events_replayed: u64,
-}
-
-/// An error of the repository.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RepositoryError {
-    /// The aggregate has no events.
-    #[error("{aggregate_type} {aggregate_id:?} not found: it has no events")]
-    NotFound {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-    },
-    /// The snapshot store could not be read and the repository is configured with
-    /// [`SnapshotReadFailure::FailLoad`].
-    #[error("cannot read the snapshot of {aggregate_type} {aggregate_id:?}: {source}")]
-    SnapshotUnavailable {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The store's error.
-        source: SnapshotStoreError,
-    },
-    /// Another writer saved the aggregate first; reload and retry. Nothing was written.
-    #[error(
-        "concurrency conflict on {aggregate_type} {aggregate_id:?}: expected version {expected}, actual version {actual}; nothing was written"
-    )]
-    Conflict {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The version the handle was at.
-        expected: u64,
-        /// The stream's version.
-        actual: u64,
-    },
-    /// A snapshot was asked of a handle with unsaved events.
-    #[error(
-        "cannot snapshot {aggregate_type} {aggregate_id:?} at version {version}: {count} events are not saved yet"
-    )]
-    UncommittedEvents {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The committed version.
-        version: u64,
-        /// How many events are pending.
-        count: usize,
-    },
-    /// A snapshot was asked of an aggregate with no committed events.
-    #[error("cannot snapshot {aggregate_type} {aggregate_id:?}: it has no committed events")]
-    NothingCommitted {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-    },
-    /// An event could not be encoded; nothing was written.
-    #[error("cannot encode an event of {aggregate_type} {aggregate_id:?}: {source}")]
-    EventEncode {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The codec error.
-        source: CodecError,
-    },
-    /// A stored event could not be decoded.
-    #[error(
-        "cannot decode event {version} ({event_type}) of {aggregate_type} {aggregate_id:?}: {source}"
-    )]
-    EventDecode {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The event's version.
-        version: u64,
-        /// The event's type name.
-        event_type: String,
-        /// The codec error.
-        source: CodecError,
-    },
-    /// The stream skips a version.
-    #[error("stream of {aggregate_type} {aggregate_id:?} skips from version {previous} to {found}")]
-    StreamGap {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The last version applied.
-        previous: u64,
-        /// The version found next.
-        found: u64,
-    },
-    /// The state could not be encoded for a snapshot.
-    #[error(
-        "cannot encode a snapshot of {aggregate_type} {aggregate_id:?} at version {version}: {source}"
-    )]
-    SnapshotEncode {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The version.
-        version: u64,
-        /// The codec error.
-        source: CodecError,
-    },
-    /// The snapshot store failed.
-    #[error("snapshot of {aggregate_type} {aggregate_id:?} at version {version}: {source}")]
-    SnapshotStore {
-        /// The aggregate type.
-        aggregate_type: &'static str,
-        /// The aggregate id.
-        aggregate_id: String,
-        /// The version.
-        version: u64,
-        /// The store's error.
-        source: SnapshotStoreError,
-    },
-    /// The event store failed.
-    #[error(transparent)]
-    EventStore(#[from] EventStoreError),
-}
-
-impl RepositoryError {
-    /// Whether the save may have landed although it failed (the engine could not
-    /// confirm its commit). Saving the same handle again is then safe: its events keep
-    /// their ids, and an append of events already stored writes nothing.
-    pub fn is_ambiguous(&self) -> bool {
-        matches!(self, RepositoryError::EventStore(error) if error.is_ambiguous())
-    }
 }
 
 #[derive(Default)]
@@ -514,10 +381,7 @@ where
             span.record("events_replayed", rebuilt.info.events_replayed);
             span.record("snapshot_used", rebuilt.info.snapshot_version.is_some());
             if rebuilt.version == 0 {
-                return Err(RepositoryError::NotFound {
-                    aggregate_type: A::TYPE,
-                    aggregate_id: id.to_owned(),
-                });
+                return Err(failed::<A>(id, RepositoryFailure::NotFound));
             }
             let counter = match rebuilt.info.snapshot_version {
                 Some(_) => &self.inner.counters.loads_from_snapshot,
@@ -610,7 +474,8 @@ where
                 let reason = match &error {
                     // A name that cannot be stored is the caller's error, not a snapshot miss.
                     SnapshotStoreError::InvalidName(invalid) => {
-                        return Err(EventStoreError::InvalidName(invalid.clone()).into());
+                        let invalid = EventStoreError::InvalidName(invalid.clone());
+                        return Err(failed::<A>(id, invalid));
                     }
                     SnapshotStoreError::UnknownCodec { .. } => SnapshotMiss::UnknownCodec,
                     SnapshotStoreError::Corrupt {
@@ -619,11 +484,10 @@ where
                     } => SnapshotMiss::ChecksumMismatch,
                     SnapshotStoreError::Corrupt { .. } => SnapshotMiss::Undecodable,
                     _ if self.read_failure == SnapshotReadFailure::FailLoad => {
-                        return Err(RepositoryError::SnapshotUnavailable {
-                            aggregate_type: A::TYPE,
-                            aggregate_id: id.to_owned(),
-                            source: error,
-                        });
+                        return Err(failed::<A>(
+                            id,
+                            RepositoryFailure::SnapshotUnavailable(error),
+                        ));
                     }
                     _ => SnapshotMiss::Unreadable,
                 };
@@ -669,7 +533,8 @@ where
                 .inner
                 .events
                 .read_stream(A::TYPE, id, next, u64::MAX, self.replay_page)
-                .await?;
+                .await
+                .map_err(|error| failed::<A>(id, error))?;
             let mut events = page.iter();
             if let Some((anchor_version, anchor_id)) = anchor_pending.take() {
                 match events.next() {
@@ -684,12 +549,11 @@ where
             }
             for stored in events {
                 if Some(stored.version()) != version.checked_add(1) {
-                    return Err(RepositoryError::StreamGap {
-                        aggregate_type: A::TYPE,
-                        aggregate_id: id.to_owned(),
+                    let gap = RepositoryFailure::StreamGap {
                         previous: version,
                         found: stored.version(),
-                    });
+                    };
+                    return Err(failed::<A>(id, gap));
                 }
                 state.apply(&decode_event::<A>(id, &stored)?);
                 version = stored.version();
@@ -750,17 +614,7 @@ where
                 .events
                 .append(A::TYPE, handle.id(), old_version, &events)
                 .await
-                .map_err(|error| match error {
-                    EventStoreError::Conflict {
-                        expected, actual, ..
-                    } => RepositoryError::Conflict {
-                        aggregate_type: A::TYPE,
-                        aggregate_id: handle.id().to_owned(),
-                        expected,
-                        actual,
-                    },
-                    other => other.into(),
-                })?;
+                .map_err(|error| failed::<A>(handle.id(), error))?;
             handle.commit(appended.last_version);
             tracing::Span::current().record("version", appended.last_version);
             let snapshot = if self.snapshot_due(old_version, appended.last_version) {
@@ -789,10 +643,8 @@ where
             .map(|(event, &event_id)| {
                 NewEvent::encode_with_id(event_id, event.event_type(), event, self.event_codec)
                     .map(|new| new.with_metadata(metadata))
-                    .map_err(|source| RepositoryError::EventEncode {
-                        aggregate_type: A::TYPE,
-                        aggregate_id: handle.id().to_owned(),
-                        source,
+                    .map_err(|source| {
+                        failed::<A>(handle.id(), RepositoryFailure::EventEncode(source))
                     })
             })
             .collect()
@@ -853,18 +705,17 @@ where
         handle: &AggregateHandle<A>,
     ) -> Result<bool, RepositoryError> {
         if !handle.pending().is_empty() {
-            return Err(RepositoryError::UncommittedEvents {
-                aggregate_type: A::TYPE,
-                aggregate_id: handle.id().to_owned(),
+            let uncommitted = RepositoryFailure::UncommittedEvents {
                 version: handle.version(),
                 count: handle.pending().len(),
-            });
+            };
+            return Err(failed::<A>(handle.id(), uncommitted));
         }
         if handle.version() == 0 {
-            return Err(RepositoryError::NothingCommitted {
-                aggregate_type: A::TYPE,
-                aggregate_id: handle.id().to_owned(),
-            });
+            return Err(failed::<A>(
+                handle.id(),
+                RepositoryFailure::NothingCommitted,
+            ));
         }
         self.write_snapshot(
             handle.id(),
@@ -892,12 +743,7 @@ where
         async {
             let (codec, bytes) = self.encode_state(state).map_err(|source| {
                 bump(&self.inner.counters.snapshot_failures);
-                RepositoryError::SnapshotEncode {
-                    aggregate_type: A::TYPE,
-                    aggregate_id: id.to_owned(),
-                    version,
-                    source,
-                }
+                failed::<A>(id, RepositoryFailure::SnapshotEncode { version, source })
             })?;
             tracing::Span::current().record("codec", codec.name());
             let snapshot = Snapshot {
@@ -910,15 +756,9 @@ where
                 state: Bytes::from(bytes),
                 created_at: Timestamp::now(),
             };
-            self.inner
-                .store(&snapshot)
-                .await
-                .map_err(|source| RepositoryError::SnapshotStore {
-                    aggregate_type: A::TYPE,
-                    aggregate_id: id.to_owned(),
-                    version,
-                    source,
-                })
+            self.inner.store(&snapshot).await.map_err(|source| {
+                failed::<A>(id, RepositoryFailure::SnapshotStore { version, source })
+            })
         }
         .instrument(span)
         .await
@@ -970,13 +810,17 @@ fn bincode_round_trip<A: Aggregate>(state: &A) -> Result<Vec<u8>, CodecError> {
 }
 
 fn decode_event<A: Aggregate>(id: &str, stored: &StoredEvent) -> Result<A::Event, RepositoryError> {
-    stored
-        .decode()
-        .map_err(|source| RepositoryError::EventDecode {
-            aggregate_type: A::TYPE,
-            aggregate_id: id.to_owned(),
+    stored.decode().map_err(|source| {
+        let failure = RepositoryFailure::EventDecode {
             version: stored.version(),
             event_type: stored.event_type().to_string(),
             source,
-        })
+        };
+        failed::<A>(id, failure)
+    })
+}
+
+/// The error of `failure` on aggregate `id` of type `A`.
+fn failed<A: Aggregate>(id: &str, failure: impl Into<RepositoryFailure>) -> RepositoryError {
+    RepositoryError::new(A::TYPE, id, failure)
 }
