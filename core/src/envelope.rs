@@ -32,7 +32,7 @@ const HAS_CORRELATION: u8 = 0b01;
 const HAS_CAUSATION: u8 = 0b10;
 
 /// A stored value that does not follow the format.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FormatError {
     /// Written by a newer (or unknown) format version.
@@ -585,7 +585,7 @@ mod tests {
             assert_eq!((fields.version, fields.schema_version), (3, 1));
             assert_eq!(fields.created_at, Timestamp::from_micros(-5));
             assert_eq!(&fields.state[..], b"xyz");
-            assert_eq!(snapshot_header(KEY, &value), Ok((3, 1)));
+            assert_eq!(snapshot_header(KEY, &value).ok(), Some((3, 1)));
         }
     }
 
@@ -616,10 +616,10 @@ mod tests {
     #[test]
     fn unknown_format_version_and_codec_are_named() {
         let value = Bytes::from_static(&[9, 1, 0]);
-        assert_eq!(
+        assert!(matches!(
             decode_snapshot(KEY, &value).expect_err("version 9"),
             FormatError::UnsupportedVersion { found: 9 }
-        );
+        ));
         let mut fields = snapshot_fields(None);
         fields.codec = Codec::Json;
         let mut value = encode_snapshot(KEY, &fields).to_vec();
@@ -628,9 +628,9 @@ mod tests {
         let crc = checksum(KEY, &value[..body]);
         value[body..].copy_from_slice(&crc.to_be_bytes());
         let err = decode_snapshot(KEY, &Bytes::from(value)).expect_err("codec 77");
-        assert_eq!(
+        assert!(matches!(
             err,
             FormatError::Codec(CodecError::UnknownCodec { tag: 77 })
-        );
+        ));
     }
 }

@@ -701,15 +701,14 @@ async fn a_failure_has_the_same_kind_in_rust_and_javascript() {
         .await
         .expect_err("no type");
     let (js_invalid, _, _) = rejected(events(&db.store, "", 1.0, &[2])).await;
-    core
-        .append(
-            "Account",
-            "bad",
-            0,
-            &[raw_event(Codec::Json, b"{\"amount\": ")],
-        )
-        .await
-        .expect("append");
+    core.append(
+        "Account",
+        "bad",
+        0,
+        &[raw_event(Codec::Json, b"{\"amount\": ")],
+    )
+    .await
+    .expect("append");
     let (js_corrupt, _, _) =
         rejected(
             db.store

@@ -804,7 +804,9 @@ fn bincode_round_trip<A: Aggregate>(state: &A) -> Result<Vec<u8>, CodecError> {
     } else {
         Err(CodecError::Decode {
             codec: Codec::Bincode,
-            message: "the state decodes to a different value".into(),
+            source: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                "the state decodes to a different value",
+            )),
         })
     }
 }
