@@ -48,9 +48,9 @@ pub use memory::MemoryKv;
 pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
 pub use recorded::RecordedEvent;
 pub use repository::{
-    DEFAULT_REPLAY_PAGE, LoadInfo, Repository, RepositoryError, RepositoryFailure,
-    RepositoryMetrics, SaveOutcome, SnapshotMiss, SnapshotMode, SnapshotOutcome,
-    SnapshotReadFailure,
+    DEFAULT_REPLAY_PAGE, Fold, LoadInfo, ReplayError, ReplayOptions, Replayed, Repository,
+    RepositoryError, RepositoryFailure, RepositoryMetrics, SaveOutcome, SnapshotMiss, SnapshotMode,
+    SnapshotOutcome, SnapshotReadFailure, replay,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 pub use subscription::{LONGEST_RETRY_PAUSE, MAX_POLL_INTERVAL, SubscribeOptions};

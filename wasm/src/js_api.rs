@@ -8,8 +8,9 @@ use std::future::Future;
 use std::rc::Rc;
 
 use eventkv::{
-    Codec, EventPage, EventStore as _, EventStoreError, FormatError, KvEventStore, KvSnapshotStore,
-    Snapshot, SnapshotStore as _, SnapshotStoreError, StoredEvent, Timestamp,
+    Codec, EventPage, EventStore as _, EventStoreError, Fold, KvEventStore, KvSnapshotStore,
+    ReplayError, ReplayOptions, Snapshot, SnapshotMiss, SnapshotReadFailure, SnapshotStore as _,
+    StoredEvent, Timestamp, replay,
 };
 use js_sys::{Array, Function, JSON, Promise, Reflect};
 use serde::Serialize;
@@ -530,100 +531,83 @@ async fn load(
     aggregate_id: &str,
     schema_version: u32,
 ) -> Result<JsValue, ApiError> {
-    let stored = stores
-        .snapshots
-        .get_snapshot(aggregate_type, aggregate_id)
-        .await;
-    let (mut snapshot, mut miss) = match &stored {
-        Ok(None) => (None, None),
-        Ok(Some(found)) if found.schema_version != schema_version => (None, Some("SchemaMismatch")),
-        Ok(Some(found)) => match SnapshotJson::new(found) {
-            Ok(usable) => (Some(usable), None),
-            Err(error) if error.kind() == ErrorKind::Unsupported => (None, Some("UnknownCodec")),
-            Err(_) => (None, Some("Undecodable")),
-        },
-        Err(SnapshotStoreError::UnknownCodec { .. }) => (None, Some("UnknownCodec")),
-        Err(SnapshotStoreError::Corrupt {
-            source: FormatError::ChecksumMismatch { .. },
-            ..
-        }) => (None, Some("ChecksumMismatch")),
-        Err(SnapshotStoreError::Corrupt { .. }) => (None, Some("Undecodable")),
-        Err(_) => (None, Some("Unreadable")),
+    let options = ReplayOptions {
+        aggregate_type,
+        aggregate_id,
+        schema_version,
+        page: PAGE,
+        read_failure: SnapshotReadFailure::Replay,
     };
-    let read = async |from: u64| -> Result<EventPage, EventStoreError> {
-        stores
-            .events
-            .read_stream(aggregate_type, aggregate_id, from, u64::MAX, PAGE)
-            .await
+    let fold = JsFold {
+        events: JsEvents::new()?,
     };
-    // From the snapshot's own event, which must exist: else the snapshot is ahead.
-    let anchor = snapshot.as_ref().map_or(0, SnapshotJson::version);
-    let mut page = read(anchor.max(1)).await?;
-    if let (Some(_), Ok(Some(stored))) = (&snapshot, &stored) {
-        let found = page
-            .get(0)
-            .filter(|first| first.version() == anchor)
-            .map(|first| first.event_id());
-        let unusable = match found {
-            None => Some("AheadOfStream"),
-            Some(id) if stored.anchor_event_id.is_some_and(|anchor| anchor != id) => {
-                Some("ForeignHistory")
-            }
-            Some(_) => None,
-        };
-        if unusable.is_some() {
-            // Deleted, so that it neither blocks later snapshots nor is ever applied.
-            stores.snapshots.discard_snapshot(stored).await?;
-            snapshot = None;
-            miss = unusable;
-            page = read(1).await?;
-        }
-    }
-    let start = snapshot.as_ref().map_or(0, SnapshotJson::version);
-    let mut version = start;
-    let events = JsEvents::new()?;
-    loop {
-        let mut after = Vec::with_capacity(page.len());
-        for event in page.iter().filter(|event| event.version() > start) {
-            if Some(event.version()) != version.checked_add(1) {
-                return Err(ApiError::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "the stream of {aggregate_type} {aggregate_id:?} jumps from version {version} to {}",
-                        event.version()
-                    ),
-                ));
-            }
-            version = event.version();
-            after.push(StoredEventJson::new(&event)?);
-        }
-        events.push_all(&after)?;
-        drop(after);
-        let next = page
-            .last()
-            .filter(|_| page.may_have_more())
-            .and_then(|last| last.version().checked_add(1));
-        match next {
-            Some(next) => page = read(next).await?,
-            None => break,
-        }
-    }
-    if version == 0 {
+    let replayed = replay(&stores.events, &stores.snapshots, options, &fold)
+        .await
+        .map_err(|error| match error {
+            ReplayError::Events(error) => error.into(),
+            ReplayError::SnapshotUnavailable(error) => error.into(),
+            ReplayError::Gap { previous, found } => ApiError::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "the stream of {aggregate_type} {aggregate_id:?} jumps from version {previous} to {found}"
+                ),
+            ),
+            ReplayError::Fold(error) => error,
+            _ => ApiError::new(ErrorKind::Unexpected, "the load failed"),
+        })?;
+    if replayed.version == 0 {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             format!("{aggregate_type} {aggregate_id:?} has no events"),
         ));
     }
+    let snapshot = replayed.state.as_ref().map(SnapshotJson::new).transpose()?;
     let loaded = to_js(&LoadedJson {
         aggregate_type,
         aggregate_id,
-        version,
+        version: replayed.version,
         snapshot,
-        snapshot_miss: miss,
+        snapshot_miss: replayed.miss.map(|(reason, _)| reason.name()),
     })?;
-    Reflect::set(&loaded, &"events".into(), &events.into())
+    Reflect::set(&loaded, &"events".into(), &fold.events.into())
         .map_err(|_| ApiError::new(ErrorKind::Unexpected, "setting the loaded events failed"))?;
     Ok(loaded)
+}
+
+/// The JS `load`'s fold: the snapshot it starts from, if any, and the events after it as
+/// JavaScript objects.
+struct JsFold {
+    events: JsEvents,
+}
+
+impl Fold for JsFold {
+    type State = Option<Snapshot>;
+    type Error = ApiError;
+
+    fn initial(&self) -> Option<Snapshot> {
+        None
+    }
+
+    fn snapshot_state(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Option<Snapshot>, (SnapshotMiss, String)> {
+        match SnapshotJson::new(snapshot) {
+            Ok(_) => Ok(Some(snapshot.clone())),
+            Err(error) if error.kind() == ErrorKind::Unsupported => {
+                Err((SnapshotMiss::UnknownCodec, error.message().to_owned()))
+            }
+            Err(error) => Err((SnapshotMiss::Undecodable, error.message().to_owned())),
+        }
+    }
+
+    fn apply(&self, _: &mut Option<Snapshot>, events: &[StoredEvent<'_>]) -> Result<(), ApiError> {
+        let events = events
+            .iter()
+            .map(StoredEventJson::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.events.push_all(&events)
+    }
 }
 
 /// `value` as a JS value, through one `JSON.parse`.

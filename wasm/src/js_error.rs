@@ -30,6 +30,11 @@ impl ApiError {
         ApiError::new(ErrorKind::InvalidInput, message)
     }
 
+    /// What it says.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Its kind: its `code` in JavaScript.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -247,11 +247,6 @@ impl<'a> SnapshotJson<'a> {
             created_at: millis(snapshot.created_at.as_micros()),
         })
     }
-
-    /// The version of the last event folded into the state.
-    pub fn version(&self) -> u64 {
-        self.version
-    }
 }
 
 /// The result of `load`, but its events (added a page at a time).

@@ -12,15 +12,17 @@ use tracing::{Instrument, field};
 use crate::aggregate::{Aggregate, AggregateHandle, DomainEvent};
 use crate::background::{PendingTasks, spawn};
 use crate::codec::{Codec, CodecError};
-use crate::envelope::{EventMetadata, FormatError};
-use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
+use crate::envelope::EventMetadata;
+use crate::event_store::{EventStore, NewEvent, StoredEvent};
 use crate::snapshot::{Snapshot, SnapshotStore, SnapshotStoreError};
 use crate::timestamp::Timestamp;
 use uuid::Uuid;
 
 mod error;
+mod replay;
 
 pub use error::{RepositoryError, RepositoryFailure};
+pub use replay::{Fold, ReplayError, ReplayOptions, Replayed, replay};
 
 /// When the repository writes snapshots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -56,6 +58,22 @@ pub enum SnapshotMiss {
     /// The snapshot store failed to read it (I/O, connection). Counted apart from bad
     /// data; [`SnapshotReadFailure::FailLoad`] fails the load instead.
     Unreadable,
+}
+
+impl SnapshotMiss {
+    /// The reason's name: `"SchemaMismatch"`, `"UnknownCodec"`, … (the browser's
+    /// `snapshotMiss`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotMiss::SchemaMismatch => "SchemaMismatch",
+            SnapshotMiss::UnknownCodec => "UnknownCodec",
+            SnapshotMiss::Undecodable => "Undecodable",
+            SnapshotMiss::AheadOfStream => "AheadOfStream",
+            SnapshotMiss::ForeignHistory => "ForeignHistory",
+            SnapshotMiss::ChecksumMismatch => "ChecksumMismatch",
+            SnapshotMiss::Unreadable => "Unreadable",
+        }
+    }
 }
 
 /// What a load does when the snapshot store cannot be read (I/O or connection errors).
@@ -244,14 +262,6 @@ struct Rebuilt<A> {
     info: LoadInfo,
 }
 
-/// Why a replay from a snapshot could not start.
-enum Unanchored {
-    /// The stream has no event at the snapshot's version.
-    Ahead,
-    /// The event at the snapshot's version is another one.
-    Foreign(Uuid),
-}
-
 impl<A, E, S> Repository<A, E, S>
 where
     A: Aggregate,
@@ -401,179 +411,47 @@ where
     }
 
     async fn rebuild(&self, id: &str) -> Result<Rebuilt<A>, RepositoryError> {
-        if let Some((snapshot, state)) = self.usable_snapshot(id).await? {
-            let anchor = (snapshot.version, snapshot.anchor_event_id);
-            match self.replay(id, state, Some(anchor)).await? {
-                Ok(rebuilt) => return Ok(rebuilt),
-                Err(unanchored) => {
-                    let (reason, why) = match unanchored {
-                        Unanchored::Ahead => (
-                            SnapshotMiss::AheadOfStream,
-                            "it is ahead of the stream".to_owned(),
-                        ),
-                        Unanchored::Foreign(found) => (
-                            SnapshotMiss::ForeignHistory,
-                            format!(
-                                "it was taken at event {}, the stream holds event {found} at its version",
-                                snapshot.anchor_event_id.unwrap_or_default()
-                            ),
-                        ),
-                    };
-                    self.ignore_snapshot(id, snapshot.version, reason, &why);
-                    self.discard(&snapshot).await;
-                }
-            }
-        }
-        match self.replay(id, A::default(), None).await? {
-            Ok(rebuilt) => Ok(rebuilt),
-            // Without an anchor to verify, a replay always starts.
-            Err(_) => Ok(Rebuilt {
-                state: A::default(),
-                version: 0,
-                last_event_id: None,
-                info: LoadInfo::default(),
-            }),
-        }
-    }
-
-    /// Deletes a snapshot found unusable for its stream, unless it was replaced meanwhile,
-    /// so that it neither blocks later snapshots nor is applied once the stream reaches it.
-    async fn discard(&self, snapshot: &Snapshot) {
-        if let Err(error) = self.inner.snapshots.discard_snapshot(snapshot).await {
+        let options = ReplayOptions {
+            aggregate_type: A::TYPE,
+            aggregate_id: id,
+            schema_version: A::SCHEMA_VERSION,
+            page: self.replay_page,
+            read_failure: self.read_failure,
+        };
+        let fold = AggregateFold::<A>(PhantomData);
+        let replayed = replay(&self.inner.events, &self.inner.snapshots, options, &fold)
+            .await
+            .map_err(|error| {
+                let failure = match error {
+                    ReplayError::Events(error) => error.into(),
+                    ReplayError::SnapshotUnavailable(error) => {
+                        RepositoryFailure::SnapshotUnavailable(error)
+                    }
+                    ReplayError::Gap { previous, found } => {
+                        RepositoryFailure::StreamGap { previous, found }
+                    }
+                    ReplayError::Fold(failure) => failure,
+                };
+                failed::<A>(id, failure)
+            })?;
+        if let Some((reason, why)) = &replayed.miss {
             tracing::warn!(
                 aggregate_type = A::TYPE,
-                aggregate_id = %snapshot.aggregate_id,
-                "could not delete an unusable snapshot: {error}"
+                aggregate_id = id,
+                ?reason,
+                "ignoring snapshot and replaying every event: {why}"
             );
+            self.inner.miss(*reason);
         }
-    }
-
-    fn ignore_snapshot(
-        &self,
-        id: &str,
-        version: u64,
-        reason: SnapshotMiss,
-        why: &dyn std::fmt::Display,
-    ) {
-        tracing::warn!(
-            aggregate_type = A::TYPE,
-            aggregate_id = id,
-            snapshot_version = version,
-            ?reason,
-            "ignoring snapshot and replaying every event: {why}"
-        );
-        self.inner.miss(reason);
-    }
-
-    /// The snapshot and its state, when it exists and can be used.
-    async fn usable_snapshot(&self, id: &str) -> Result<Option<(Snapshot, A)>, RepositoryError> {
-        let snapshot = match self.inner.snapshots.get_snapshot(A::TYPE, id).await {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Ok(None),
-            Err(error) => {
-                let reason = match &error {
-                    // A name that cannot be stored is the caller's error, not a snapshot miss.
-                    SnapshotStoreError::InvalidName(invalid) => {
-                        let invalid = EventStoreError::InvalidName(invalid.clone());
-                        return Err(failed::<A>(id, invalid));
-                    }
-                    SnapshotStoreError::UnknownCodec { .. } => SnapshotMiss::UnknownCodec,
-                    SnapshotStoreError::Corrupt {
-                        source: FormatError::ChecksumMismatch { .. },
-                        ..
-                    } => SnapshotMiss::ChecksumMismatch,
-                    SnapshotStoreError::Corrupt { .. } => SnapshotMiss::Undecodable,
-                    _ if self.read_failure == SnapshotReadFailure::FailLoad => {
-                        return Err(failed::<A>(
-                            id,
-                            RepositoryFailure::SnapshotUnavailable(error),
-                        ));
-                    }
-                    _ => SnapshotMiss::Unreadable,
-                };
-                self.ignore_snapshot(id, 0, reason, &error);
-                return Ok(None);
-            }
-        };
-        if snapshot.schema_version != A::SCHEMA_VERSION {
-            let why = format!(
-                "its schema version is {}, the aggregate's is {}",
-                snapshot.schema_version,
-                A::SCHEMA_VERSION
-            );
-            self.ignore_snapshot(id, snapshot.version, SnapshotMiss::SchemaMismatch, &why);
-            return Ok(None);
-        }
-        match snapshot.codec.decode::<A>(&snapshot.state) {
-            Ok(state) => Ok(Some((snapshot, state))),
-            Err(error) => {
-                self.ignore_snapshot(id, snapshot.version, SnapshotMiss::Undecodable, &error);
-                Ok(None)
-            }
-        }
-    }
-
-    /// Applies the events after the anchor's version (or every event, without one) to
-    /// `state`. With an anchor (a snapshot's version and event id), the stream's event at
-    /// that version must exist and, when the id is known, be that event.
-    async fn replay(
-        &self,
-        id: &str,
-        mut state: A,
-        anchor: Option<(u64, Option<Uuid>)>,
-    ) -> Result<Result<Rebuilt<A>, Unanchored>, RepositoryError> {
-        let snapshot_version = anchor.map(|(version, _)| version);
-        let mut version = snapshot_version.unwrap_or(0);
-        let mut next = snapshot_version.unwrap_or(1);
-        let mut last_event_id = None;
-        let mut replayed = 0;
-        let mut anchor_pending = anchor;
-        loop {
-            let page = self
-                .inner
-                .events
-                .read_stream(A::TYPE, id, next, u64::MAX, self.replay_page)
-                .await
-                .map_err(|error| failed::<A>(id, error))?;
-            let mut events = page.iter();
-            if let Some((anchor_version, anchor_id)) = anchor_pending.take() {
-                match events.next() {
-                    Some(found) if found.version() == anchor_version => {
-                        if anchor_id.is_some_and(|anchor_id| anchor_id != found.event_id()) {
-                            return Ok(Err(Unanchored::Foreign(found.event_id())));
-                        }
-                        last_event_id = Some(found.event_id());
-                    }
-                    _ => return Ok(Err(Unanchored::Ahead)),
-                }
-            }
-            for stored in events {
-                if Some(stored.version()) != version.checked_add(1) {
-                    let gap = RepositoryFailure::StreamGap {
-                        previous: version,
-                        found: stored.version(),
-                    };
-                    return Err(failed::<A>(id, gap));
-                }
-                state.apply(&decode_event::<A>(id, &stored)?);
-                version = stored.version();
-                last_event_id = Some(stored.event_id());
-                replayed += 1;
-            }
-            match page.last() {
-                Some(last) if page.may_have_more() => next = last.version().saturating_add(1),
-                _ => break,
-            }
-        }
-        Ok(Ok(Rebuilt {
-            state,
-            version,
-            last_event_id,
+        Ok(Rebuilt {
+            state: replayed.state,
+            version: replayed.version,
+            last_event_id: replayed.last_event_id,
             info: LoadInfo {
-                snapshot_version,
-                events_replayed: replayed,
+                snapshot_version: replayed.snapshot_version,
+                events_replayed: replayed.events_applied,
             },
-        }))
+        })
     }
 
     /// Appends the handle's pending events. When the save crosses a multiple of the
@@ -811,18 +689,43 @@ fn bincode_round_trip<A: Aggregate>(state: &A) -> Result<Vec<u8>, CodecError> {
     }
 }
 
-fn decode_event<A: Aggregate>(id: &str, stored: &StoredEvent) -> Result<A::Event, RepositoryError> {
-    stored.decode().map_err(|source| {
-        let failure = RepositoryFailure::EventDecode {
+fn decode_event<A: Aggregate>(stored: &StoredEvent) -> Result<A::Event, RepositoryFailure> {
+    stored
+        .decode()
+        .map_err(|source| RepositoryFailure::EventDecode {
             version: stored.version(),
             event_type: stored.event_type().to_string(),
             source,
-        };
-        failed::<A>(id, failure)
-    })
+        })
 }
 
 /// The error of `failure` on aggregate `id` of type `A`.
 fn failed<A: Aggregate>(id: &str, failure: impl Into<RepositoryFailure>) -> RepositoryError {
     RepositoryError::new(A::TYPE, id, failure)
+}
+
+/// Folds events into an aggregate of type `A`.
+struct AggregateFold<A>(PhantomData<A>);
+
+impl<A: Aggregate> Fold for AggregateFold<A> {
+    type State = A;
+    type Error = RepositoryFailure;
+
+    fn initial(&self) -> A {
+        A::default()
+    }
+
+    fn snapshot_state(&self, snapshot: &Snapshot) -> Result<A, (SnapshotMiss, String)> {
+        snapshot
+            .codec
+            .decode::<A>(&snapshot.state)
+            .map_err(|error| (SnapshotMiss::Undecodable, error.to_string()))
+    }
+
+    fn apply(&self, state: &mut A, events: &[StoredEvent<'_>]) -> Result<(), RepositoryFailure> {
+        for stored in events {
+            state.apply(&decode_event::<A>(stored)?);
+        }
+        Ok(())
+    }
 }
