@@ -1,8 +1,10 @@
 //! The ordered key-value trait every engine implements, and its building blocks.
 //!
-//! An engine offers three operations and nothing else: [`OrderedKv::get`],
-//! [`OrderedKv::scan`] in byte order of the keys, and [`OrderedKv::write`], which applies
-//! a [`WriteBatch`] of puts, deletes and checks atomically.
+//! An engine implements three operations: [`OrderedKv::get`], [`OrderedKv::scan`] in byte
+//! order of the keys, and [`OrderedKv::write`], which applies a [`WriteBatch`] of puts,
+//! deletes and checks atomically. It may override two more where it can do better than
+//! their defaults: [`OrderedKv::get_many`] (many keys in one call) and
+//! [`OrderedKv::write_with`] (a batch built from values read under its write lock).
 
 use std::collections::BTreeMap;
 use std::fmt;

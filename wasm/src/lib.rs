@@ -1,6 +1,6 @@
 //! eventkv in the browser.
 //!
-//! - [`IndexedDbKv`], an IndexedDB engine (through `idb`) for the ordered-KV trait, so the
+//! - `IndexedDbKv`, an IndexedDB engine (through `idb`) for the ordered-KV trait, so the
 //!   event store, snapshot store and repository of `eventkv` run unchanged in a page or a
 //!   worker;
 //! - `EventStore`, a JavaScript API (wasm-bindgen) of JSON events and snapshots for apps

@@ -83,7 +83,7 @@ pub enum SnapshotReadFailure {
     /// default: the snapshot store is a cache.
     #[default]
     Replay,
-    /// Fail the load with [`RepositoryError::SnapshotUnavailable`]: for deployments where
+    /// Fail the load with [`RepositoryFailure::SnapshotUnavailable`]: for deployments where
     /// a full replay would overload the event store.
     FailLoad,
 }

@@ -273,7 +273,7 @@ impl Projection for DepositIndex {
 }
 
 /// A handler reads its read model in key order, in pages, with the changes of the page
-/// being applied merged over what earlier pages stored (see [`DepositIndex`]).
+/// being applied merged over what earlier pages stored (see `DepositIndex`).
 pub async fn read_model_entries_merge_the_page_changes<F: EngineFactory>(factory: &F) {
     let store = KvEventStore::new(fresh(factory).await);
     deposits(&store, 3, 0, 20).await;
