@@ -40,7 +40,7 @@ pub use redb::RedbKv;
 pub use sled::SledKv;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteKv;
-pub use url::{ACCEPTED_URLS, EngineUrl, SqliteTarget, redact};
+pub use url::{ACCEPTED_URLS, EngineUrl, Location, SqliteTarget, redact};
 
 use eventkv::{DynKv, MemoryKv};
 
@@ -64,24 +64,15 @@ pub async fn open(url: &str) -> Result<DynKv, OpenError> {
 /// For tools that read a store, where a mistyped path must not read as an empty store.
 pub async fn open_existing(url: &str) -> Result<DynKv, OpenError> {
     let parsed = EngineUrl::parse(url)?;
-    let file = match &parsed {
-        #[cfg(feature = "sled")]
-        EngineUrl::Sled { path } => Some(path),
-        #[cfg(feature = "redb")]
-        EngineUrl::Redb { path, .. } => Some(path),
-        #[cfg(feature = "sqlite")]
-        EngineUrl::Sqlite {
-            target: SqliteTarget::File(path),
-            ..
-        } => Some(path),
-        #[cfg(feature = "postgres")]
-        EngineUrl::Postgres { url, options } => {
-            let kv = PostgresKv::connect_existing(url, options.clone()).await?;
-            return Ok(DynKv::new(kv));
-        }
-        _ => None,
-    };
-    if let Some(path) = file.filter(|path: &&std::path::PathBuf| !path.exists()) {
+    #[cfg(feature = "postgres")]
+    if let EngineUrl::Postgres { url, options } = parsed {
+        return Ok(DynKv::new(
+            PostgresKv::connect_existing(&url, options).await?,
+        ));
+    }
+    if let Location::Path(path) = parsed.location()
+        && !path.exists()
+    {
         return Err(OpenError::Missing {
             engine: parsed.engine(),
             location: path.display().to_string(),

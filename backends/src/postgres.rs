@@ -542,9 +542,7 @@ impl OrderedKv for PostgresKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
-            .await
-            .map(drop)
+        eventkv::write_built(self, batch).await
     }
 
     /// Reads `reads` under the table's write lock: writers of other connections and

@@ -387,9 +387,7 @@ impl OrderedKv for SqliteKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
-            .await
-            .map(drop)
+        eventkv::write_built(self, batch).await
     }
 
     /// Reads `reads` under the write lock: writers of other connections and processes

@@ -23,6 +23,39 @@ pub enum SqliteTarget {
     File(PathBuf),
 }
 
+/// Where a store's data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// In this process's memory: each opening is a new, empty store.
+    Memory,
+    /// A file or directory.
+    Path(PathBuf),
+    /// A table on a database server.
+    Table {
+        /// The server's URL, its password hidden.
+        server: String,
+        /// The schema.
+        schema: String,
+        /// The table.
+        table: String,
+    },
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Memory => f.write_str("memory"),
+            Location::Path(path) => write!(f, "{}", path.display()),
+            Location::Table {
+                server,
+                schema,
+                table,
+            } => write!(f, "the table {schema}.{table} of {server}"),
+        }
+    }
+}
+
 /// A parsed engine URL. Its `Debug` hides a PostgreSQL password.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -170,6 +203,28 @@ impl EngineUrl {
             }
             "postgres" | "postgresql" => parse_postgres(parsed, &params).map_err(malformed),
             _ => Err(OpenError::UnknownScheme { url: redact(url) }),
+        }
+    }
+
+    /// Where the store's data lives.
+    pub fn location(&self) -> Location {
+        match self {
+            EngineUrl::Memory
+            | EngineUrl::Sqlite {
+                target: SqliteTarget::Memory,
+                ..
+            } => Location::Memory,
+            EngineUrl::Sled { path }
+            | EngineUrl::Redb { path, .. }
+            | EngineUrl::Sqlite {
+                target: SqliteTarget::File(path),
+                ..
+            } => Location::Path(path.clone()),
+            EngineUrl::Postgres { url, options } => Location::Table {
+                server: redact(url),
+                schema: options.schema.clone(),
+                table: options.table.clone(),
+            },
         }
     }
 

@@ -3,7 +3,7 @@
 //! written through one.
 #![cfg(feature = "sqlite")]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
 use eventkv::testkit::EngineFactory;
 use eventkv_backends::{SqliteKv, SqliteSynchronous, SqliteTarget};
@@ -17,32 +17,6 @@ impl EngineFactory for SqliteMemory {
         SqliteKv::open(&SqliteTarget::Memory, SqliteSynchronous::Full)
             .await
             .expect("open sqlite::memory:")
-    }
-}
-
-struct SqliteFile {
-    dir: tempfile::TempDir,
-    next: AtomicUsize,
-}
-
-impl EngineFactory for SqliteFile {
-    type Kv = SqliteKv;
-
-    async fn create(&self) -> SqliteKv {
-        let path = self.dir.path().join(format!(
-            "{}.sqlite",
-            self.next.fetch_add(1, Ordering::Relaxed)
-        ));
-        SqliteKv::open(&SqliteTarget::File(path), SqliteSynchronous::Normal)
-            .await
-            .expect("open a SQLite file")
-    }
-}
-
-fn sqlite_file() -> SqliteFile {
-    SqliteFile {
-        dir: tempfile::tempdir().expect("temp dir"),
-        next: AtomicUsize::new(0),
     }
 }
 
@@ -60,7 +34,11 @@ mod file {
 
     eventkv::conformance_tests!(
         tokio::test(flavor = "multi_thread", worker_threads = 2),
-        sqlite_file()
+        common::TempDirFactory::new("sqlite", |path| async move {
+            SqliteKv::open(&SqliteTarget::File(path), SqliteSynchronous::Normal)
+                .await
+                .expect("open a SQLite file")
+        })
     );
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use eventkv::DynKv;
-use eventkv_backends::{EngineUrl, SqliteTarget};
+use eventkv_backends::{EngineUrl, Location};
 
 use crate::CliError;
 
@@ -42,26 +42,10 @@ pub fn check_distinct(source: &str, destination: &str) -> Result<(), CliError> {
 
 /// Where a URL's data lives (`None`: a new in-memory store, never the same as another).
 fn identity(url: &str) -> Result<Option<String>, CliError> {
-    let parsed = EngineUrl::parse(url).map_err(CliError::from)?;
-    Ok(match parsed {
-        EngineUrl::Memory
-        | EngineUrl::Sqlite {
-            target: SqliteTarget::Memory,
-            ..
-        } => None,
-        EngineUrl::Sled { path }
-        | EngineUrl::Redb { path, .. }
-        | EngineUrl::Sqlite {
-            target: SqliteTarget::File(path),
-            ..
-        } => Some(format!("the file {}", canonical(&path).display())),
-        EngineUrl::Postgres { url, options } => Some(format!(
-            "the table {}.{} of {}",
-            options.schema,
-            options.table,
-            eventkv_backends::redact(&url)
-        )),
-        _ => Some(url.to_owned()),
+    Ok(match EngineUrl::parse(url)?.location() {
+        Location::Memory => None,
+        Location::Path(path) => Some(format!("the file {}", canonical(&path).display())),
+        other => Some(other.to_string()),
     })
 }
 

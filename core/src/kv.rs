@@ -667,6 +667,14 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
     }
 }
 
+/// [`OrderedKv::write`] for an engine whose [`OrderedKv::write_with`] does the work: the
+/// batch, built from no reads. Such an engine implements `write` with this.
+pub async fn write_built<K: OrderedKv + ?Sized>(kv: &K, batch: WriteBatch) -> Result<(), KvError> {
+    kv.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
+        .await
+        .map(drop)
+}
+
 impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Bytes>, KvError>> + MaybeSend {
         (**self).get(key)

@@ -42,7 +42,7 @@ pub use event_store::{
 pub use kv::{
     BoxError, BoxFuture, BuildBatch, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations,
     KeyRange, KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation,
-    OrderedKv, WriteBatch, first_failed_check, prefix_successor,
+    OrderedKv, WriteBatch, first_failed_check, prefix_successor, write_built,
 };
 pub use memory::MemoryKv;
 pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};

@@ -474,9 +474,7 @@ impl OrderedKv for IndexedDbKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        self.write_with(Vec::new(), Box::new(move |_: &[Option<Bytes>]| Some(batch)))
-            .await
-            .map(drop)
+        eventkv::write_built(self, batch).await
     }
 
     /// Reads `reads` inside the readwrite transaction, which other connections (other

@@ -177,3 +177,41 @@ pub fn wait_for_line(child: &mut std::process::Child, line: &str) {
 pub fn random_below(bound: u64) -> u64 {
     (eventkv::Uuid::new_v4().as_u128() as u64) % bound.max(1)
 }
+
+/// Makes engines of one kind for the conformance suite, each at a new path
+/// (`N.EXTENSION`) of a temporary directory, opened by `open`.
+pub struct TempDirFactory<F> {
+    dir: tempfile::TempDir,
+    next: AtomicUsize,
+    extension: &'static str,
+    open: F,
+}
+
+impl<F> TempDirFactory<F> {
+    /// Engines at `N.extension` in a new temporary directory, opened by `open`.
+    pub fn new<Fut>(extension: &'static str, open: F) -> Self
+    where
+        F: Fn(std::path::PathBuf) -> Fut,
+    {
+        TempDirFactory {
+            dir: tempfile::tempdir().expect("temp dir"),
+            next: AtomicUsize::new(0),
+            extension,
+            open,
+        }
+    }
+}
+
+impl<F, Fut, K> eventkv::testkit::EngineFactory for TempDirFactory<F>
+where
+    F: Fn(std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = K>,
+    K: eventkv::OrderedKv + 'static,
+{
+    type Kv = K;
+
+    async fn create(&self) -> K {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        (self.open)(self.dir.path().join(format!("{n}.{}", self.extension))).await
+    }
+}
