@@ -70,11 +70,11 @@ where
 #[cfg(feature = "sqlite")]
 pub(crate) async fn run_building<'a, T, F>(
     engine: &'static str,
-    build: eventkv::BuildBatch<'a>,
+    build: eventkv::raw::BuildBatch<'a>,
     work: F,
 ) -> Result<T, KvError>
 where
-    F: FnOnce(eventkv::BuildBatch<'_>) -> Result<T, KvError> + Send + 'static,
+    F: FnOnce(eventkv::raw::BuildBatch<'_>) -> Result<T, KvError> + Send + 'static,
     T: Send + 'static,
 {
     match Handle::try_current() {
@@ -85,7 +85,7 @@ where
             use tokio::sync::oneshot;
             let (values_tx, values_rx) = oneshot::channel::<Vec<Option<bytes::Bytes>>>();
             let (batch_tx, batch_rx) = oneshot::channel();
-            let relay: eventkv::BuildBatch<'static> = Box::new(move |values: &[_]| {
+            let relay: eventkv::raw::BuildBatch<'static> = Box::new(move |values: &[_]| {
                 values_tx.send(values.to_vec()).ok()?;
                 batch_rx.blocking_recv().ok().flatten()
             });

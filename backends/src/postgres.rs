@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::backoff::Backoff;
+use eventkv::raw::{BuildBatch, FinalMutations, MAX_SCAN_BYTES};
 use eventkv::{
-    BuildBatch, Check, ContextError, Direction, ErrorKind, FinalMutations, KeyRange, KvError,
-    KvPage, MAX_SCAN_BYTES, OrderedKv, WriteBatch,
+    Check, ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use futures_util::{Stream, TryStreamExt};
 use sqlx::pool::PoolConnection;
@@ -542,7 +542,7 @@ impl OrderedKv for PostgresKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        eventkv::write_built(self, batch).await
+        eventkv::raw::write_built(self, batch).await
     }
 
     /// Reads `reads` under the table's write lock: writers of other connections and

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use eventkv::raw::{Mutation, first_failed_check};
 use eventkv::{
-    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
-    first_failed_check,
+    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 

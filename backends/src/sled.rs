@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use eventkv::raw::{Mutation, first_failed_check};
 use eventkv::{
-    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, Mutation, OrderedKv, WriteBatch,
-    first_failed_check,
+    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 

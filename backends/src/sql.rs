@@ -3,7 +3,8 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use eventkv::{Direction, KeyRange, MAX_SCAN_ENTRIES};
+use eventkv::raw::MAX_SCAN_ENTRIES;
+use eventkv::{Direction, KeyRange};
 
 /// The statement of a paged scan of `table`, with the values to bind in order (the limit
 /// is bound last, after these). `placeholder` writes the engine's next placeholder.

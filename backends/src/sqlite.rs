@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventkv::raw::{BuildBatch, Mutation, first_failed_check};
 use eventkv::{
-    BuildBatch, ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, Mutation, OrderedKv,
-    WriteBatch, first_failed_check,
+    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
@@ -387,7 +387,7 @@ impl OrderedKv for SqliteKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        eventkv::write_built(self, batch).await
+        eventkv::raw::write_built(self, batch).await
     }
 
     /// Reads `reads` under the write lock: writers of other connections and processes

@@ -10,13 +10,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventkv::raw::BuildBatch;
 use eventkv::testkit::aggregates::AccountEvent;
 use eventkv::testkit::events::deposited_amounts;
 use eventkv::testkit::faults::Faulty;
 use eventkv::{
-    BoxError, BuildBatch, Codec, Direction, ErrorKind, EventStore, KeyRange, KvError, KvEventStore,
-    KvPage, NewEvent, OrderedKv, Projection, ProjectionRunner, ReadModel, RecordedEvent,
-    WriteBatch,
+    BoxError, Codec, Direction, ErrorKind, EventStore, KeyRange, KvError, KvEventStore, KvPage,
+    NewEvent, OrderedKv, Projection, ProjectionRunner, ReadModel, RecordedEvent, WriteBatch,
 };
 
 fn deposit(amount: u64) -> NewEvent {

@@ -190,7 +190,7 @@ async fn a_batch_dropped_while_it_waits_for_the_lock_leaves_nothing_open() {
     let writer = {
         let kv = kv.clone();
         tokio::spawn(async move {
-            let build: eventkv::BuildBatch<'static> = Box::new(|_: &[Option<Bytes>]| {
+            let build: eventkv::raw::BuildBatch<'static> = Box::new(|_: &[Option<Bytes>]| {
                 let mut batch = WriteBatch::new();
                 batch.put(&b"dropped"[..], &b"never"[..]);
                 Some(batch)

@@ -9,10 +9,10 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use eventkv::raw::MAX_SCAN_ENTRIES;
 use eventkv::testkit::aggregates::seed_account;
 use eventkv::{
-    Direction, DynKv, KeyRange, KvEventStore, KvPage, KvSnapshotStore, MAX_SCAN_ENTRIES, OrderedKv,
-    Repository, keys,
+    Direction, DynKv, KeyRange, KvEventStore, KvPage, KvSnapshotStore, OrderedKv, Repository, keys,
 };
 use futures_util::TryStreamExt;
 use sqlx::Row;

@@ -3,7 +3,8 @@
 use std::time::Instant;
 
 use eventkv::inspect::RecordKind;
-use eventkv::{Direction, DisplayKey, DynKv, ErrorKind, KeyRange, OrderedKv, WriteBatch};
+use eventkv::raw::DisplayKey;
+use eventkv::{Direction, DynKv, ErrorKind, KeyRange, OrderedKv, WriteBatch};
 use serde::Serialize;
 
 use crate::pages::Pages;
@@ -29,7 +30,7 @@ pub struct CopyReport {
 }
 
 /// Copies every record of `source` into `destination`, in key order, one page (of at most
-/// [`eventkv::MAX_SCAN_ENTRIES`]) per atomic batch: memory stays bounded, and an interrupted copy
+/// [`eventkv::raw::MAX_SCAN_ENTRIES`]) per atomic batch: memory stays bounded, and an interrupted copy
 /// leaves the destination holding a prefix of the source in key order. The destination
 /// must be empty, or, with `resume`, hold such a prefix: the copy goes on after it.
 ///

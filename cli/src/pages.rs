@@ -1,6 +1,7 @@
 //! [`Pages`]: the records of a key range, read a page at a time.
 
-use eventkv::{Direction, DynKv, KeyRange, KvPage, MAX_SCAN_ENTRIES, OrderedKv};
+use eventkv::raw::MAX_SCAN_ENTRIES;
+use eventkv::{Direction, DynKv, KeyRange, KvPage, OrderedKv};
 
 use crate::CliError;
 

@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use eventkv::inspect::{self, Record, RecordKind};
 use eventkv::keys::{self, StreamKeys};
-use eventkv::{Direction, DisplayKey, DynKv, KeyRange, OrderedKv};
+use eventkv::raw::DisplayKey;
+use eventkv::{Direction, DynKv, KeyRange, OrderedKv};
 use serde::Serialize;
 
 use crate::pages::Pages;

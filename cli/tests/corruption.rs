@@ -64,7 +64,7 @@ async fn checked(kv: &DynKv) -> VerifyReport {
 
 /// Whether a problem names `key` and says `what`.
 fn names(report: &VerifyReport, key: &[u8], what: &str) -> bool {
-    let key = eventkv::DisplayKey(key).to_string();
+    let key = eventkv::raw::DisplayKey(key).to_string();
     report
         .problems
         .iter()

@@ -39,11 +39,7 @@ pub use error::{ContextError, ErrorKind, SharedError};
 pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
 };
-pub use kv::{
-    BoxError, BoxFuture, BuildBatch, Check, Direction, DisplayKey, DynKv, ErasedKv, FinalMutations,
-    KeyRange, KvError, KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation,
-    OrderedKv, WriteBatch, first_failed_check, prefix_successor, write_built,
-};
+pub use kv::{BoxError, Check, Direction, DynKv, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 pub use memory::MemoryKv;
 pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
 pub use recorded::RecordedEvent;
@@ -56,3 +52,16 @@ pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError}
 pub use subscription::{LONGEST_RETRY_PAUSE, MAX_POLL_INTERVAL, SubscribeOptions};
 pub use timestamp::Timestamp;
 pub use uuid::Uuid;
+
+/// For engine authors: what implementing [`OrderedKv`] takes beyond the trait, as
+/// OpenDAL's `raw` module (applications need none of it): the page bounds every engine
+/// enforces, the batch reduced to its final mutations, the check evaluation every engine
+/// shares, the boxed and dyn-compatible forms of the trait, and the `Send` bounds that
+/// vanish on wasm32.
+pub mod raw {
+    pub use crate::kv::{
+        BoxFuture, BuildBatch, DisplayKey, ErasedKv, FinalMutations, MAX_SCAN_BYTES,
+        MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation, first_failed_check, prefix_successor,
+        write_built,
+    };
+}

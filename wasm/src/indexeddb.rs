@@ -9,10 +9,8 @@
 //! aborts the transaction, so nothing of the batch lands.
 
 use bytes::Bytes;
-use eventkv::{
-    BuildBatch, Direction, ErrorKind, FinalMutations, KeyRange, KvError, KvPage, MAX_SCAN_ENTRIES,
-    OrderedKv, WriteBatch, first_failed_check,
-};
+use eventkv::raw::{BuildBatch, FinalMutations, MAX_SCAN_ENTRIES, first_failed_check};
+use eventkv::{Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 use idb::{
     CursorDirection, Database, DatabaseEvent as _, Factory, ObjectStore, Query, TransactionMode,
     TransactionResult,
@@ -474,7 +472,7 @@ impl OrderedKv for IndexedDbKv {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), KvError> {
-        eventkv::write_built(self, batch).await
+        eventkv::raw::write_built(self, batch).await
     }
 
     /// Reads `reads` inside the readwrite transaction, which other connections (other
