@@ -68,9 +68,9 @@ where
 /// values `work` read are sent to it and the batch sent back. If the caller goes away
 /// meanwhile, `work`'s build returns `None` (nothing is written).
 #[cfg(feature = "sqlite")]
-pub(crate) async fn run_building<'a, T, F>(
+pub(crate) async fn run_building<T, F>(
     engine: &'static str,
-    build: eventkv::raw::BuildBatch<'a>,
+    build: eventkv::raw::BuildBatch<'_>,
     work: F,
 ) -> Result<T, KvError>
 where
@@ -131,6 +131,7 @@ mod tests {
 
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)] // a builder's signature
     fn batch() -> Option<WriteBatch> {
         let mut batch = WriteBatch::new();
         batch.put(Bytes::from_static(b"k"), Bytes::from_static(b"v"));

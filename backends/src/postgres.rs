@@ -45,7 +45,9 @@ fn engine_error(error: sqlx::Error) -> KvError {
 /// failure or deadlock contended (both retryable); refused credentials or privileges are
 /// permission denied; data the server found damaged is corrupt; a closed pool is closed.
 fn kind_of(error: &sqlx::Error) -> ErrorKind {
-    let code = error.as_database_error().and_then(|e| e.code());
+    let code = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code);
     match code.as_deref() {
         Some("53100") => ErrorKind::StorageFull,
         Some(code) if code.starts_with("08") || code.starts_with("57P") => ErrorKind::Unavailable,
@@ -63,7 +65,9 @@ fn kind_of(error: &sqlx::Error) -> ErrorKind {
 
 /// Whether PostgreSQL aborted the transaction only because of a concurrent one.
 fn is_retryable(error: &sqlx::Error) -> bool {
-    let code = error.as_database_error().and_then(|e| e.code());
+    let code = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code);
     matches!(code.as_deref(), Some("40001" | "40P01"))
 }
 
@@ -155,7 +159,13 @@ const PRESENT: i16 = 1;
 const EQUALS: i16 = 2;
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// An engine on one PostgreSQL table: many processes and machines may share it.
@@ -481,7 +491,7 @@ async fn create_table(
                 if attempts < 3
                     && error
                         .as_database_error()
-                        .is_some_and(|e| e.is_unique_violation()) =>
+                        .is_some_and(sqlx::error::DatabaseError::is_unique_violation) =>
             {
                 attempts += 1;
             }

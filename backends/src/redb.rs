@@ -53,7 +53,7 @@ impl std::fmt::Debug for RedbKv {
         f.debug_struct("RedbKv")
             .field("path", &self.path)
             .field("durability", &self.durability)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -48,7 +48,9 @@ pub struct SledKv {
 
 impl std::fmt::Debug for SledKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledKv").field("path", &self.path).finish()
+        f.debug_struct("SledKv")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 

@@ -86,14 +86,17 @@ impl SqliteKv {
         synchronous: SqliteSynchronous,
     ) -> Result<Self, OpenError> {
         let target = target.clone();
-        let inner = blocking::run(ENGINE, move || open_blocking(target, synchronous)).await?;
+        let inner = blocking::run(ENGINE, move || open_blocking(&target, synchronous)).await?;
         Ok(SqliteKv {
             inner: Arc::new(inner),
         })
     }
 }
 
-fn open_blocking(target: SqliteTarget, synchronous: SqliteSynchronous) -> Result<Inner, OpenError> {
+fn open_blocking(
+    target: &SqliteTarget,
+    synchronous: SqliteSynchronous,
+) -> Result<Inner, OpenError> {
     let open_error = |error: rusqlite::Error| match &target {
         SqliteTarget::File(path) if error.sqlite_error_code() == Some(ErrorCode::CannotOpen) => {
             let context = format!(

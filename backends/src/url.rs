@@ -348,10 +348,10 @@ fn parse_postgres(mut url: Url, params: &Params) -> Result<EngineUrl, String> {
     }
     let mut options = PostgresOptions::default();
     if let Some(schema) = params.get("schema") {
-        options.schema = schema.to_owned();
+        schema.clone_into(&mut options.schema);
     }
     if let Some(table) = params.get("table") {
-        options.table = table.to_owned();
+        table.clone_into(&mut options.table);
     }
     PostgresOptions::validate_identifier(&options.schema)?;
     PostgresOptions::validate_identifier(&options.table)?;

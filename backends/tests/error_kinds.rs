@@ -160,7 +160,7 @@ async fn each_kind_comes_from_a_real_failure() {
 struct Failing;
 
 impl Projection for Failing {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "failing"
     }
 
@@ -173,7 +173,7 @@ impl Projection for Failing {
 struct Counting;
 
 impl Projection for Counting {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "counting"
     }
 

@@ -50,7 +50,9 @@ fn account_events(id: &str) -> Vec<AccountEvent> {
 
 fn fold<A: Aggregate>(events: &[A::Event]) -> A {
     let mut state = A::default();
-    events.iter().for_each(|event| state.apply(event));
+    for event in events {
+        state.apply(event);
+    }
     state
 }
 

@@ -53,11 +53,7 @@ fn peak_memory_of_a_million_event_load() {
             eprintln!("seeded {EVENTS} events in {url} in {:?}", started.elapsed());
         });
     }
-    let size = |path: &str| {
-        std::fs::metadata(path)
-            .map(|m| m.len() / 1_048_576)
-            .unwrap_or(0)
-    };
+    let size = |path: &str| std::fs::metadata(path).map_or(0, |m| m.len() / 1_048_576);
     eprintln!(
         "files: redb {} MiB, sqlite {} MiB",
         size(&dir.path().join("million.redb").display().to_string()),

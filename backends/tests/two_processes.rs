@@ -73,7 +73,9 @@ async fn reader_follows_two_processes(url: &str) {
             Ok(Some(Ok(event))) => event,
             Ok(Some(Err(error))) => panic!("{url}: the subscription failed a read: {error}"),
             Ok(None) => panic!("{url}: a subscription never ends"),
-            Err(_) => panic!("{url}: the reader saw {seen} of {total} events within 60 s"),
+            Err(tokio::time::error::Elapsed { .. }) => {
+                panic!("{url}: the reader saw {seen} of {total} events within 60 s")
+            }
         };
         assert_eq!(
             event.position,

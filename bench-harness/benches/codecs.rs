@@ -19,16 +19,16 @@ fn codecs(c: &mut Criterion) {
         let state_bytes = codec.encode(&state).expect("encode");
         let event_bytes = codec.encode(&event).expect("encode");
         group.bench_function(format!("{codec}/snapshot_encode"), |b| {
-            b.iter(|| codec.encode(black_box(&state)))
+            b.iter(|| codec.encode(black_box(&state)));
         });
         group.bench_function(format!("{codec}/snapshot_decode"), |b| {
-            b.iter(|| codec.decode::<Account>(black_box(&state_bytes)))
+            b.iter(|| codec.decode::<Account>(black_box(&state_bytes)));
         });
         group.bench_function(format!("{codec}/event_encode"), |b| {
-            b.iter(|| codec.encode(black_box(&event)))
+            b.iter(|| codec.encode(black_box(&event)));
         });
         group.bench_function(format!("{codec}/event_decode"), |b| {
-            b.iter(|| codec.decode::<AccountEvent>(black_box(&event_bytes)))
+            b.iter(|| codec.decode::<AccountEvent>(black_box(&event_bytes)));
         });
     }
     group.finish();

@@ -89,14 +89,14 @@ fn benches(c: &mut Criterion) {
                 continue;
             }
         };
-        bench_engine(c, &runtime, engine.name, kv);
+        bench_engine(c, &runtime, engine.name, &kv);
         if let Some(schema) = engine.cleanup {
             runtime.block_on(drop_schema(&engine.url, &schema));
         }
     }
 }
 
-fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str, kv: DynKv) {
+fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str, kv: &DynKv) {
     let repo: Repo = Repository::new(
         KvEventStore::new(kv.clone()),
         KvSnapshotStore::new(kv.clone()),
@@ -116,8 +116,8 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
                     appender.record(AccountEvent::Deposited { amount });
                 }
                 repo.save(&mut appender).await.expect("save");
-            })
-        })
+            });
+        });
     });
 
     runtime
@@ -132,21 +132,23 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
     group.throughput(Throughput::Elements(EVENTS));
     group.bench_function(BenchmarkId::new("raw_scan", EVENTS), |b| {
         let stream = eventkv::keys::StreamKeys::new("Account", "replay").expect("names");
-        b.iter(|| runtime.block_on(async { black_box(scan_all(&kv, &stream).await) }))
+        b.iter(|| runtime.block_on(async { black_box(scan_all(kv, &stream).await) }));
     });
     group.throughput(Throughput::Elements(10_000));
     group.bench_function(BenchmarkId::new("full_replay", 10_000), |b| {
         b.iter(|| {
             runtime.block_on(async { black_box(repo.load("replay10k").await.expect("load")) })
-        })
+        });
     });
     group.throughput(Throughput::Elements(EVENTS));
     group.bench_function(BenchmarkId::new("full_replay", EVENTS), |b| {
-        b.iter(|| runtime.block_on(async { black_box(repo.load("replay").await.expect("load")) }))
+        b.iter(|| runtime.block_on(async { black_box(repo.load("replay").await.expect("load")) }));
     });
     group.throughput(Throughput::Elements(1));
     group.bench_function("load_snapshot_99_behind", |b| {
-        b.iter(|| runtime.block_on(async { black_box(repo.load("snapshot").await.expect("load")) }))
+        b.iter(|| {
+            runtime.block_on(async { black_box(repo.load("snapshot").await.expect("load")) })
+        });
     });
 
     let store = KvEventStore::new(kv.clone());
@@ -161,7 +163,7 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
         ),
     ] {
         group.bench_function(BenchmarkId::new(bench, FOLLOWED), |b| {
-            b.iter(|| runtime.block_on(follow(&store, first, options.clone(), events)))
+            b.iter(|| runtime.block_on(follow(&store, first, options.clone(), events)));
         });
     }
     group.finish();
@@ -218,7 +220,7 @@ async fn scan_all(kv: &DynKv, stream: &eventkv::keys::StreamKeys) -> usize {
         entries += page.len();
         match page.last_key() {
             Some(last) if page.len() == SCAN_PAGE => {
-                range = range.after_page(last, Direction::Forward)
+                range = range.after_page(last, Direction::Forward);
             }
             _ => return entries,
         }

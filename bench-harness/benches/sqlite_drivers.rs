@@ -91,7 +91,7 @@ async fn scan_all(kv: &DynKv, range: KeyRange) -> usize {
         read += page.len();
         match page.last_key() {
             Some(last) if page.may_have_more(MAX_SCAN_ENTRIES) => {
-                range = range.after_page(last, Direction::Forward)
+                range = range.after_page(last, Direction::Forward);
             }
             _ => return read,
         }
@@ -144,19 +144,19 @@ fn drivers(c: &mut Criterion) {
     scans.bench_function("sqlx", |b| {
         b.iter(|| {
             runtime.block_on(async { black_box(sqlx.scan_all(start.clone(), end.clone()).await) })
-        })
+        });
     });
     scans.bench_function("engine (rusqlite)", |b| {
-        b.iter(|| runtime.block_on(async { black_box(scan_all(&kv, range.clone()).await) }))
+        b.iter(|| runtime.block_on(async { black_box(scan_all(&kv, range.clone()).await) }));
     });
     scans.finish();
 
     let mut gets = c.benchmark_group("sqlite_drivers/point_read");
     gets.bench_function("sqlx", |b| {
-        b.iter(|| runtime.block_on(async { black_box(sqlx.get(&snapshot).await) }))
+        b.iter(|| runtime.block_on(async { black_box(sqlx.get(&snapshot).await) }));
     });
     gets.bench_function("engine (rusqlite)", |b| {
-        b.iter(|| runtime.block_on(async { black_box(kv.get(&snapshot).await.expect("get")) }))
+        b.iter(|| runtime.block_on(async { black_box(kv.get(&snapshot).await.expect("get")) }));
     });
     gets.finish();
 }

@@ -340,7 +340,7 @@ async fn hand_written_replay(kv: &DynKv, events: u64) -> anyhow::Result<Account>
         }
         match page.last_key() {
             Some(last) if page.may_have_more(PAGE) => {
-                range = range.after_page(last, Direction::Forward)
+                range = range.after_page(last, Direction::Forward);
             }
             _ => break,
         }

@@ -9,6 +9,7 @@ use eventkv::Codec;
 /// snapshot thresholds, snapshot codecs and append batch sizes.
 #[derive(Debug, Parser)]
 #[command(name = "eventkv-bench", version)]
+#[allow(clippy::struct_excessive_bools)] // command-line flags
 pub struct Args {
     /// Event counts of the aggregate, comma-separated [default: 100,1000,10000,100000;
     /// with --quick: 100,1000].

@@ -116,28 +116,25 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let stores = Stores::new(&args.postgres)?;
     let mut notes = Vec::new();
-    let engines = match &args.engines {
-        Some(list) => {
-            let mut engines = list.clone();
-            engines.dedup();
-            if engines.contains(&EngineName::Postgres) {
-                stores.postgres_reachable().await?;
-            }
-            engines
+    let engines = if let Some(list) = &args.engines {
+        let mut engines = list.clone();
+        engines.dedup();
+        if engines.contains(&EngineName::Postgres) {
+            stores.postgres_reachable().await?;
         }
-        None => {
-            let mut engines = vec![
-                EngineName::Memory,
-                EngineName::Redb,
-                EngineName::Sled,
-                EngineName::Sqlite,
-            ];
-            match stores.postgres_reachable().await {
-                Ok(()) => engines.push(EngineName::Postgres),
-                Err(error) => notes.push(format!("postgres left out: {error:#}")),
-            }
-            engines
+        engines
+    } else {
+        let mut engines = vec![
+            EngineName::Memory,
+            EngineName::Redb,
+            EngineName::Sled,
+            EngineName::Sqlite,
+        ];
+        match stores.postgres_reachable().await {
+            Ok(()) => engines.push(EngineName::Postgres),
+            Err(error) => notes.push(format!("postgres left out: {error:#}")),
         }
+        engines
     };
     let events = match (&args.events, args.quick) {
         (Some(events), _) => events.clone(),

@@ -95,7 +95,7 @@ pub async fn stored_bytes(kv: &DynKv) -> anyhow::Result<u64> {
             .sum::<u64>();
         match page.last_key() {
             Some(last) if page.may_have_more(4096) => {
-                range = range.after_page(last, Direction::Forward)
+                range = range.after_page(last, Direction::Forward);
             }
             _ => return Ok(bytes),
         }

@@ -168,12 +168,11 @@ pub async fn write_log(
             continue;
         }
         out.flush()?;
-        match follow {
-            Some(interval) => tokio::time::sleep(interval).await,
-            None => {
-                progress.finish();
-                return Ok(written);
-            }
+        if let Some(interval) = follow {
+            tokio::time::sleep(interval).await;
+        } else {
+            progress.finish();
+            return Ok(written);
         }
     }
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use std::fmt::Write as _;
+
 use eventkv::ErrorKind;
 use eventkv_cli::{CliError, Progress};
 use serde::Serialize;
@@ -339,14 +341,19 @@ fn verify_text(
 ) -> String {
     let mut text = String::new();
     for problem in &report.problems {
-        text += &format!("problem: {}: {}\n", problem.key, problem.problem);
+        let _ = writeln!(text, "problem: {}: {}", problem.key, problem.problem);
     }
     if let Some(comparison) = comparison {
         for difference in &comparison.differences {
-            text += &format!("difference: {}: {}\n", difference.key, difference.problem);
+            let _ = writeln!(
+                text,
+                "difference: {}: {}",
+                difference.key, difference.problem
+            );
         }
     }
-    text += &format!(
+    let _ = write!(
+        text,
         "read {} records: {} events in {} streams, {} log entries, {} snapshots, {} checkpoints, {} read model entries; head {}",
         report.records,
         report.events,
@@ -359,20 +366,22 @@ fn verify_text(
             .head
             .map_or("missing".to_owned(), |head| head.to_string())
     );
-    text += &match report.problem_count {
-        0 => "\nno problems".to_owned(),
-        count => format!(
+    let _ = match report.problem_count {
+        0 => write!(text, "\nno problems"),
+        count => write!(
+            text,
             "\n{count} problems (the first {} listed)",
             report.problems.len()
         ),
     };
     if let Some(comparison) = comparison {
-        text += &match comparison.difference_count {
-            0 => format!(
+        let _ = match comparison.difference_count {
+            0 => write!(
+                text,
                 "\nthe two stores hold the same {} records",
                 comparison.records
             ),
-            count => format!("\n{count} records differ between the two stores"),
+            count => write!(text, "\n{count} records differ between the two stores"),
         };
     }
     text
@@ -382,35 +391,36 @@ fn stats_text(stats: &eventkv_cli::Stats) -> String {
     let mut text = format!("global position {}\n", stats.global_position);
     text += "aggregate type\taggregates\tevents\n";
     for (name, totals) in &stats.types {
-        text += &format!("{name}\t{}\t{}\n", totals.aggregates, totals.events);
+        let _ = writeln!(text, "{name}\t{}\t{}", totals.aggregates, totals.events);
     }
     text += "longest streams\n";
     for stream in &stats.longest_streams {
-        text += &format!(
-            "  {}/{}\t{} events\n",
+        let _ = writeln!(
+            text,
+            "  {}/{}\t{} events",
             stream.aggregate_type, stream.aggregate_id, stream.events
         );
     }
     text += "snapshots (type, schema version: count)\n";
     for (name, schemas) in &stats.snapshots {
         for (schema, count) in schemas {
-            text += &format!("  {name}\tschema {schema}\t{count}\n");
+            let _ = writeln!(text, "  {name}\tschema {schema}\t{count}");
         }
     }
-    text += &format!("events behind snapshots (most {})\n", stats.most_behind);
+    let _ = writeln!(text, "events behind snapshots (most {})", stats.most_behind);
     for (bucket, count) in &stats.events_behind_snapshots {
-        text += &format!("  {bucket}\t{count}\n");
+        let _ = writeln!(text, "  {bucket}\t{count}");
     }
     text += "checkpoints (name: last position handled)\n";
     for (name, position) in &stats.checkpoints {
-        text += &format!("  {name}\t{position}\n");
+        let _ = writeln!(text, "  {name}\t{position}");
     }
     text += "bytes\n";
     for (kind, bytes) in &stats.bytes {
-        text += &format!("  {kind}\t{bytes}\n");
+        let _ = writeln!(text, "  {kind}\t{bytes}");
     }
     if stats.unknown_records > 0 {
-        text += &format!("records of unknown kinds: {}\n", stats.unknown_records);
+        let _ = writeln!(text, "records of unknown kinds: {}", stats.unknown_records);
     }
     text.trim_end().to_owned()
 }

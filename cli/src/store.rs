@@ -63,8 +63,7 @@ fn canonical(path: &Path) -> PathBuf {
             };
             parent
                 .canonicalize()
-                .map(|parent| parent.join(name))
-                .unwrap_or_else(|_| path.to_path_buf())
+                .map_or_else(|_| path.to_path_buf(), |parent| parent.join(name))
         }
         _ => path.to_path_buf(),
     }

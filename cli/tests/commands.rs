@@ -238,14 +238,15 @@ fn an_import_of_large_events_runs_again() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("large.sqlite").display());
     let text = "x".repeat(1 << 20);
-    let lines: String = (1..=5)
+    let lines: Vec<String> = (1..=5)
         .map(|version| {
             format!(
-                "{{\"aggregate_type\":\"T\",\"aggregate_id\":\"a\",\"version\":{version},\"event_id\":\"{}\",\"event_type\":\"Large\",\"codec\":\"json\",\"payload\":\"{text}\"}}\n",
+                "{{\"aggregate_type\":\"T\",\"aggregate_id\":\"a\",\"version\":{version},\"event_id\":\"{}\",\"event_type\":\"Large\",\"codec\":\"json\",\"payload\":\"{text}\"}}",
                 eventkv::Uuid::new_v4()
             )
         })
         .collect();
+    let lines = lines.join("\n");
     for run in ["first", "again"] {
         let output = eventkv(&["import", &url, "--json"], Some(lines.as_bytes()));
         assert!(output.status.success(), "{run}: {}", described(&output));

@@ -44,7 +44,7 @@ async fn small_store(url: &str) -> DynKv {
 struct Counter;
 
 impl Projection for Counter {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "counter"
     }
 

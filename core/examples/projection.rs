@@ -51,7 +51,7 @@ impl Aggregate for Account {
 struct Balances;
 
 impl Projection for Balances {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "balances-v1"
     }
 

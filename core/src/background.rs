@@ -10,6 +10,7 @@ use crate::kv::MaybeSend;
 
 /// Runs `task` detached: on the current tokio runtime off wasm32, on the browser's event
 /// loop on wasm32. Gives the task back when there is no runtime to run it on.
+#[cfg_attr(target_arch = "wasm32", allow(clippy::unnecessary_wraps))] // always spawns there
 pub(crate) fn spawn<F>(task: F) -> Result<(), F>
 where
     F: Future<Output = ()> + MaybeSend + 'static,

@@ -414,16 +414,13 @@ impl<K: OrderedKv> KvEventStore<K> {
                     let owner = pending
                         .iter()
                         .position(|&index| Some(&requests[index].stream) == stream.as_ref());
-                    match owner {
-                        Some(at) => {
-                            let index = pending.remove(at);
-                            results[index] = Some(self.refused(requests[index]).await);
-                        }
-                        None => {
-                            let error = EventStoreError::Kv(KvError::Conflict { key });
-                            for index in pending.drain(..) {
-                                results[index] = Some(Err(error.clone()));
-                            }
+                    if let Some(at) = owner {
+                        let index = pending.remove(at);
+                        results[index] = Some(self.refused(requests[index]).await);
+                    } else {
+                        let error = EventStoreError::Kv(KvError::Conflict { key });
+                        for index in pending.drain(..) {
+                            results[index] = Some(Err(error.clone()));
                         }
                     }
                 }

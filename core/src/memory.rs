@@ -97,6 +97,7 @@ impl MemoryKv {
 
 /// Spends one unit of the tokio task's cooperative budget: once a task has done enough
 /// work without waiting, it yields to the scheduler, so that timers and other tasks run.
+#[cfg_attr(target_arch = "wasm32", allow(clippy::unused_async))] // nothing to spend there
 async fn cooperate() {
     #[cfg(not(target_arch = "wasm32"))]
     tokio::task::consume_budget().await;

@@ -53,12 +53,11 @@ pub struct ReadModel<'a> {
 impl ReadModel<'_> {
     /// The value of `key` in this read model.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
-        match self.changes.get(key) {
-            Some(change) => Ok(change.clone()),
-            None => {
-                let stored = [&self.prefix[..], key].concat();
-                self.kv.get_boxed(&stored).await
-            }
+        if let Some(change) = self.changes.get(key) {
+            Ok(change.clone())
+        } else {
+            let stored = [&self.prefix[..], key].concat();
+            self.kv.get_boxed(&stored).await
         }
     }
 

@@ -192,7 +192,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             count += page.len() as u64;
             match page.last_key() {
                 Some(last) if page.may_have_more(PAGE) => {
-                    range = range.after_page(last, Direction::Forward)
+                    range = range.after_page(last, Direction::Forward);
                 }
                 _ => return Ok(count),
             }
@@ -232,7 +232,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             batch.put(key.clone(), value.clone());
             match self.kv.write(batch).await {
                 Ok(()) => return Ok(true),
-                Err(KvError::Conflict { .. }) if backoff.pause().await => continue,
+                Err(KvError::Conflict { .. }) if backoff.pause().await => {}
                 Err(KvError::Conflict { .. }) => {
                     return Err(SnapshotStoreError::Contended {
                         key: DisplayKey(&key).to_string(),
@@ -344,7 +344,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             }
             match page.last_key() {
                 Some(last) if page.may_have_more(PAGE) => {
-                    range = range.after_page(last, Direction::Forward)
+                    range = range.after_page(last, Direction::Forward);
                 }
                 _ => return Ok(deleted),
             }

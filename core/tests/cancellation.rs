@@ -341,7 +341,7 @@ fn plan(seed: u64, rng: &mut Rng) -> Vec<Planned> {
     for stream in 0..streams {
         let mut version = 0;
         let mut chain = Vec::new();
-        for _ in 0..1 + rng.below(4) {
+        for _ in 0..=rng.below(4) {
             let count = 1 + rng.below(3) as u64;
             let events = (0..count)
                 .map(|n| {
@@ -581,13 +581,12 @@ fn read_log(store: &KvEventStore<Arc<Gated>>) -> Vec<(u64, String, u64, Uuid)> {
 
 #[test]
 fn random_schedules_with_dropped_appends_keep_every_guarantee() {
-    let seeds: Vec<u64> = match std::env::var("EVENTKV_SCHEDULE_SEED") {
-        Ok(seed) => vec![seed.parse().expect("EVENTKV_SCHEDULE_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("EVENTKV_SCHEDULES")
-                .map_or(3000, |n| n.parse().expect("EVENTKV_SCHEDULES is a number"));
-            (0..count).collect()
-        }
+    let seeds: Vec<u64> = if let Ok(seed) = std::env::var("EVENTKV_SCHEDULE_SEED") {
+        vec![seed.parse().expect("EVENTKV_SCHEDULE_SEED is a number")]
+    } else {
+        let count = std::env::var("EVENTKV_SCHEDULES")
+            .map_or(3000, |n| n.parse().expect("EVENTKV_SCHEDULES is a number"));
+        (0..count).collect()
     };
     let mut dropped: BTreeMap<DroppedAt, usize> = BTreeMap::new();
     for &seed in &seeds {

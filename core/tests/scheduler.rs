@@ -73,6 +73,8 @@ fn appending_tasks_leave_room_for_timers() {
     });
     match finished.recv_timeout(Duration::from_secs(60)) {
         Ok(lateness) => eprintln!("a 20 ms timer fired {lateness:?} late beside 8 appending tasks"),
-        Err(_) => panic!("the timer never fired: appending tasks starve the runtime"),
+        Err(timeout) => {
+            panic!("the timer never fired ({timeout}): appending tasks starve the runtime")
+        }
     }
 }

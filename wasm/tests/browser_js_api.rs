@@ -1,6 +1,7 @@
 //! The JavaScript API (`EventStore`) on IndexedDB in headless Chromium: results as JS sees
 //! them, and every error `code`.
 #![cfg(target_arch = "wasm32")]
+#![allow(clippy::needless_pass_by_value)] // JS values, as the API takes them
 
 use bytes::Bytes;
 use eventkv::{
@@ -689,7 +690,7 @@ async fn stored_values_javascript_cannot_read_are_named() {
 #[wasm_bindgen_test]
 async fn a_failure_has_the_same_kind_in_rust_and_javascript() {
     let db = TestDb::new().await;
-    let (core, _snapshots) = core_stores(&db.name).await;
+    let (core, snapshots) = core_stores(&db.name).await;
     ok(events_for(&db.store, "a1", &[1])).await;
     let rust_conflict = core
         .append("Account", "a1", 0, &[raw_event(Codec::Json, b"{}")])
@@ -743,7 +744,7 @@ async fn a_failure_has_the_same_kind_in_rust_and_javascript() {
             eventkv::ErrorKind::Corrupt
         ]
     );
-    drop((core, _snapshots));
+    drop((core, snapshots));
     db.delete().await;
 }
 

@@ -117,7 +117,7 @@ pub async fn seed(kv: &DynKv) {
                     .expect("save account");
                 // Documents interleave with the accounts in the global log.
                 if written < DOCUMENTS * DOCUMENT_EVENTS {
-                    for doc in docs.iter_mut() {
+                    for doc in &mut docs {
                         if written < DOCUMENTS * DOCUMENT_EVENTS {
                             doc.record(DocumentEvent::Set {
                                 field: format!("f{written}"),

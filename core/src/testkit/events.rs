@@ -465,7 +465,7 @@ pub async fn invalid_appends_write_nothing<F: EngineFactory>(factory: &F) {
         .await
     {
         Err(EventStoreError::InvalidInput(message)) => {
-            assert!(message.contains("appears twice"), "{message}")
+            assert!(message.contains("appears twice"), "{message}");
         }
         other => panic!("an event id twice in one append: {other:?}"),
     }
@@ -628,7 +628,7 @@ pub async fn impossible_stored_numbers_are_corrupt<F: EngineFactory>(factory: &F
             assert!(
                 key.contains('h') && reason.contains("global head"),
                 "{key}: {reason}"
-            )
+            );
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -775,6 +775,7 @@ pub async fn large_retries_after_a_lost_ack_are_idempotent<F: EngineFactory>(fac
 /// went away) stall nothing and fail nobody else: an append dropped after it was handed
 /// the lead passes it on, and the appends a dropped leader carried are written by the next
 /// leader and answered as usual.
+#[allow(clippy::many_single_char_names)]
 pub async fn a_caller_that_gives_up_fails_nobody_else<F: EngineFactory>(factory: &F) {
     use super::gated::Gated;
     use super::{poll_once, within};
@@ -996,7 +997,7 @@ pub async fn concurrent_appends_share_writes<F: EngineFactory>(factory: &F) {
                 assert_eq!(appended.last_position - appended.first_position, 2, "{id}");
             }
             Ok(appended) if id == "retried" => {
-                assert_eq!(*appended, first, "the stored events' place")
+                assert_eq!(*appended, first, "the stored events' place");
             }
             Err(EventStoreError::Conflict {
                 expected: 0,

@@ -241,7 +241,7 @@ pub async fn failed_check_applies_nothing<F: EngineFactory>(factory: &F) {
         );
     match kv.write(batch).await {
         Err(KvError::Conflict { key }) => {
-            assert_eq!(&key[..], b"missing", "the first failing check is named")
+            assert_eq!(&key[..], b"missing", "the first failing check is named");
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -561,7 +561,7 @@ pub async fn write_with_builds_from_what_it_read<F: EngineFactory>(factory: &F) 
                 match result {
                     Ok(true) => break,
                     // Engines that read before locking report a concurrent change.
-                    Err(KvError::Conflict { key }) if &key[..] == b"counter" => continue,
+                    Err(KvError::Conflict { key }) if &key[..] == b"counter" => {}
                     other => panic!("write_with failed: {other:?}"),
                 }
             }

@@ -231,7 +231,7 @@ async fn paged_entries(
 }
 
 impl Projection for DepositIndex {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "deposit-index"
     }
 
@@ -353,7 +353,7 @@ pub async fn projection_failures_write_nothing<F: EngineFactory>(factory: &F) {
 
     struct MovesItsCheckpoint<'s, K>(&'s KvEventStore<K>);
     impl<K: OrderedKv> Projection for MovesItsCheckpoint<'_, K> {
-        fn name(&self) -> &str {
+        fn name(&self) -> &'static str {
             "balances"
         }
         async fn apply(&self, _: &RecordedEvent, _: &mut ReadModel<'_>) -> Result<(), BoxError> {
