@@ -71,6 +71,7 @@ pub async fn open_existing(url: &str) -> Result<DynKv, OpenError> {
         ));
     }
     if let Location::Path(path) = parsed.location()
+        && parsed.is_compiled_in()
         && !path.exists()
     {
         return Err(OpenError::Missing {

@@ -228,6 +228,17 @@ impl EngineUrl {
         }
     }
 
+    /// Whether this build has the engine (its cargo feature is on).
+    pub fn is_compiled_in(&self) -> bool {
+        match self {
+            EngineUrl::Memory => true,
+            EngineUrl::Sled { .. } => cfg!(feature = "sled"),
+            EngineUrl::Redb { .. } => cfg!(feature = "redb"),
+            EngineUrl::Sqlite { .. } => cfg!(feature = "sqlite"),
+            EngineUrl::Postgres { .. } => cfg!(feature = "postgres"),
+        }
+    }
+
     /// The engine's name, which is also the name of its cargo feature.
     pub fn engine(&self) -> &'static str {
         match self {
