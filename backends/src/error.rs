@@ -1,9 +1,8 @@
 //! [`OpenError`]: why an engine could not be opened.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use eventkv::{BoxError, ErrorKind, SharedError};
+use eventkv::{ErrorKind, SharedError};
 
 use crate::url::ACCEPTED_URLS;
 
@@ -122,10 +121,16 @@ impl OpenError {
     }
 
     /// A failure of `engine` of `kind`, caused by `source`.
+    #[cfg(any(
+        feature = "sled",
+        feature = "redb",
+        feature = "sqlite",
+        feature = "postgres"
+    ))]
     pub(crate) fn engine(
         engine: &'static str,
         kind: ErrorKind,
-        source: impl Into<BoxError>,
+        source: impl Into<eventkv::BoxError>,
     ) -> Self {
         OpenError::Engine {
             engine,
@@ -136,6 +141,12 @@ impl OpenError {
 }
 
 /// `source`, shared.
-pub(crate) fn shared(source: impl Into<BoxError>) -> SharedError {
-    Arc::from(source.into())
+#[cfg(any(
+    feature = "sled",
+    feature = "redb",
+    feature = "sqlite",
+    feature = "postgres"
+))]
+pub(crate) fn shared(source: impl Into<eventkv::BoxError>) -> SharedError {
+    std::sync::Arc::from(source.into())
 }

@@ -82,6 +82,10 @@ pub async fn open_existing(url: &str) -> Result<DynKv, OpenError> {
     open_parsed(parsed).await
 }
 
+#[cfg_attr(
+    not(any(feature = "sled", feature = "redb", feature = "sqlite", feature = "postgres")),
+    allow(clippy::unused_async)
+)]
 async fn open_parsed(parsed: EngineUrl) -> Result<DynKv, OpenError> {
     tracing::debug!(engine = parsed.engine(), "opening engine");
     match parsed {

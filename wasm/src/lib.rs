@@ -11,7 +11,10 @@
 
 // wasm-bindgen exports take their JavaScript arguments by value; a method path in place of
 // a closure over a borrowed event is not general over the page's lifetime (rust#70263).
-#![allow(clippy::needless_pass_by_value, clippy::redundant_closure_for_method_calls)]
+#![allow(
+    clippy::needless_pass_by_value,
+    clippy::redundant_closure_for_method_calls
+)]
 
 #[cfg(target_arch = "wasm32")]
 mod indexeddb;
