@@ -83,7 +83,12 @@ pub async fn open_existing(url: &str) -> Result<DynKv, OpenError> {
 }
 
 #[cfg_attr(
-    not(any(feature = "sled", feature = "redb", feature = "sqlite", feature = "postgres")),
+    not(any(
+        feature = "sled",
+        feature = "redb",
+        feature = "sqlite",
+        feature = "postgres"
+    )),
     allow(clippy::unused_async)
 )]
 async fn open_parsed(parsed: EngineUrl) -> Result<DynKv, OpenError> {
