@@ -8,7 +8,7 @@ use crate::error::{ErrorKind, SharedError, shared};
 /// An error of a key-value engine.
 ///
 /// After [`KvError::Ambiguous`] the batch may have been applied; after any other error of
-/// [`OrderedKv::write`], nothing of it was.
+/// [`OrderedKv::write`](super::OrderedKv::write), nothing of it was.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KvError {

@@ -72,7 +72,7 @@ impl KvPage {
 
     /// Whether a scan asked for `limit` entries may have left entries of its range
     /// unread: it returned `limit` entries or a full page. Continue with
-    /// [`KeyRange::after_page`] while this holds.
+    /// [`KeyRange::after_page`](super::KeyRange::after_page) while this holds.
     pub fn may_have_more(&self, limit: usize) -> bool {
         !self.is_empty() && (self.len() >= limit || self.is_full())
     }
