@@ -6,7 +6,6 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::kv::{MaybeSend, MaybeSync};
-use crate::repository::LoadInfo;
 
 /// An event of an aggregate.
 pub trait DomainEvent: Serialize + DeserializeOwned + MaybeSend + MaybeSync + 'static {
@@ -116,4 +115,13 @@ impl<A: Aggregate> AggregateHandle<A> {
         self.pending_ids.clear();
         self.version = version;
     }
+}
+
+/// How a load rebuilt the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadInfo {
+    /// The version of the snapshot it started from, if it used one.
+    pub snapshot_version: Option<u64>,
+    /// How many events it applied.
+    pub events_replayed: u64,
 }

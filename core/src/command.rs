@@ -1,27 +1,12 @@
 //! Commands: load an aggregate, decide what happens, save it, and do it again when another
-//! writer saved first. Also the short way to a repository on one engine.
+//! writer saved first.
 
 use crate::aggregate::{Aggregate, AggregateHandle};
 use crate::backoff::Backoff;
 use crate::error::ErrorKind;
-use crate::event_store::{EventStore, KvEventStore};
-use crate::kv::{DynKv, OrderedKv};
+use crate::event_store::EventStore;
 use crate::repository::{Repository, RepositoryError};
-use crate::snapshot::{KvSnapshotStore, SnapshotStore};
-
-/// A repository whose events and snapshots live in one engine (any engine chosen at run
-/// time by default): `KvRepository<Account>` rather than
-/// `Repository<Account, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>`.
-pub type KvRepository<A, K = DynKv> = Repository<A, KvEventStore<K>, KvSnapshotStore<K>>;
-
-impl<A: Aggregate, K: OrderedKv + Clone + 'static>
-    Repository<A, KvEventStore<K>, KvSnapshotStore<K>>
-{
-    /// A repository of events and snapshots on `kv`, configured as [`Repository::new`].
-    pub fn on(kv: K) -> Self {
-        Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv))
-    }
-}
+use crate::snapshot::SnapshotStore;
 
 /// Why a command failed.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -31,9 +31,9 @@ mod subscription;
 pub mod testkit;
 mod timestamp;
 
-pub use aggregate::{Aggregate, AggregateHandle, DomainEvent};
+pub use aggregate::{Aggregate, AggregateHandle, DomainEvent, LoadInfo};
 pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
-pub use command::{CommandError, KvRepository};
+pub use command::CommandError;
 pub use envelope::{EventMetadata, FORMAT_VERSION, FormatError};
 pub use error::{ContextError, ErrorKind, SharedError};
 pub use event_store::{
@@ -44,7 +44,7 @@ pub use memory::MemoryKv;
 pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
 pub use recorded::RecordedEvent;
 pub use repository::{
-    DEFAULT_REPLAY_PAGE, Fold, LoadInfo, ReplayError, ReplayOptions, Replayed, Repository,
+    DEFAULT_REPLAY_PAGE, Fold, KvRepository, ReplayError, ReplayOptions, Replayed, Repository,
     RepositoryError, RepositoryFailure, RepositoryMetrics, SaveOutcome, SnapshotMiss, SnapshotMode,
     SnapshotOutcome, SnapshotReadFailure, replay,
 };

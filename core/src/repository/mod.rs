@@ -4,24 +4,28 @@
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tracing::{Instrument, field};
 
-use crate::aggregate::{Aggregate, AggregateHandle, DomainEvent};
+use crate::aggregate::{Aggregate, AggregateHandle, DomainEvent, LoadInfo};
 use crate::background::{PendingTasks, spawn};
 use crate::codec::{Codec, CodecError};
 use crate::envelope::EventMetadata;
-use crate::event_store::{EventStore, NewEvent, StoredEvent};
-use crate::snapshot::{Snapshot, SnapshotStore, SnapshotStoreError};
+use crate::event_store::{EventStore, KvEventStore, NewEvent, StoredEvent};
+use crate::kv::{DynKv, OrderedKv};
+use crate::snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 use crate::timestamp::Timestamp;
 use uuid::Uuid;
 
 mod error;
+mod metrics;
 mod replay;
 
 pub use error::{RepositoryError, RepositoryFailure};
+use metrics::{Counters, bump};
+pub use metrics::{RepositoryMetrics, SnapshotMiss};
 pub use replay::{Fold, ReplayError, ReplayOptions, Replayed, replay};
 
 /// When the repository writes snapshots.
@@ -37,45 +41,6 @@ pub enum SnapshotMode {
     Manual,
 }
 
-/// Why `load` ignored a snapshot and replayed every event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SnapshotMiss {
-    /// The snapshot's schema version is not the aggregate's `SCHEMA_VERSION`.
-    SchemaMismatch,
-    /// The snapshot names a codec this eventkv does not know.
-    UnknownCodec,
-    /// The snapshot's envelope or state does not decode.
-    Undecodable,
-    /// The snapshot's version is past the last event of the stream. It is deleted.
-    AheadOfStream,
-    /// The stream's event at the snapshot's version is not the one the snapshot was taken
-    /// at: the snapshot belongs to another history (a restored backup, another store). It
-    /// is deleted.
-    ForeignHistory,
-    /// The snapshot's checksum does not match: a byte changed after it was written.
-    ChecksumMismatch,
-    /// The snapshot store failed to read it (I/O, connection). Counted apart from bad
-    /// data; [`SnapshotReadFailure::FailLoad`] fails the load instead.
-    Unreadable,
-}
-
-impl SnapshotMiss {
-    /// The reason's name: `"SchemaMismatch"`, `"UnknownCodec"`, … (the browser's
-    /// `snapshotMiss`).
-    pub fn name(self) -> &'static str {
-        match self {
-            SnapshotMiss::SchemaMismatch => "SchemaMismatch",
-            SnapshotMiss::UnknownCodec => "UnknownCodec",
-            SnapshotMiss::Undecodable => "Undecodable",
-            SnapshotMiss::AheadOfStream => "AheadOfStream",
-            SnapshotMiss::ForeignHistory => "ForeignHistory",
-            SnapshotMiss::ChecksumMismatch => "ChecksumMismatch",
-            SnapshotMiss::Unreadable => "Unreadable",
-        }
-    }
-}
-
 /// What a load does when the snapshot store cannot be read (I/O or connection errors).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SnapshotReadFailure {
@@ -86,51 +51,6 @@ pub enum SnapshotReadFailure {
     /// Fail the load with [`RepositoryFailure::SnapshotUnavailable`]: for deployments where
     /// a full replay would overload the event store.
     FailLoad,
-}
-
-/// Counters of one repository (and its clones), since it was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RepositoryMetrics {
-    /// Loads that started from a snapshot.
-    pub loads_from_snapshot: u64,
-    /// Loads that replayed every event.
-    pub full_replays: u64,
-    /// Snapshots ignored because of their schema version.
-    pub miss_schema_mismatch: u64,
-    /// Snapshots ignored because of an unknown codec.
-    pub miss_unknown_codec: u64,
-    /// Snapshots ignored because they did not decode.
-    pub miss_undecodable: u64,
-    /// Snapshots ignored because they were ahead of the stream.
-    pub miss_ahead_of_stream: u64,
-    /// Snapshots ignored because they were taken from another history.
-    pub miss_foreign_history: u64,
-    /// Snapshots ignored because their checksum did not match.
-    pub miss_checksum_mismatch: u64,
-    /// Snapshots ignored because the store failed to read them.
-    pub miss_unreadable: u64,
-    /// Snapshots stored.
-    pub snapshots_written: u64,
-    /// Snapshots not stored because a newer one was there.
-    pub snapshots_superseded: u64,
-    /// Snapshots that failed to encode or store.
-    pub snapshot_failures: u64,
-}
-
-impl RepositoryMetrics {
-    /// How many loads ignored a snapshot for `reason`.
-    pub fn misses(&self, reason: SnapshotMiss) -> u64 {
-        match reason {
-            SnapshotMiss::SchemaMismatch => self.miss_schema_mismatch,
-            SnapshotMiss::UnknownCodec => self.miss_unknown_codec,
-            SnapshotMiss::Undecodable => self.miss_undecodable,
-            SnapshotMiss::AheadOfStream => self.miss_ahead_of_stream,
-            SnapshotMiss::ForeignHistory => self.miss_foreign_history,
-            SnapshotMiss::ChecksumMismatch => self.miss_checksum_mismatch,
-            SnapshotMiss::Unreadable => self.miss_unreadable,
-        }
-    }
 }
 
 /// What happened to the snapshot of a save.
@@ -158,35 +78,6 @@ pub struct SaveOutcome {
     pub snapshot: SnapshotOutcome,
 }
 
-/// How a load rebuilt the state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LoadInfo {
-    /// The version of the snapshot it started from, if it used one.
-    pub snapshot_version: Option<u64>,
-    /// How many events it applied.
-    pub events_replayed: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    loads_from_snapshot: AtomicU64,
-    full_replays: AtomicU64,
-    miss_schema_mismatch: AtomicU64,
-    miss_unknown_codec: AtomicU64,
-    miss_undecodable: AtomicU64,
-    miss_ahead_of_stream: AtomicU64,
-    miss_foreign_history: AtomicU64,
-    miss_checksum_mismatch: AtomicU64,
-    miss_unreadable: AtomicU64,
-    snapshots_written: AtomicU64,
-    snapshots_superseded: AtomicU64,
-    snapshot_failures: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
 struct Inner<E, S> {
     events: E,
     snapshots: S,
@@ -206,19 +97,6 @@ impl<E, S: SnapshotStore> Inner<E, S> {
             Err(_) => bump(&self.counters.snapshot_failures),
         }
         result
-    }
-
-    fn miss(&self, reason: SnapshotMiss) {
-        let c = &self.counters;
-        bump(match reason {
-            SnapshotMiss::SchemaMismatch => &c.miss_schema_mismatch,
-            SnapshotMiss::UnknownCodec => &c.miss_unknown_codec,
-            SnapshotMiss::Undecodable => &c.miss_undecodable,
-            SnapshotMiss::AheadOfStream => &c.miss_ahead_of_stream,
-            SnapshotMiss::ForeignHistory => &c.miss_foreign_history,
-            SnapshotMiss::ChecksumMismatch => &c.miss_checksum_mismatch,
-            SnapshotMiss::Unreadable => &c.miss_unreadable,
-        });
     }
 }
 
@@ -250,6 +128,20 @@ impl<A, E, S> Clone for Repository<A, E, S> {
             read_failure: self.read_failure,
             aggregate: PhantomData,
         }
+    }
+}
+
+/// A repository whose events and snapshots live in one engine (any engine chosen at run
+/// time by default): `KvRepository<Account>` rather than
+/// `Repository<Account, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>`.
+pub type KvRepository<A, K = DynKv> = Repository<A, KvEventStore<K>, KvSnapshotStore<K>>;
+
+impl<A: Aggregate, K: OrderedKv + Clone + 'static>
+    Repository<A, KvEventStore<K>, KvSnapshotStore<K>>
+{
+    /// A repository of events and snapshots on `kv`, configured as [`Repository::new`].
+    pub fn on(kv: K) -> Self {
+        Repository::new(KvEventStore::new(kv.clone()), KvSnapshotStore::new(kv))
     }
 }
 
@@ -349,22 +241,7 @@ where
 
     /// The counters so far.
     pub fn metrics(&self) -> RepositoryMetrics {
-        let c = &self.inner.counters;
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        RepositoryMetrics {
-            loads_from_snapshot: get(&c.loads_from_snapshot),
-            full_replays: get(&c.full_replays),
-            miss_schema_mismatch: get(&c.miss_schema_mismatch),
-            miss_unknown_codec: get(&c.miss_unknown_codec),
-            miss_undecodable: get(&c.miss_undecodable),
-            miss_ahead_of_stream: get(&c.miss_ahead_of_stream),
-            miss_foreign_history: get(&c.miss_foreign_history),
-            miss_checksum_mismatch: get(&c.miss_checksum_mismatch),
-            miss_unreadable: get(&c.miss_unreadable),
-            snapshots_written: get(&c.snapshots_written),
-            snapshots_superseded: get(&c.snapshots_superseded),
-            snapshot_failures: get(&c.snapshot_failures),
-        }
+        self.inner.counters.read()
     }
 
     /// A new aggregate at version 0. Nothing is read or written until `save`, which
@@ -441,7 +318,7 @@ where
                 ?reason,
                 "ignoring snapshot and replaying every event: {why}"
             );
-            self.inner.miss(*reason);
+            self.inner.counters.miss(*reason);
         }
         Ok(Rebuilt {
             state: replayed.state,

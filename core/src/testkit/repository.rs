@@ -8,7 +8,8 @@ use super::aggregates::{Account, AccountEvent, AccountV2, Document, DocumentEven
 use super::{EngineFactory, fresh, yield_now};
 use crate::aggregate::Aggregate;
 use crate::codec::Codec;
-use crate::command::{CommandError, KvRepository};
+use crate::command::CommandError;
+use crate::repository::KvRepository;
 use std::sync::atomic::Ordering;
 
 use uuid::Uuid;
