@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::envelope;
 use crate::event_store::{EventStoreError, KvEventStore, corrupt};
 use crate::keys;
-use crate::kv::{Check, OrderedKv, WriteBatch};
+use crate::kv::{OrderedKv, WriteBatch};
 
 impl<K: OrderedKv> KvEventStore<K> {
     /// The position of the last event the consumer `name` handled: 0 when it has handled
@@ -30,53 +30,12 @@ impl<K: OrderedKv> KvEventStore<K> {
         Ok(self.kv().write(batch).await?)
     }
 
-    /// Moves the checkpoint `name` from `from` (0: none) to `to` and applies `changes` to
-    /// the read model of the same name, in one atomic batch: all of it or, when the
-    /// checkpoint is no longer at `from` (another writer moved it), nothing
-    /// ([`KvError::Conflict`](crate::KvError::Conflict) on the checkpoint's key). A change
-    /// of `None` deletes its key. The keys are the read model's own (see
-    /// [`read_model_get`](Self::read_model_get)). A `to` past the last event is refused.
-    pub async fn commit_read_model(
-        &self,
-        name: &str,
-        from: u64,
-        to: u64,
-        changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
-    ) -> Result<(), EventStoreError> {
-        self.check_appended(name, to).await?;
-        self.write_read_model(name, from, to, changes).await
-    }
-
-    /// [`commit_read_model`](Self::commit_read_model) for a `to` read from the log, which
-    /// needs no check.
-    pub(crate) async fn write_read_model(
-        &self,
-        name: &str,
-        from: u64,
-        to: u64,
-        changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
-    ) -> Result<(), EventStoreError> {
-        let key = keys::checkpoint(name)?;
-        let prefix = keys::read_model(name)?;
-        let mut batch = WriteBatch::new();
-        let stored = match from {
-            0 => Check::Absent,
-            from => Check::Equals(envelope::encode_checkpoint(&key, from)),
-        };
-        batch.check(key.clone(), stored);
-        for (own, change) in changes {
-            let model_key = Bytes::from([&prefix[..], &own[..]].concat());
-            match change {
-                Some(value) => batch.put(model_key, value),
-                None => batch.delete(model_key),
-            };
-        }
-        put_checkpoint(&mut batch, key, to);
-        Ok(self.kv().write(batch).await?)
-    }
-
     /// Refuses a checkpoint `name` at a `position` past the last event appended.
-    async fn check_appended(&self, name: &str, position: u64) -> Result<(), EventStoreError> {
+    pub(crate) async fn check_appended(
+        &self,
+        name: &str,
+        position: u64,
+    ) -> Result<(), EventStoreError> {
         if position == 0 {
             return Ok(());
         }
@@ -99,7 +58,7 @@ impl<K: OrderedKv> KvEventStore<K> {
 }
 
 /// Adds to `batch` the checkpoint under `key` at `position` (deleted at 0).
-fn put_checkpoint(batch: &mut WriteBatch, key: Bytes, position: u64) {
+pub(crate) fn put_checkpoint(batch: &mut WriteBatch, key: Bytes, position: u64) {
     if position == 0 {
         batch.delete(key);
     } else {

@@ -23,6 +23,7 @@ pub mod keys;
 mod kv;
 mod memory;
 mod projection;
+mod read_model;
 mod recorded;
 mod repository;
 mod snapshot;
@@ -41,7 +42,8 @@ pub use event_store::{
 };
 pub use kv::{BoxError, Check, Direction, DynKv, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
 pub use memory::MemoryKv;
-pub use projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
+pub use projection::{Projection, ProjectionError, ProjectionRunner};
+pub use read_model::ReadModel;
 pub use recorded::RecordedEvent;
 pub use repository::{
     DEFAULT_REPLAY_PAGE, Fold, KvRepository, ReplayError, ReplayOptions, Replayed, Repository,

@@ -11,7 +11,8 @@ use super::{EngineFactory, fresh};
 use crate::event_store::{EventStore, EventStoreError, KvEventStore};
 use crate::keys;
 use crate::kv::{BoxError, OrderedKv, WriteBatch};
-use crate::projection::{Projection, ProjectionError, ProjectionRunner, ReadModel};
+use crate::projection::{Projection, ProjectionError, ProjectionRunner};
+use crate::read_model::ReadModel;
 use crate::recorded::RecordedEvent;
 use crate::subscription::SubscribeOptions;
 
