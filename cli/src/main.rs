@@ -146,176 +146,205 @@ fn main() -> ExitCode {
 
 /// Runs the command; the exit code when it completed (1 when a check failed).
 async fn run(cli: &Cli) -> Result<u8, CliError> {
-    let progress = |total: Option<u64>, unit: &str| {
-        if cli.no_progress {
-            Progress::hidden()
-        } else {
-            Progress::new(total, unit)
-        }
-    };
     match &cli.command {
         Command::Copy {
             source,
             destination,
             resume,
-        } => {
-            eventkv_cli::check_distinct(source, destination)?;
-            let from = eventkv_cli::open_existing(source).await?;
-            let to = eventkv_cli::open_lasting(destination).await?;
-            let total = eventkv_cli::head_position(&from).await?;
-            let report =
-                eventkv_cli::copy(&from, &to, *resume, &progress(Some(total), "events")).await?;
-            print(cli, &report, || {
-                let resumed = report
-                    .resumed_after
-                    .as_ref()
-                    .map(|key| format!(" (resumed after {key})"))
-                    .unwrap_or_default();
-                format!(
-                    "copied {} records{resumed}: {} events, {} snapshots, {} bytes in {:.2} s ({:.0} events/s)",
-                    report.records,
-                    report.events,
-                    report.snapshots,
-                    report.bytes,
-                    report.seconds,
-                    report.events_per_second
-                )
-            })?;
-            Ok(0)
-        }
-        Command::Verify { url, against } => {
-            let kv = eventkv_cli::open_existing(url).await?;
-            let other = match against {
-                Some(other) => Some(eventkv_cli::open_existing(other).await?),
-                None => None,
-            };
-            let total = eventkv_cli::head_position(&kv).await?;
-            let report = eventkv_cli::verify(&kv, &progress(Some(total), "events")).await?;
-            let comparison = match &other {
-                Some(other) => Some(eventkv_cli::compare(&kv, other).await?),
-                None => None,
-            };
-            let failed = report.problem_count > 0
-                || comparison.as_ref().is_some_and(|c| c.difference_count > 0);
-            #[derive(Serialize)]
-            struct Output<'a> {
-                ok: bool,
-                #[serde(flatten)]
-                report: &'a eventkv_cli::VerifyReport,
-                comparison: Option<&'a eventkv_cli::Comparison>,
-            }
-            let output = Output {
-                ok: !failed,
-                report: &report,
-                comparison: comparison.as_ref(),
-            };
-            print(cli, &output, || verify_text(&report, comparison.as_ref()))?;
-            Ok(u8::from(failed))
-        }
-        Command::Stats { url } => {
-            let kv = eventkv_cli::open_existing(url).await?;
-            let total = eventkv_cli::head_position(&kv).await?;
-            let stats = eventkv_cli::stats(&kv, &progress(Some(total), "events")).await?;
-            print(cli, &stats, || stats_text(&stats))?;
-            Ok(0)
-        }
+        } => copy(cli, source, destination, *resume).await,
+        Command::Verify { url, against } => verify(cli, url, against.as_deref()).await,
+        Command::Stats { url } => stats(cli, url).await,
         Command::Snapshots {
             command:
                 SnapshotsCommand::List {
                     url,
                     aggregate_type,
                 },
-        } => {
-            let kv = eventkv_cli::open_existing(url).await?;
-            let mut out = std::io::stdout().lock();
-            let json = cli.json;
-            let listed = eventkv_cli::list_snapshots(&kv, aggregate_type.as_deref(), |info| {
-                if json {
-                    serde_json::to_writer(&mut out, &info)
-                        .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?;
-                    writeln!(out)?;
-                } else {
-                    writeln!(
-                        out,
-                        "{}/{}\tversion {}\tschema {}\t{}\t{}\t{} bytes",
-                        info.aggregate_type,
-                        info.aggregate_id,
-                        info.version,
-                        info.schema_version,
-                        info.codec,
-                        info.created_at,
-                        info.state_bytes
-                    )?;
-                }
-                Ok(())
-            })
-            .await?;
-            if !json {
-                writeln!(out, "{listed} snapshots")?;
-            }
-            Ok(0)
-        }
+        } => list_snapshots(cli, url, aggregate_type.as_deref()).await,
         Command::Snapshots {
             command: SnapshotsCommand::Prune(args),
-        } => {
-            let kv = eventkv_cli::open_existing(&args.url).await?;
-            let below = if args.all { None } else { args.schema_below };
-            let deleted = eventkv_cli::prune_snapshots(&kv, &args.aggregate_type, below).await?;
-            #[derive(Serialize)]
-            struct Output {
-                deleted: u64,
-            }
-            print(cli, &Output { deleted }, || {
-                format!("deleted {deleted} snapshots of {}", args.aggregate_type)
-            })?;
-            Ok(0)
-        }
+        } => prune_snapshots(cli, args).await,
         Command::Export {
             url,
             aggregate_type,
-        } => {
-            let kv = eventkv_cli::open_existing(url).await?;
-            let total = eventkv_cli::head_position(&kv).await?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let written = eventkv_cli::write_log(
-                &kv,
-                1,
-                aggregate_type.as_deref(),
-                None,
-                &mut out,
-                &progress(Some(total), "events"),
-            )
-            .await?;
-            out.flush()?;
-            eprintln!("exported {written} events");
-            Ok(0)
-        }
-        Command::Import { url } => {
-            let kv = eventkv_cli::open_lasting(url).await?;
-            let input = std::io::stdin().lock();
-            let report = eventkv_cli::import(&kv, input, &progress(None, "events")).await?;
-            print(cli, &report, || {
-                format!(
-                    "imported {} events from {} lines",
-                    report.events, report.lines
-                )
-            })?;
-            Ok(0)
-        }
+        } => export(cli, url, aggregate_type.as_deref()).await,
+        Command::Import { url } => import(cli, url).await,
         Command::Tail {
             url,
             from,
             follow,
             interval_ms,
-        } => {
-            let kv = eventkv_cli::open_existing(url).await?;
-            let interval = follow.then(|| Duration::from_millis(*interval_ms));
-            let mut out = std::io::stdout().lock();
-            eventkv_cli::write_log(&kv, *from, None, interval, &mut out, &Progress::hidden())
-                .await?;
-            Ok(0)
-        }
+        } => tail(url, *from, *follow, *interval_ms).await,
     }
+}
+
+/// A progress bar of `total` `unit`s, unless --no-progress.
+fn progress(cli: &Cli, total: Option<u64>, unit: &str) -> Progress {
+    if cli.no_progress {
+        Progress::hidden()
+    } else {
+        Progress::new(total, unit)
+    }
+}
+
+/// `eventkv copy`.
+async fn copy(cli: &Cli, source: &str, destination: &str, resume: bool) -> Result<u8, CliError> {
+    eventkv_cli::check_distinct(source, destination)?;
+    let from = eventkv_cli::open_existing(source).await?;
+    let to = eventkv_cli::open_lasting(destination).await?;
+    let total = eventkv_cli::head_position(&from).await?;
+    let report =
+        eventkv_cli::copy(&from, &to, resume, &progress(cli, Some(total), "events")).await?;
+    print(cli, &report, || {
+        let resumed = report
+            .resumed_after
+            .as_ref()
+            .map(|key| format!(" (resumed after {key})"))
+            .unwrap_or_default();
+        format!(
+            "copied {} records{resumed}: {} events, {} snapshots, {} bytes in {:.2} s ({:.0} events/s)",
+            report.records,
+            report.events,
+            report.snapshots,
+            report.bytes,
+            report.seconds,
+            report.events_per_second
+        )
+    })?;
+    Ok(0)
+}
+
+/// `eventkv verify`.
+async fn verify(cli: &Cli, url: &str, against: Option<&str>) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(url).await?;
+    let other = match against {
+        Some(other) => Some(eventkv_cli::open_existing(other).await?),
+        None => None,
+    };
+    let total = eventkv_cli::head_position(&kv).await?;
+    let report = eventkv_cli::verify(&kv, &progress(cli, Some(total), "events")).await?;
+    let comparison = match &other {
+        Some(other) => Some(eventkv_cli::compare(&kv, other).await?),
+        None => None,
+    };
+    let failed =
+        report.problem_count > 0 || comparison.as_ref().is_some_and(|c| c.difference_count > 0);
+    #[derive(Serialize)]
+    struct Output<'a> {
+        ok: bool,
+        #[serde(flatten)]
+        report: &'a eventkv_cli::VerifyReport,
+        comparison: Option<&'a eventkv_cli::Comparison>,
+    }
+    let output = Output {
+        ok: !failed,
+        report: &report,
+        comparison: comparison.as_ref(),
+    };
+    print(cli, &output, || verify_text(&report, comparison.as_ref()))?;
+    Ok(u8::from(failed))
+}
+
+/// `eventkv stats`.
+async fn stats(cli: &Cli, url: &str) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(url).await?;
+    let total = eventkv_cli::head_position(&kv).await?;
+    let stats = eventkv_cli::stats(&kv, &progress(cli, Some(total), "events")).await?;
+    print(cli, &stats, || stats_text(&stats))?;
+    Ok(0)
+}
+
+/// `eventkv snapshots list`.
+async fn list_snapshots(
+    cli: &Cli,
+    url: &str,
+    aggregate_type: Option<&str>,
+) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(url).await?;
+    let mut out = std::io::stdout().lock();
+    let json = cli.json;
+    let listed = eventkv_cli::list_snapshots(&kv, aggregate_type, |info| {
+        if json {
+            serde_json::to_writer(&mut out, &info)
+                .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{}/{}\tversion {}\tschema {}\t{}\t{}\t{} bytes",
+                info.aggregate_type,
+                info.aggregate_id,
+                info.version,
+                info.schema_version,
+                info.codec,
+                info.created_at,
+                info.state_bytes
+            )?;
+        }
+        Ok(())
+    })
+    .await?;
+    if !json {
+        writeln!(out, "{listed} snapshots")?;
+    }
+    Ok(0)
+}
+
+/// `eventkv snapshots prune`.
+async fn prune_snapshots(cli: &Cli, args: &PruneArgs) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(&args.url).await?;
+    let below = if args.all { None } else { args.schema_below };
+    let deleted = eventkv_cli::prune_snapshots(&kv, &args.aggregate_type, below).await?;
+    #[derive(Serialize)]
+    struct Output {
+        deleted: u64,
+    }
+    print(cli, &Output { deleted }, || {
+        format!("deleted {deleted} snapshots of {}", args.aggregate_type)
+    })?;
+    Ok(0)
+}
+
+/// `eventkv export`.
+async fn export(cli: &Cli, url: &str, aggregate_type: Option<&str>) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(url).await?;
+    let total = eventkv_cli::head_position(&kv).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = eventkv_cli::write_log(
+        &kv,
+        1,
+        aggregate_type,
+        None,
+        &mut out,
+        &progress(cli, Some(total), "events"),
+    )
+    .await?;
+    out.flush()?;
+    eprintln!("exported {written} events");
+    Ok(0)
+}
+
+/// `eventkv import`.
+async fn import(cli: &Cli, url: &str) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_lasting(url).await?;
+    let input = std::io::stdin().lock();
+    let report = eventkv_cli::import(&kv, input, &progress(cli, None, "events")).await?;
+    print(cli, &report, || {
+        format!(
+            "imported {} events from {} lines",
+            report.events, report.lines
+        )
+    })?;
+    Ok(0)
+}
+
+/// `eventkv tail`.
+async fn tail(url: &str, from: u64, follow: bool, interval_ms: u64) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(url).await?;
+    let interval = follow.then(|| Duration::from_millis(interval_ms));
+    let mut out = std::io::stdout().lock();
+    eventkv_cli::write_log(&kv, from, None, interval, &mut out, &Progress::hidden()).await?;
+    Ok(0)
 }
 
 /// Prints `value` as JSON with --json, else `text()`.
