@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventkv::raw::BuildBatch;
 use eventkv::testkit::aggregates::AccountEvent;
 use eventkv::testkit::events::deposited_amounts;
 use eventkv::testkit::faults::Faulty;
@@ -243,30 +242,8 @@ impl OrderedKv for RacingWriter {
             .map_err(|error| KvError::engine("racing", ErrorKind::Unexpected, error))?;
         self.inner.write(batch).await
     }
-
-    async fn write_with<'a>(
-        &'a self,
-        reads: Vec<Bytes>,
-        build: BuildBatch<'a>,
-    ) -> Result<bool, KvError> {
-        // The trait's optimistic default: read, build, then write with the reads checked.
-        let mut values = Vec::with_capacity(reads.len());
-        for key in &reads {
-            values.push(self.inner.get(key).await?);
-        }
-        let Some(built) = build(&values) else {
-            return Ok(false);
-        };
-        let mut batch = WriteBatch::new();
-        for (key, value) in reads.into_iter().zip(values) {
-            batch.check(
-                key,
-                value.map_or(eventkv::Check::Absent, eventkv::Check::Equals),
-            );
-        }
-        batch.extend(built);
-        self.write(batch).await.map(|()| true)
-    }
+    // `write_with` is the trait's optimistic default: read, build, write with the reads
+    // checked, so the other writer's commit fails the check every time.
 }
 
 /// Contended: writers elsewhere kept winning for the whole retry budget (about 10 s).
