@@ -455,6 +455,16 @@ async fn table_exists(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
 
 /// Creates the schema and table when they are missing. A table that exists is used as it
 /// is, so a role with only the rights to read and write it (no CREATE) can open it.
+/// Whether `error` is a collision in the catalog with another session creating the same
+/// schema or table at the same moment (a unique violation on `pg_type`, or the type,
+/// table or schema already there): creating again finds it made.
+fn created_meanwhile(error: &sqlx::Error) -> bool {
+    let code = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code);
+    matches!(code.as_deref(), Some("23505" | "42710" | "42P07" | "42P06"))
+}
+
 async fn create_table(
     pool: &PgPool,
     options: &PostgresOptions,
@@ -487,12 +497,7 @@ async fn create_table(
         .await;
         match result {
             Ok(_) => return Ok(()),
-            Err(error)
-                if attempts < 3
-                    && error
-                        .as_database_error()
-                        .is_some_and(sqlx::error::DatabaseError::is_unique_violation) =>
-            {
+            Err(error) if attempts < 3 && created_meanwhile(&error) => {
                 attempts += 1;
             }
             Err(error) => return Err(error),

@@ -496,3 +496,32 @@ async fn a_lost_commit_acknowledgement_is_ambiguous_and_the_retry_is_idempotent(
     common::drop_schema(&schema);
     result.expect("the test ran");
 }
+
+/// Processes that open the same new store at the same moment all get it: their
+/// `CREATE SCHEMA` and `CREATE TABLE` collide in PostgreSQL's catalog (a duplicate type or
+/// key), and creating again finds it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openers_of_one_new_table_at_once_all_succeed() {
+    if common::require_postgres("openers_of_one_new_table_at_once_all_succeed")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    for round in 0..5 {
+        let schema = common::unique_schema("eventkv_race");
+        let options = PostgresOptions {
+            schema: schema.clone(),
+            table: "events".into(),
+        };
+        let url = common::postgres_url();
+        let opens = (0..8).map(|_| PostgresKv::connect(&url, options.clone()));
+        let opened = futures_util::future::join_all(opens).await;
+        common::drop_schema(&schema);
+        for result in opened {
+            if let Err(error) = result {
+                panic!("round {round}: an opener failed: {error}");
+            }
+        }
+    }
+}
