@@ -177,10 +177,7 @@ impl AppendQueue {
 
     /// Puts `appends` back at the head of the queue, in their order.
     fn put_back(&self, appends: Vec<Waiting>) {
-        let mut state = self.lock();
-        for waiting in appends.into_iter().rev() {
-            state.waiting.push_front(waiting);
-        }
+        self.lock().put_back(appends);
     }
 
     /// Which of `requests` expect a version their stream is known to be past.
@@ -213,27 +210,33 @@ impl AppendQueue {
 
     /// Gives the lead to the first queued append whose caller still waits, or ends it.
     fn hand_over(&self) {
-        hand_over(&mut self.lock());
+        self.lock().hand_over();
     }
 
     /// Ends a lead: `unanswered` (appends it carried but did not answer, in queue order) go
     /// back to the head of the queue, and the lead passes on.
     fn resign(&self, unanswered: Vec<Waiting>) {
         let mut state = self.lock();
-        for waiting in unanswered.into_iter().rev() {
-            state.waiting.push_front(waiting);
-        }
-        hand_over(&mut state);
+        state.put_back(unanswered);
+        state.hand_over();
     }
 }
 
-fn hand_over(state: &mut QueueState) {
-    while let Some(next) = state.waiting.pop_front() {
-        if next.turn.send(Turn::Lead(next.request)).is_ok() {
-            return;
+impl QueueState {
+    fn put_back(&mut self, appends: Vec<Waiting>) {
+        for waiting in appends.into_iter().rev() {
+            self.waiting.push_front(waiting);
         }
     }
-    state.leading = false;
+
+    fn hand_over(&mut self) {
+        while let Some(next) = self.waiting.pop_front() {
+            if next.turn.send(Turn::Lead(next.request)).is_ok() {
+                return;
+            }
+        }
+        self.leading = false;
+    }
 }
 
 fn remember(

@@ -128,13 +128,15 @@ pub async fn replay<F: Fold, E: EventStore, S: SnapshotStore>(
     Ok(replayed)
 }
 
+/// Why a snapshot was not used, and what to log about it.
+type Miss = (SnapshotMiss, String);
+
 /// The stored snapshot and its state when it can be used; else why not.
-#[allow(clippy::type_complexity)]
 async fn usable_snapshot<F: Fold, S: SnapshotStore>(
     snapshots: &S,
     options: ReplayOptions<'_>,
     fold: &F,
-) -> Result<(Option<(Snapshot, F::State)>, Option<(SnapshotMiss, String)>), ReplayError<F::Error>> {
+) -> Result<(Option<(Snapshot, F::State)>, Option<Miss>), ReplayError<F::Error>> {
     let snapshot = match snapshots
         .get_snapshot(options.aggregate_type, options.aggregate_id)
         .await
@@ -178,7 +180,7 @@ async fn usable_snapshot<F: Fold, S: SnapshotStore>(
 
 /// The id of the event `snapshot` was taken at, the first of `page`; else why the
 /// snapshot cannot be used for this stream.
-fn anchored(page: &EventPage, snapshot: &Snapshot) -> Result<Uuid, (SnapshotMiss, String)> {
+fn anchored(page: &EventPage, snapshot: &Snapshot) -> Result<Uuid, Miss> {
     match page.get(0) {
         Some(found) if found.version() == snapshot.version => match snapshot.anchor_event_id {
             Some(anchor) if anchor != found.event_id() => Err((
