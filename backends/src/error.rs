@@ -4,20 +4,23 @@ use std::path::PathBuf;
 
 use eventkv::{ErrorKind, SharedError};
 
-use crate::url::ACCEPTED_URLS;
+use crate::engines::accepted_urls;
 
 /// Why an engine could not be opened.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL names no engine this crate knows.
-    #[error("unknown engine URL {url:?}: accepted forms are {ACCEPTED_URLS}")]
+    #[error("unknown engine URL {url:?}: accepted forms are {}", accepted_urls())]
     UnknownScheme {
         /// The URL given.
         url: String,
     },
     /// The URL names an engine but is malformed.
-    #[error("malformed engine URL {url:?}: {reason}; accepted forms are {ACCEPTED_URLS}")]
+    #[error(
+        "malformed engine URL {url:?}: {reason}; accepted forms are {}",
+        accepted_urls()
+    )]
     Malformed {
         /// The URL given.
         url: String,
@@ -121,12 +124,10 @@ impl OpenError {
     }
 
     /// A failure of `engine` of `kind`, caused by `source`.
-    #[cfg(any(
-        feature = "sled",
-        feature = "redb",
-        feature = "sqlite",
-        feature = "postgres"
-    ))]
+    #[allow(
+        dead_code,
+        reason = "a helper of the engines, any of which may be compiled out"
+    )]
     pub(crate) fn engine(
         engine: &'static str,
         kind: ErrorKind,
@@ -141,12 +142,10 @@ impl OpenError {
 }
 
 /// `source`, shared.
-#[cfg(any(
-    feature = "sled",
-    feature = "redb",
-    feature = "sqlite",
-    feature = "postgres"
-))]
+#[allow(
+    dead_code,
+    reason = "a helper of the engines, any of which may be compiled out"
+)]
 pub(crate) fn shared(source: impl Into<eventkv::BoxError>) -> SharedError {
     std::sync::Arc::from(source.into())
 }

@@ -14,19 +14,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventkv::backoff::Backoff;
-use eventkv::raw::{BuildBatch, FinalMutations, MAX_SCAN_BYTES};
+use eventkv::raw::{BoxFuture, BuildBatch, FinalMutations, MAX_SCAN_BYTES};
 use eventkv::{
-    Check, ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    Check, ContextError, Direction, DynKv, ErrorKind, KeyRange, KvError, KvPage, OrderedKv,
+    WriteBatch,
 };
 use futures_util::{Stream, TryStreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions, PgRow, PgSeverity};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Postgres, Row};
 
+use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
-use crate::options::PostgresOptions;
 use crate::sql::{scan_statement, sql_limit};
-use crate::url::redact;
+use crate::url::{Location, Params, redact};
 
 const ENGINE: &str = "postgres";
 /// How long opening waits for the server's first answer.
@@ -285,6 +286,14 @@ impl PostgresKv {
     /// The schema-qualified table, quoted.
     pub fn table(&self) -> &str {
         &self.sql.table
+    }
+
+    /// Drops the table and everything in it, then closes the connections.
+    async fn drop_table(self) -> Result<(), sqlx::Error> {
+        let statement = format!("DROP TABLE IF EXISTS {}", self.sql.table);
+        sqlx::query(AssertSqlSafe(statement)).execute(&self.pool).await?;
+        self.close().await;
+        Ok(())
     }
 
     /// Closes the connections of this engine and of its clones, once each finishes what it
@@ -631,4 +640,187 @@ async fn fill_page(
 fn first_bytes(row: Option<PgRow>) -> Result<Option<Bytes>, sqlx::Error> {
     row.map(|row| row.try_get::<&[u8], _>(0).map(Bytes::copy_from_slice))
         .transpose()
+}
+
+/// Where in PostgreSQL the engine keeps its table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The schema (created if missing). Default `public`.
+    pub schema: String,
+    /// The table (created if missing). Default `eventkv`.
+    pub table: String,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: "public".into(),
+            table: "eventkv".into(),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Checks that `name` can be a schema or table name: letters, digits and `_`, not
+    /// starting with a digit, at most 63 bytes.
+    pub fn validate_identifier(name: &str) -> Result<(), String> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !name.as_bytes()[0].is_ascii_digit();
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name:?} is not a valid schema or table name (letters, digits and _, not starting with a digit, at most 63 bytes)"
+            ))
+        }
+    }
+}
+
+/// PostgreSQL in the list of engines: a table on a server.
+pub(crate) const ENTRY: EngineParts = EngineParts {
+    forms: "postgres://USER@HOST:PORT/DB[?schema=NAME&table=NAME] (or postgresql://)",
+    parse: |url| Ok(Box::new(parse(url)?)),
+    scratch: Scratch::Server {
+        var: "EVENTKV_POSTGRES_URL",
+        default: "postgres://postgres@127.0.0.1:5432/test",
+        url: |server, unique| {
+            let join = if server.contains('?') { '&' } else { '?' };
+            format!("{server}{join}schema=eventkv_scratch&table=t_{unique}")
+        },
+    },
+    shared_by_processes: true,
+};
+
+/// `postgres://…[?schema=S&table=T]`: the connection URL without eventkv's parameters.
+#[derive(PartialEq, Eq)]
+struct PostgresUrl {
+    url: String,
+    options: PostgresOptions,
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresUrl")
+            .field("url", &redact(&self.url))
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+fn parse(url: &url::Url) -> Result<PostgresUrl, String> {
+    if !url.has_host() || url.host_str() == Some("") {
+        return Err("expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE".into());
+    }
+    let params = Params::of(url);
+    let mut options = PostgresOptions::default();
+    if let Some(schema) = params.get("schema") {
+        schema.clone_into(&mut options.schema);
+    }
+    if let Some(table) = params.get("table") {
+        table.clone_into(&mut options.table);
+    }
+    PostgresOptions::validate_identifier(&options.schema)?;
+    PostgresOptions::validate_identifier(&options.table)?;
+    let passed: Vec<&(String, String)> = params
+        .0
+        .iter()
+        .filter(|(key, _)| key != "schema" && key != "table")
+        .collect();
+    let mut url = url.clone();
+    if passed.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(passed);
+    }
+    Ok(PostgresUrl {
+        url: url.to_string(),
+        options,
+    })
+}
+
+impl Target for PostgresUrl {
+    fn location(&self) -> Location {
+        Location::Table {
+            server: redact(&self.url),
+            schema: self.options.schema.clone(),
+            table: self.options.table.clone(),
+        }
+    }
+
+    fn open(&self, existing: bool) -> BoxFuture<'_, Result<DynKv, OpenError>> {
+        Box::pin(async move {
+            let options = self.options.clone();
+            Ok(DynKv::new(
+                PostgresKv::connect_to(&self.url, options, !existing).await?,
+            ))
+        })
+    }
+
+    fn destroy(&self) -> BoxFuture<'_, Result<(), OpenError>> {
+        Box::pin(async {
+            let kv = match PostgresKv::connect_to(&self.url, self.options.clone(), false).await {
+                Err(OpenError::Missing { .. }) => return Ok(()),
+                other => other?,
+            };
+            kv.drop_table().await.map_err(|error| {
+                OpenError::engine(ENGINE, kind_of(&error), ContextError::new("dropping the table", error))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<PostgresUrl, String> {
+        parse(&url::Url::parse(text).map_err(|error| error.to_string())?)
+    }
+
+    #[test]
+    fn urls_keep_the_driver_parameters_and_take_eventkv_ones() {
+        let parsed = parsed(
+            "postgresql://postgres@127.0.0.1:5432/test?schema=app&sslmode=disable&table=kv",
+        )
+        .expect("parses");
+        assert_eq!(
+            parsed.url,
+            "postgresql://postgres@127.0.0.1:5432/test?sslmode=disable"
+        );
+        assert_eq!(
+            (parsed.options.schema.as_str(), parsed.options.table.as_str()),
+            ("app", "kv")
+        );
+        for (url, needle) in [
+            ("postgres://", "expected postgres://"),
+            ("postgres://h/db?table=bad-name", "not a valid schema or table name"),
+        ] {
+            let message = self::parsed(url).expect_err(url);
+            assert!(message.contains(needle), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_leave_in_errors_or_debug() {
+        let secret = "pa55:w@rd";
+        let encoded = "pa55%3Aw%40rd";
+        let url = format!("postgres://app:{encoded}@db.internal:5432/events?schema=app");
+        let parsed = crate::EngineUrl::parse(&url).expect("parses");
+        let shown = format!("{parsed:?}");
+        assert!(!shown.contains(encoded) && !shown.contains(secret), "{shown}");
+        assert!(shown.contains("postgres://app:***@db.internal:5432/events"), "{shown}");
+        for bad in [
+            format!("postgres://app:{encoded}@db/x?table=bad-name"),
+            format!("postgres://app:{encoded}@db/x?password=other&schema=1x"),
+            format!("postgres://app:{encoded}@[::1/x"),
+        ] {
+            let error = crate::EngineUrl::parse(&bad).expect_err(&bad);
+            for text in [error.to_string(), format!("{error:?}")] {
+                assert!(!text.contains(encoded) && !text.contains("other"), "{bad}: {text}");
+                assert!(text.contains("app:***@"), "{bad}: {text}");
+            }
+        }
+    }
 }

@@ -1,19 +1,21 @@
 //! [`RedbKv`]: a redb file. A batch is one write transaction; its checks are read inside it.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eventkv::raw::{Mutation, first_failed_check};
+use eventkv::raw::{BoxFuture, Mutation, first_failed_check};
 use eventkv::{
-    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    ContextError, DynKv, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use crate::blocking;
+use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
 use crate::held::{Held, held_here};
-use crate::options::{RedbDurability, RedbOptions};
+use crate::url::{Location, Params, file_path, remove_path};
 
 const ENGINE: &str = "redb";
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("eventkv");
@@ -257,5 +259,145 @@ impl OrderedKv for RedbKv {
             Ok(page)
         })
         .await
+    }
+}
+
+/// When a redb commit is durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RedbDurability {
+    /// Durable when the commit returns (fsync). The default.
+    #[default]
+    Immediate,
+    /// Not persisted until a later durable commit: fast, loses recent commits on a crash.
+    None,
+}
+
+/// How a redb database is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedbOptions {
+    /// When commits are durable.
+    pub durability: RedbDurability,
+    /// redb's page cache, in MiB (`?cache_mib=`). redb's own default is 1 GiB, which a
+    /// paged load of a large file fills; eventkv's default is [`Self::DEFAULT_CACHE_MIB`].
+    pub cache_mib: usize,
+}
+
+impl RedbOptions {
+    /// The default cache: enough for the working set of appends and snapshot loads.
+    pub const DEFAULT_CACHE_MIB: usize = 64;
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            durability: RedbDurability::default(),
+            cache_mib: Self::DEFAULT_CACHE_MIB,
+        }
+    }
+}
+
+impl fmt::Display for RedbDurability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RedbDurability::Immediate => "immediate",
+            RedbDurability::None => "none",
+        })
+    }
+}
+
+/// redb in the list of engines: `redb:PATH`, a file.
+pub(crate) const ENTRY: EngineParts = EngineParts {
+    forms: "redb:PATH[?durability=immediate|none&cache_mib=N]",
+    parse: |url| Ok(Box::new(parse(url)?)),
+    scratch: Scratch::Path {
+        url: |directory, unique| format!("redb:{directory}/{unique}.redb"),
+    },
+    shared_by_processes: false,
+};
+
+/// `redb:PATH[?durability=immediate|none&cache_mib=N]`
+#[derive(Debug, PartialEq, Eq)]
+struct RedbUrl {
+    path: PathBuf,
+    options: RedbOptions,
+}
+
+fn parse(url: &url::Url) -> Result<RedbUrl, String> {
+    let params = Params::of(url);
+    params.only(&["durability", "cache_mib"])?;
+    let durability = match params.get("durability") {
+        None | Some("immediate") => RedbDurability::Immediate,
+        Some("none") => RedbDurability::None,
+        Some(other) => {
+            return Err(format!(
+                "durability must be immediate or none, not {other:?}"
+            ));
+        }
+    };
+    let cache_mib = match params.get("cache_mib") {
+        None => RedbOptions::DEFAULT_CACHE_MIB,
+        Some(mib) => mib.parse().ok().filter(|&mib| mib > 0).ok_or_else(|| {
+            format!("cache_mib must be a whole number of MiB above 0, not {mib:?}")
+        })?,
+    };
+    Ok(RedbUrl {
+        path: file_path(url)?,
+        options: RedbOptions {
+            durability,
+            cache_mib,
+        },
+    })
+}
+
+impl Target for RedbUrl {
+    fn location(&self) -> Location {
+        Location::Path(self.path.clone())
+    }
+
+    fn open(&self, _existing: bool) -> BoxFuture<'_, Result<DynKv, OpenError>> {
+        Box::pin(async { Ok(DynKv::new(RedbKv::open(&self.path, self.options).await?)) })
+    }
+
+    fn destroy(&self) -> BoxFuture<'_, Result<(), OpenError>> {
+        Box::pin(async { remove_path(ENGINE, &self.path) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<RedbUrl, String> {
+        parse(&url::Url::parse(text).map_err(|error| error.to_string())?)
+    }
+
+    #[test]
+    fn urls_parse_with_their_options() {
+        assert_eq!(
+            parsed("redb:data.redb?durability=none"),
+            Ok(RedbUrl {
+                path: "data.redb".into(),
+                options: RedbOptions {
+                    durability: RedbDurability::None,
+                    cache_mib: RedbOptions::DEFAULT_CACHE_MIB
+                }
+            })
+        );
+        assert_eq!(
+            parsed("redb:/data/what%3F%20now.redb"),
+            Ok(RedbUrl {
+                path: "/data/what? now.redb".into(),
+                options: RedbOptions::default()
+            })
+        );
+        for (url, needle) in [
+            ("redb:", "the path is missing"),
+            ("redb:x?durability=sometimes", "durability must be immediate or none"),
+            ("redb:x?cache_mib=0", "cache_mib must be a whole number"),
+            ("redb://host/x", "a file path has no host"),
+        ] {
+            let message = parsed(url).expect_err(url);
+            assert!(message.contains(needle), "{url}: {message}");
+        }
     }
 }

@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventkv::raw::{Mutation, first_failed_check};
+use eventkv::raw::{BoxFuture, Mutation, first_failed_check};
 use eventkv::{
-    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    ContextError, DynKv, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::blocking;
+use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
 use crate::held::{Held, held_here, released_here_within};
+use crate::url::{Location, Params, file_path, remove_path};
 
 const ENGINE: &str = "sled";
 
@@ -243,5 +245,62 @@ impl OrderedKv for SledKv {
             Ok(page)
         })
         .await
+    }
+}
+
+/// sled in the list of engines: `sled:PATH`, a directory.
+pub(crate) const ENTRY: EngineParts = EngineParts {
+    forms: "sled:PATH",
+    parse: |url| {
+        Params::of(url).only(&[])?;
+        Ok(Box::new(SledUrl {
+            path: file_path(url)?,
+        }))
+    },
+    scratch: Scratch::Path {
+        url: |directory, unique| format!("sled:{directory}/{unique}.sled"),
+    },
+    shared_by_processes: false,
+};
+
+/// `sled:PATH`
+#[derive(Debug, PartialEq, Eq)]
+struct SledUrl {
+    path: PathBuf,
+}
+
+impl Target for SledUrl {
+    fn location(&self) -> Location {
+        Location::Path(self.path.clone())
+    }
+
+    fn open(&self, _existing: bool) -> BoxFuture<'_, Result<DynKv, OpenError>> {
+        Box::pin(async { Ok(DynKv::new(SledKv::open(&self.path).await?)) })
+    }
+
+    fn destroy(&self) -> BoxFuture<'_, Result<(), OpenError>> {
+        Box::pin(async { remove_path(ENGINE, &self.path) })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_directory() {
+        let parsed = |text: &str| crate::EngineUrl::parse(text).map(|url| url.location());
+        assert_eq!(
+            parsed("sled:relative/dir").ok(),
+            Some(Location::Path("relative/dir".into()))
+        );
+        for (url, needle) in [
+            ("sled:x?cache=1", "unknown parameter \"cache\""),
+            ("sled://host/x", "a file path has no host"),
+        ] {
+            let message = parsed(url).expect_err(url).to_string();
+            assert!(message.contains(needle), "{url}: {message}");
+            assert!(message.contains("sled:PATH"), "{url}: lists the forms: {message}");
+        }
     }
 }

@@ -12,18 +12,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventkv::raw::{BuildBatch, Mutation, first_failed_check};
+use eventkv::raw::{BoxFuture, BuildBatch, Mutation, first_failed_check};
 use eventkv::{
-    ContextError, Direction, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    ContextError, Direction, DynKv, ErrorKind, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::blocking;
+use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
-use crate::options::SqliteSynchronous;
 use crate::sql::{scan_statement, sql_limit};
-use crate::url::SqliteTarget;
+use crate::url::{Location, Params, file_path, remove_path};
 
 const ENGINE: &str = "sqlite";
 /// How long a writer waits for another (process or connection) to release the write lock.
@@ -411,5 +411,128 @@ impl OrderedKv for SqliteKv {
             write_blocking(&mut writer, &reads, build)
         })
         .await
+    }
+}
+
+/// SQLite's `synchronous` pragma, in WAL mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// fsync on every commit: a committed batch survives power loss. The default.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: consistent after power loss, but the last commits may
+    /// be lost. Never loses data on a process crash.
+    Normal,
+}
+
+/// Where an SQLite database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SqliteTarget {
+    /// A private in-memory database.
+    Memory,
+    /// A file.
+    File(PathBuf),
+}
+
+/// SQLite in the list of engines: `sqlite:PATH`, a file, or `sqlite::memory:`.
+pub(crate) const ENTRY: EngineParts = EngineParts {
+    forms: "sqlite:PATH[?synchronous=full|normal], sqlite::memory:",
+    parse: |url| Ok(Box::new(parse(url)?)),
+    scratch: Scratch::Path {
+        url: |directory, unique| format!("sqlite:{directory}/{unique}.sqlite"),
+    },
+    shared_by_processes: true,
+};
+
+/// `sqlite:PATH[?synchronous=full|normal]` or `sqlite::memory:`
+#[derive(Debug, PartialEq, Eq)]
+struct SqliteUrl {
+    target: SqliteTarget,
+    synchronous: SqliteSynchronous,
+}
+
+fn parse(url: &url::Url) -> Result<SqliteUrl, String> {
+    let params = Params::of(url);
+    params.only(&["synchronous"])?;
+    let synchronous = match params.get("synchronous") {
+        None | Some("full") => SqliteSynchronous::Full,
+        Some("normal") => SqliteSynchronous::Normal,
+        Some(other) => {
+            return Err(format!("synchronous must be full or normal, not {other:?}"));
+        }
+    };
+    let target = match url.path() {
+        ":memory:" if !url.has_host() => SqliteTarget::Memory,
+        _ => SqliteTarget::File(file_path(url)?),
+    };
+    Ok(SqliteUrl {
+        target,
+        synchronous,
+    })
+}
+
+impl Target for SqliteUrl {
+    fn location(&self) -> Location {
+        match &self.target {
+            SqliteTarget::Memory => Location::Memory,
+            SqliteTarget::File(path) => Location::Path(path.clone()),
+        }
+    }
+
+    fn open(&self, _existing: bool) -> BoxFuture<'_, Result<DynKv, OpenError>> {
+        Box::pin(async {
+            Ok(DynKv::new(
+                SqliteKv::open(&self.target, self.synchronous).await?,
+            ))
+        })
+    }
+
+    /// Removes the database with its write-ahead log, shared memory and writers' queue.
+    fn destroy(&self) -> BoxFuture<'_, Result<(), OpenError>> {
+        Box::pin(async {
+            let SqliteTarget::File(path) = &self.target else {
+                return Ok(());
+            };
+            for suffix in ["-wal", "-shm", "-writers"] {
+                let mut side = path.clone().into_os_string();
+                side.push(suffix);
+                remove_path(ENGINE, Path::new(&side))?;
+            }
+            remove_path(ENGINE, path)
+        })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<SqliteUrl, String> {
+        parse(&url::Url::parse(text).map_err(|error| error.to_string())?)
+    }
+
+    #[test]
+    fn urls_parse_with_their_options() {
+        assert_eq!(
+            parsed("sqlite::memory:"),
+            Ok(SqliteUrl {
+                target: SqliteTarget::Memory,
+                synchronous: SqliteSynchronous::Full
+            })
+        );
+        assert_eq!(
+            parsed("sqlite:///tmp/x.db?synchronous=normal"),
+            Ok(SqliteUrl {
+                target: SqliteTarget::File("/tmp/x.db".into()),
+                synchronous: SqliteSynchronous::Normal
+            })
+        );
+        for (url, needle) in [
+            ("sqlite:x?journal=wal", "unknown parameter \"journal\""),
+            ("sqlite:x?synchronous=off", "synchronous must be full or normal"),
+        ] {
+            let message = parsed(url).expect_err(url);
+            assert!(message.contains(needle), "{url}: {message}");
+        }
     }
 }

@@ -54,6 +54,7 @@ async fn every_compiled_in_form_opens_a_working_engine() {
     }
 }
 
+#[cfg(all(feature = "redb", feature = "sqlite", feature = "postgres"))]
 #[tokio::test]
 async fn unknown_and_malformed_urls_name_the_accepted_forms() {
     for url in [
@@ -275,13 +276,14 @@ async fn a_server_that_never_answers_is_named_by_host_and_port() {
 #[tokio::test]
 async fn an_engine_compiled_out_names_its_feature() {
     let forms = [
-        ("sled", "sled:x", cfg!(feature = "sled")),
-        ("redb", "redb:x", cfg!(feature = "redb")),
-        ("sqlite", "sqlite::memory:", cfg!(feature = "sqlite")),
-        ("postgres", "postgres://h/db", cfg!(feature = "postgres")),
+        ("sled", "sled:x"),
+        ("redb", "redb:x"),
+        ("sqlite", "sqlite::memory:"),
+        ("postgres", "postgres://h/db"),
     ];
-    for (feature, url, compiled_in) in forms {
-        if compiled_in {
+    for (feature, url) in forms {
+        let engine = eventkv_backends::engine(feature).expect("listed");
+        if engine.is_compiled_in() {
             continue;
         }
         let error = open(url).await.expect_err(url);
@@ -293,6 +295,43 @@ async fn an_engine_compiled_out_names_its_feature() {
             error.to_string().contains(&format!("\"{feature}\"")),
             "{error}"
         );
+    }
+}
+
+/// Every engine of the list that is compiled in: its scratch URL opens a working store,
+/// which `destroy` removes (`open_existing` then finds nothing), and an engine compiled
+/// out is named in the accepted forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_engine_of_the_list_opens_its_scratch_store_and_removes_it() {
+    let accepted = eventkv_backends::accepted_urls();
+    for engine in eventkv_backends::ENGINES {
+        if !engine.is_compiled_in() {
+            assert!(accepted.contains(engine.name), "{accepted}");
+            continue;
+        }
+        let Some(factory) = common::ScratchFactory::new(engine.name, "scratch stores").await else {
+            continue;
+        };
+        let url = factory.url();
+        round_trip(&url).await;
+        round_trip(&url).await;
+        let location = eventkv_backends::EngineUrl::parse(&url)
+            .expect("parses")
+            .location();
+        eventkv_backends::destroy(&url).await.expect("destroy");
+        eventkv_backends::destroy(&url)
+            .await
+            .expect("destroying nothing is no error");
+        if location != eventkv_backends::Location::Memory {
+            let error = eventkv_backends::open_existing(&url)
+                .await
+                .expect_err("the store is gone");
+            assert!(
+                matches!(error, OpenError::Missing { .. }),
+                "{}: {error}",
+                engine.name
+            );
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! The conformance suite on SQLite: private in-memory databases (`sqlite::memory:`), whose
-//! one connection reads and writes, and files, read through a pool of connections and
-//! written through one.
+//! SQLite beyond the suite every engine runs (`conformance.rs`, on files): the suite on
+//! private in-memory databases (`sqlite::memory:`), whose one connection reads and writes,
+//! and the writers' queue of a file.
 #![cfg(feature = "sqlite")]
 
 mod common;
@@ -20,27 +20,10 @@ impl EngineFactory for SqliteMemory {
     }
 }
 
-mod memory {
-    use super::*;
-
-    eventkv::conformance_tests!(
-        tokio::test(flavor = "multi_thread", worker_threads = 2),
-        SqliteMemory
-    );
-}
-
-mod file {
-    use super::*;
-
-    eventkv::conformance_tests!(
-        tokio::test(flavor = "multi_thread", worker_threads = 2),
-        common::TempDirFactory::new("sqlite", |path| async move {
-            SqliteKv::open(&SqliteTarget::File(path), SqliteSynchronous::Normal)
-                .await
-                .expect("open a SQLite file")
-        })
-    );
-}
+eventkv::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    SqliteMemory
+);
 
 /// Writers of a file queue on `FILE-writers` (a lock the kernel hands to the next waiter
 /// as it is released), not on SQLite's lock alone (polled with sleeps of up to 100 ms).

@@ -3,9 +3,10 @@
 //! (the limit a replay can approach), and following 20,000 positions of the global log,
 //! whole and filtered to a type that holds 1 event in 100.
 //!
-//! Engines: memory, sled, redb, SQLite (file), and PostgreSQL when `EVENTKV_POSTGRES_URL`
-//! (default `postgres://postgres@127.0.0.1:5432/test`) is reachable. `EVENTKV_BENCH_ENGINES`
-//! (comma-separated) picks a subset.
+//! Engines: every engine of the list compiled in, at its scratch URL (a server engine when
+//! its server answers: PostgreSQL at `EVENTKV_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`). `EVENTKV_BENCH_ENGINES` (comma-separated)
+//! picks a subset.
 #![allow(missing_docs)] // criterion's macros write undocumented functions
 
 use std::hint::black_box;
@@ -28,61 +29,29 @@ const SCAN_PAGE: usize = 2048;
 
 type Repo = Repository<Account, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>;
 
-struct Engine {
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    cleanup: Option<String>,
-}
-
-fn engines() -> Vec<Engine> {
-    let wanted = std::env::var("EVENTKV_BENCH_ENGINES").ok();
-    let wanted = |name: &str| {
-        wanted
-            .as_deref()
-            .is_none_or(|list| list.split(',').any(|w| w == name))
-    };
-    let file_engine = |name: &'static str, file: &str| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("{name}:{}", dir.path().join(file).display());
-        Engine {
-            name,
-            url,
-            _dir: Some(dir),
-            cleanup: None,
-        }
-    };
-    let mut list = vec![Engine {
-        name: "memory",
-        url: "memory:".into(),
-        _dir: None,
-        cleanup: None,
-    }];
-    list.push(file_engine("sled", "bench.sled"));
-    list.push(file_engine("redb", "bench.redb"));
-    list.push(file_engine("sqlite", "bench.sqlite"));
-    let postgres = std::env::var("EVENTKV_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("eventkv_bench_{}", std::process::id());
-    list.push(Engine {
-        name: "postgres",
-        url: format!("{postgres}?schema={schema}&table=bench"),
-        _dir: None,
-        cleanup: Some(schema),
-    });
-    list.into_iter()
-        .filter(|engine| wanted(engine.name))
-        .collect()
-}
-
 fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    for engine in engines() {
-        let kv = match runtime.block_on(eventkv_backends::open(&engine.url)) {
+    let wanted = std::env::var("EVENTKV_BENCH_ENGINES").ok();
+    let wanted = |name: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|w| w == name))
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let directory = dir.path().display().to_string();
+    let unique = format!("bench_{}", std::process::id());
+    for engine in eventkv_backends::ENGINES {
+        let Some(url) = engine.scratch_url(&directory, None, &unique) else {
+            continue;
+        };
+        if !wanted(engine.name) {
+            continue;
+        }
+        let kv = match runtime.block_on(eventkv_backends::open(&url)) {
             Ok(kv) => kv,
             Err(error) => {
                 eprintln!("skipping {}: {error}", engine.name);
@@ -90,8 +59,12 @@ fn benches(c: &mut Criterion) {
             }
         };
         bench_engine(c, &runtime, engine.name, &kv);
-        if let Some(schema) = engine.cleanup {
-            runtime.block_on(drop_schema(&engine.url, &schema));
+        drop(kv);
+        if let Err(error) = runtime.block_on(eventkv_backends::destroy(&url)) {
+            eprintln!(
+                "could not remove {}: {error}",
+                eventkv_backends::redact(&url)
+            );
         }
     }
 }
@@ -224,17 +197,6 @@ async fn scan_all(kv: &DynKv, stream: &eventkv::keys::StreamKeys) -> usize {
             }
             _ => return entries,
         }
-    }
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    use sqlx::Connection;
-    let base = url.split('?').next().unwrap_or(url);
-    if let Ok(mut connection) = sqlx::PgConnection::connect(base).await {
-        let statement = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&mut connection)
-            .await;
     }
 }
 

@@ -193,7 +193,7 @@ impl Runner {
     /// The codec comparison's row, on the memory engine, with the [`History`] aggregate
     /// (a state of realistic size: the last 100 deposits beside the totals).
     pub async fn codec_row(&self, codec: Codec, events: u64) -> anyhow::Result<CodecRow> {
-        let kv = self.stores.fresh(EngineName::Memory).await?;
+        let kv = self.stores.fresh(EngineName::named("memory")).await?;
         let repo: Repository<History, _, _> = Repository::new(
             KvEventStore::new(kv.clone()),
             KvSnapshotStore::new(kv.clone()),
@@ -367,7 +367,7 @@ fn payload_of<'a>(key: &[u8], value: &'a [u8]) -> Option<&'a [u8]> {
 
 /// Checks that the workload's events are stored as the harness expects (JSON).
 pub async fn check_workload(stores: &Stores) -> anyhow::Result<()> {
-    let kv = stores.fresh(EngineName::Memory).await?;
+    let kv = stores.fresh(EngineName::named("memory")).await?;
     let repo = repository(&kv);
     seed_account(&repo, ID, 3, None).await?;
     let page = repo

@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use std::collections::BTreeMap;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use eventkv::Codec;
+use eventkv_backends::{ENGINES, Engine, Scratch};
 
 /// Reproduces the event-count / load-time table on eventkv's engines, with sweeps over
 /// snapshot thresholds, snapshot codecs and append batch sizes.
@@ -16,18 +19,15 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_parser = parse_count)]
     pub events: Option<Vec<u64>>,
 
-    /// Engines, comma-separated. Default: memory, redb, sled, sqlite, and postgres when the
-    /// server of --postgres is reachable.
-    #[arg(long, value_delimiter = ',')]
+    /// Engines, comma-separated. Default: every engine compiled in, those on a server
+    /// (postgres, …) when the server of their option (--postgres URL, …) is reachable.
+    #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
     pub engines: Option<Vec<EngineName>>,
 
-    /// PostgreSQL server; default from EVENTKV_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/test.
-    #[arg(
-        long,
-        env = "EVENTKV_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/test"
-    )]
-    pub postgres: String,
+    /// The server of each server engine, by engine name: its option `--NAME URL`, else
+    /// its environment variable, else its default. Filled by [`parse`].
+    #[arg(skip)]
+    pub servers: BTreeMap<&'static str, String>,
 
     /// Snapshot thresholds to sweep (`none` or a number), comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_threshold)]
@@ -99,32 +99,104 @@ pub struct Args {
     pub writer_child_millis: Option<u64>,
 }
 
-/// An engine of the benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineName {
-    /// eventkv::MemoryKv
-    Memory,
-    /// redb file
-    Redb,
-    /// sled directory
-    Sled,
-    /// SQLite file
-    Sqlite,
-    /// PostgreSQL table
-    Postgres,
+/// Parses the command line: [`Args`], and a `--NAME URL` option for each engine of the
+/// list that runs on a server (`--postgres`, …).
+pub fn parse() -> Args {
+    let matches = with_server_options(Args::command()).get_matches();
+    from_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
+/// [`parse`] of `args`, for tests.
+#[cfg(test)]
+fn try_parse_from<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Args, clap::Error> {
+    from_matches(&with_server_options(Args::command()).try_get_matches_from(args)?)
+}
+
+fn server_engines() -> impl Iterator<Item = (&'static Engine, &'static str, &'static str)> {
+    ENGINES.iter().filter_map(|engine| match engine.scratch() {
+        Some(Scratch::Server { var, default, .. }) => Some((engine, var, default)),
+        _ => None,
+    })
+}
+
+fn with_server_options(command: clap::Command) -> clap::Command {
+    server_engines().fold(command, |command, (engine, var, default)| {
+        command.arg(
+            clap::Arg::new(engine.name)
+                .long(engine.name)
+                .value_name("URL")
+                .env(var)
+                .default_value(default)
+                .help(format!(
+                    "The {} server of the {} engine",
+                    engine.name, engine.name
+                )),
+        )
+    })
+}
+
+fn from_matches(matches: &ArgMatches) -> Result<Args, clap::Error> {
+    let mut args = Args::from_arg_matches(matches)?;
+    for (engine, _, _) in server_engines() {
+        if let Some(url) = matches.get_one::<String>(engine.name) {
+            args.servers.insert(engine.name, url.clone());
+        }
+    }
+    Ok(args)
+}
+
+/// An engine of the benchmark: one of the list, compiled in.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineName(pub &'static Engine);
+
 impl EngineName {
+    /// The engine named `name`; panics if it is not compiled in (for the harness's own
+    /// choices, such as `memory`).
+    pub fn named(name: &str) -> Self {
+        parse_engine(name).unwrap_or_else(|error| panic!("{error}"))
+    }
+
     /// The name used in tables and URLs.
     pub fn name(self) -> &'static str {
-        match self {
-            EngineName::Memory => "memory",
-            EngineName::Redb => "redb",
-            EngineName::Sled => "sled",
-            EngineName::Sqlite => "sqlite",
-            EngineName::Postgres => "postgres",
-        }
+        self.0.name
+    }
+}
+
+impl PartialEq for EngineName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for EngineName {}
+
+impl serde::Serialize for EngineName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+fn parse_engine(text: &str) -> Result<EngineName, String> {
+    let compiled_in = || {
+        ENGINES
+            .iter()
+            .filter(|engine| engine.is_compiled_in())
+            .map(|engine| engine.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match eventkv_backends::engine(text.trim()) {
+        Some(engine) if engine.is_compiled_in() => Ok(EngineName(engine)),
+        Some(engine) => Err(format!(
+            "{} is not compiled in (cargo feature \"{}\"); engines: {}",
+            engine.name,
+            engine.name,
+            compiled_in()
+        )),
+        None => Err(format!(
+            "unknown engine {text:?}; engines: {}",
+            compiled_in()
+        )),
     }
 }
 
@@ -191,9 +263,12 @@ mod tests {
     #[test]
     fn bad_input_is_refused_with_a_reason() {
         let parse = |args: &[&str]| {
-            Args::try_parse_from(std::iter::once("eventkv-bench").chain(args.iter().copied()))
+            try_parse_from(std::iter::once("eventkv-bench").chain(args.iter().copied()))
         };
-        assert!(parse(&[]).is_ok());
+        let args = parse(&[]).expect("no arguments");
+        assert!(args.servers.contains_key("postgres"), "{:?}", args.servers);
+        let args = parse(&["--postgres", "postgres://elsewhere/db"]).expect("a server");
+        assert_eq!(args.servers["postgres"], "postgres://elsewhere/db");
         let error = parse(&["--events", "100,lots"])
             .expect_err("non-numeric count")
             .to_string();

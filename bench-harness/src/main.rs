@@ -16,7 +16,6 @@ mod writers;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cases::Runner;
@@ -75,7 +74,7 @@ impl Case {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,28 +113,91 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let stores = Stores::new(&args.postgres)?;
+    let stores = Stores::new(args.servers.clone())?;
     let mut notes = Vec::new();
-    let engines = if let Some(list) = &args.engines {
+    let engines = choose_engines(&args, &stores, &mut notes).await?;
+    let plan = plan(&args, &engines);
+    if let Some(python) = &args.eventsource_py {
+        std::process::Command::new(python)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("--eventsource-py {}: cannot run it", python.display()))?;
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("--out {}: cannot create it", out.display()))?;
+    }
+    cases::check_workload(&stores).await?;
+
+    let progress = ProgressBar::new(plan.cases.len() as u64);
+    if args.no_progress {
+        progress.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let runner = Runner {
+        stores,
+        budget: Budget::new(args.quick),
+        quick: args.quick,
+        writer_counts: plan.writer_counts,
+    };
+    let mut results = Results::new(Machine::describe(), notes);
+    let outcome = execute(&runner, &plan.cases, &progress, &mut results).await;
+    progress.finish_and_clear();
+    runner.stores.cleanup().await;
+    outcome?;
+    report(&args, &plan.events, results)
+}
+
+/// The engines of the run: those asked for (a server engine's server must answer), or
+/// every engine compiled in, a server engine when its server answers (else a note says
+/// why it was left out).
+async fn choose_engines(
+    args: &Args,
+    stores: &Stores,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<EngineName>> {
+    if let Some(list) = &args.engines {
         let mut engines = list.clone();
         engines.dedup();
-        if engines.contains(&EngineName::Postgres) {
-            stores.postgres_reachable().await?;
+        for &engine in &engines {
+            if args.servers.contains_key(engine.name()) {
+                stores.reachable(engine).await?;
+            }
         }
-        engines
-    } else {
-        let mut engines = vec![
-            EngineName::Memory,
-            EngineName::Redb,
-            EngineName::Sled,
-            EngineName::Sqlite,
-        ];
-        match stores.postgres_reachable().await {
-            Ok(()) => engines.push(EngineName::Postgres),
-            Err(error) => notes.push(format!("postgres left out: {error:#}")),
+        return Ok(engines);
+    }
+    let mut engines = Vec::new();
+    for engine in eventkv_backends::ENGINES
+        .iter()
+        .filter(|engine| engine.is_compiled_in())
+    {
+        let engine = EngineName(engine);
+        if !args.servers.contains_key(engine.name()) {
+            engines.push(engine);
+            continue;
         }
-        engines
-    };
+        match stores.reachable(engine).await {
+            Ok(()) => engines.push(engine),
+            Err(error) => notes.push(format!("{} left out: {error:#}", engine.name())),
+        }
+    }
+    Ok(engines)
+}
+
+/// The cases of a run, in order, and what they share.
+struct Plan {
+    cases: Vec<Case>,
+    /// The event counts of the load table.
+    events: Vec<u64>,
+    /// The writer counts of the concurrent-writers cases.
+    writer_counts: Vec<usize>,
+}
+
+/// The cases the arguments ask for on `engines`.
+fn plan(args: &Args, engines: &[EngineName]) -> Plan {
     let events = match (&args.events, args.quick) {
         (Some(events), _) => events.clone(),
         (None, true) => QUICK_EVENTS.to_vec(),
@@ -154,100 +216,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .codecs
         .clone()
         .or_else(|| args.all.then(|| vec![CodecName::Bincode, CodecName::Json]));
-    let append = args.append || args.all;
     let writer_counts = args
         .writers
         .clone()
         .or_else(|| args.all.then(|| vec![1, 8, 32]));
-    if let Some(python) = &args.eventsource_py {
-        std::process::Command::new(python)
-            .arg("--version")
-            .output()
-            .with_context(|| format!("--eventsource-py {}: cannot run it", python.display()))?;
-    }
-    if let Some(out) = &args.out {
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("--out {}: cannot create it", out.display()))?;
-    }
-    cases::check_workload(&stores).await?;
+    let catch_up = args.catch_up.or_else(|| {
+        args.all
+            .then_some(if args.quick { 20_000 } else { 1_000_000 })
+    });
 
-    let mut plan = Vec::new();
-    for &engine in &engines {
-        plan.extend(events.iter().map(|&n| Case::Load(engine, n)));
+    let mut cases = Vec::new();
+    for &engine in engines {
+        cases.extend(events.iter().map(|&n| Case::Load(engine, n)));
     }
     for &threshold in thresholds.iter().flatten() {
-        plan.extend(
+        cases.extend(
             engines
                 .iter()
                 .map(|&engine| Case::Threshold(engine, threshold, sweep_events)),
         );
     }
-    plan.extend(
+    cases.extend(
         codecs
             .iter()
             .flatten()
             .map(|&codec| Case::Codec(codec, sweep_events)),
     );
-    if append {
-        for &engine in &engines {
-            plan.extend([1, 1000].map(|per_save| Case::Append(engine, per_save)));
+    if args.append || args.all {
+        for &engine in engines {
+            cases.extend([1, 1000].map(|per_save| Case::Append(engine, per_save)));
         }
     }
-
     if writer_counts.is_some() {
-        plan.extend(engines.iter().map(|&engine| Case::Writers(engine)));
+        cases.extend(engines.iter().map(|&engine| Case::Writers(engine)));
     }
-    let catch_up = args.catch_up.or_else(|| {
-        args.all
-            .then_some(if args.quick { 20_000 } else { 1_000_000 })
-    });
     if let Some(events) = catch_up {
-        for &engine in &engines {
-            plan.extend([1, 100].map(|per_append| Case::CatchUp(engine, events, per_append)));
-            plan.push(Case::Delivery(engine, false));
-            if matches!(engine, EngineName::Sqlite | EngineName::Postgres) {
-                plan.push(Case::Delivery(engine, true));
+        for &engine in engines {
+            cases.extend([1, 100].map(|per_append| Case::CatchUp(engine, events, per_append)));
+            cases.push(Case::Delivery(engine, false));
+            if engine.0.is_shared_by_processes() {
+                cases.push(Case::Delivery(engine, true));
             }
         }
     }
-
-    let progress = ProgressBar::new(plan.len() as u64);
-    if args.no_progress {
-        progress.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    progress.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let runner = Runner {
-        stores,
-        budget: Budget::new(args.quick),
-        quick: args.quick,
+    Plan {
+        cases,
+        events,
         writer_counts: writer_counts.unwrap_or_default(),
-    };
-    let mut results = Results {
-        machine: Machine::describe(),
-        notes,
-        loads: Vec::new(),
-        thresholds: Vec::new(),
-        codecs: Vec::new(),
-        appends: Vec::new(),
-        writers: Vec::new(),
-        catch_ups: Vec::new(),
-        deliveries: Vec::new(),
-        eventsource_py: None,
-    };
-    let outcome = execute(&runner, &plan, &progress, &mut results).await;
-    progress.finish_and_clear();
-    runner
-        .stores
-        .cleanup(engines.contains(&EngineName::Postgres))
-        .await;
-    outcome?;
+    }
+}
 
+/// Adds eventsource-py's figures, prints the tables and writes the files asked for.
+fn report(args: &Args, events: &[u64], mut results: Results) -> anyhow::Result<()> {
     if let Some(python) = &args.eventsource_py {
         eprintln!("running {} ...", compare::script().display());
-        match compare::run(python, &events, args.quick)? {
+        match compare::run(python, events, args.quick)? {
             Some(report) => results.eventsource_py = Some(report),
             None => results
                 .notes

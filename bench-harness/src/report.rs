@@ -86,6 +86,24 @@ pub struct Results {
     pub eventsource_py: Option<PyReport>,
 }
 
+impl Results {
+    /// No rows yet.
+    pub fn new(machine: Machine, notes: Vec<String>) -> Self {
+        Results {
+            machine,
+            notes,
+            loads: Vec::new(),
+            thresholds: Vec::new(),
+            codecs: Vec::new(),
+            appends: Vec::new(),
+            writers: Vec::new(),
+            catch_ups: Vec::new(),
+            deliveries: Vec::new(),
+            eventsource_py: None,
+        }
+    }
+}
+
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -571,12 +589,37 @@ mod tests {
     #[test]
     fn writers_are_compared_with_one_writer_or_one_process() {
         let rows = vec![
-            row(EngineName::Sqlite, Scenario::OwnAggregate, 1, 1000.0),
-            row(EngineName::Sqlite, Scenario::OwnAggregate, 8, 4000.0),
-            row(EngineName::Sqlite, Scenario::SameAggregate, 8, 500.0),
-            row(EngineName::Sqlite, Scenario::TwoProcesses, 16, 6000.0),
-            row(EngineName::Redb, Scenario::OwnAggregate, 1, 3000.0),
-            row(EngineName::Redb, Scenario::OwnAggregate, 32, 30000.0),
+            row(
+                EngineName::named("sqlite"),
+                Scenario::OwnAggregate,
+                1,
+                1000.0,
+            ),
+            row(
+                EngineName::named("sqlite"),
+                Scenario::OwnAggregate,
+                8,
+                4000.0,
+            ),
+            row(
+                EngineName::named("sqlite"),
+                Scenario::SameAggregate,
+                8,
+                500.0,
+            ),
+            row(
+                EngineName::named("sqlite"),
+                Scenario::TwoProcesses,
+                16,
+                6000.0,
+            ),
+            row(EngineName::named("redb"), Scenario::OwnAggregate, 1, 3000.0),
+            row(
+                EngineName::named("redb"),
+                Scenario::OwnAggregate,
+                32,
+                30000.0,
+            ),
         ];
         let ratios: Vec<Option<f64>> = rows.iter().map(|r| against_one(&rows, r)).collect();
         assert_eq!(

@@ -1,52 +1,58 @@
 //! Fresh stores for every case, on every engine, removed afterwards.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use eventkv::{Direction, DynKv, KeyRange, OrderedKv};
-use sqlx::Connection;
+use eventkv_backends::redact;
 
 use crate::cli::EngineName;
 
-/// Makes fresh, empty stores: a new file or directory per store, a new PostgreSQL table
-/// per store in a schema of this run, dropped by [`Stores::cleanup`].
+/// Makes fresh, empty stores by each engine's scratch URL: a new file or directory per
+/// store in a temporary directory, a new store of its own on a server, removed by
+/// [`Stores::cleanup`].
 pub struct Stores {
     dir: tempfile::TempDir,
-    postgres: String,
-    schema: String,
+    servers: BTreeMap<&'static str, String>,
+    run: String,
     next: AtomicUsize,
+    on_servers: Mutex<Vec<String>>,
 }
 
 impl Stores {
-    /// Stores under a new temporary directory and a new PostgreSQL schema.
-    pub fn new(postgres: &str) -> anyhow::Result<Self> {
+    /// Stores under a new temporary directory and on `servers` (by engine name).
+    pub fn new(servers: BTreeMap<&'static str, String>) -> anyhow::Result<Self> {
         Ok(Stores {
             dir: tempfile::tempdir().context("creating a temporary directory")?,
-            postgres: postgres.to_owned(),
-            schema: format!("eventkv_bench_{}", std::process::id()),
+            servers,
+            run: format!("bench_{}", std::process::id()),
             next: AtomicUsize::new(0),
+            on_servers: Mutex::new(Vec::new()),
         })
     }
 
     /// The URL of a new, empty store of `engine`.
     pub fn url(&self, engine: EngineName) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let file = |name: &str| {
-            self.dir
-                .path()
-                .join(format!("{n}.{name}"))
-                .display()
-                .to_string()
-        };
-        match engine {
-            EngineName::Memory => "memory:".into(),
-            EngineName::Redb => format!("redb:{}", file("redb")),
-            EngineName::Sled => format!("sled:{}", file("sled")),
-            EngineName::Sqlite => format!("sqlite:{}", file("sqlite")),
-            EngineName::Postgres => {
-                format!("{}?schema={}&table=case_{n}", self.postgres, self.schema)
-            }
+        let server = self.servers.get(engine.name());
+        let url = engine
+            .0
+            .scratch_url(
+                &self.dir.path().display().to_string(),
+                server.map(String::as_str),
+                &format!("{}_{n}", self.run),
+            )
+            .unwrap_or_else(|| format!("{}: not compiled in", engine.name()));
+        if server.is_some() {
+            self.on_servers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(url.clone());
         }
+        url
     }
 
     /// A new, empty store of `engine`.
@@ -54,31 +60,31 @@ impl Stores {
         let url = self.url(engine);
         eventkv_backends::open(&url)
             .await
-            .with_context(|| format!("opening {}", eventkv_backends::redact(&url)))
+            .with_context(|| format!("opening {}", redact(&url)))
     }
 
-    /// Checks that PostgreSQL answers, within a few seconds.
-    pub async fn postgres_reachable(&self) -> anyhow::Result<()> {
-        let connect = sqlx::PgConnection::connect(&self.postgres);
-        let shown = eventkv_backends::redact(&self.postgres);
-        let connection = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+    /// Checks that `engine`'s store opens within a few seconds (its server answers).
+    pub async fn reachable(&self, engine: EngineName) -> anyhow::Result<()> {
+        let url = self.url(engine);
+        tokio::time::timeout(Duration::from_secs(5), eventkv_backends::open(&url))
             .await
-            .map_err(|_| anyhow::anyhow!("PostgreSQL at {shown} did not answer within 5 s"))?
-            .with_context(|| format!("PostgreSQL at {shown} is unreachable"))?;
-        connection.close().await.ok();
+            .map_err(|_| anyhow::anyhow!("{} did not answer within 5 s", redact(&url)))?
+            .with_context(|| format!("{} is unreachable", redact(&url)))?;
         Ok(())
     }
 
-    /// Drops the run's PostgreSQL schema, if it was used.
-    pub async fn cleanup(&self, used_postgres: bool) {
-        if !used_postgres {
-            return;
-        }
-        if let Ok(mut connection) = sqlx::PgConnection::connect(&self.postgres).await {
-            let statement = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
-                .execute(&mut connection)
-                .await;
+    /// Removes the stores made on servers.
+    pub async fn cleanup(&self) {
+        let made = std::mem::take(
+            &mut *self
+                .on_servers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for url in made {
+            if let Err(error) = eventkv_backends::destroy(&url).await {
+                eprintln!("could not remove {}: {error}", redact(&url));
+            }
         }
     }
 }

@@ -192,7 +192,7 @@ pub async fn rows(
     let store = Arc::new(KvEventStore::new(stores.fresh(engine).await?));
     let tally = run_writers(store, contested, true, "w", duration).await?;
     rows.push(tally.row(engine, Scenario::SameAggregate, contested));
-    if matches!(engine, EngineName::Sqlite | EngineName::Postgres) {
+    if engine.0.is_shared_by_processes() {
         let url = stores.url(engine);
         rows.push(two_processes(&url, engine, contested, duration).await?);
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::fmt::Write as _;
 
 use eventkv::ErrorKind;
@@ -16,8 +16,7 @@ use serde::Serialize;
 #[command(
     name = "eventkv",
     version,
-    about = "Operate eventkv stores: copy between engines, verify, stats, snapshots, export, import, tail",
-    after_help = "STORE URLs: memory:, sled:PATH, redb:PATH, sqlite:PATH, postgres://USER@HOST/DB[?schema=S&table=T]\nExit codes: 0 success, 1 a check failed or the work failed, 2 bad usage."
+    about = "Operate eventkv stores: copy between engines, verify, stats, snapshots, export, import, tail"
 )]
 struct Cli {
     /// Print the result as JSON (one object; `export` and `tail` always print JSON lines).
@@ -124,7 +123,12 @@ struct PruneArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let help = format!(
+        "STORE URLs: {}\nExit codes: 0 success, 1 a check failed or the work failed, 2 bad usage.",
+        eventkv_backends::accepted_urls()
+    );
+    let matches = Cli::command().after_help(help).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -179,40 +179,113 @@ pub fn random_below(bound: u64) -> u64 {
     (eventkv::Uuid::new_v4().as_u128() as u64) % bound.max(1)
 }
 
-/// Makes engines of one kind for the conformance suite, each at a new path
-/// (`N.EXTENSION`) of a temporary directory, opened by `open`.
-pub struct TempDirFactory<F> {
+/// New, empty stores of one engine of the list, opened by URL: in a temporary directory,
+/// or on the engine's server (a store of its own each, removed when the factory is
+/// dropped).
+pub struct ScratchFactory {
+    engine: &'static eventkv_backends::Engine,
     dir: tempfile::TempDir,
+    run: String,
     next: AtomicUsize,
-    extension: &'static str,
-    open: F,
+    made: std::sync::Mutex<Vec<String>>,
 }
 
-impl<F> TempDirFactory<F> {
-    /// Engines at `N.extension` in a new temporary directory, opened by `open`.
-    pub fn new<Fut>(extension: &'static str, open: F) -> Self
-    where
-        F: Fn(std::path::PathBuf) -> Fut,
-    {
-        TempDirFactory {
+impl ScratchFactory {
+    /// Stores of the engine named `name`. For a server engine, checks that the server
+    /// answers: `None` after saying loudly that `test` is skipped; under CI an
+    /// unreachable server fails the test instead.
+    pub async fn new(name: &str, test: &str) -> Option<Self> {
+        let engine = eventkv_backends::engine(name).expect("an engine of the list");
+        let random = eventkv::Uuid::new_v4().simple().to_string();
+        let factory = ScratchFactory {
+            engine,
             dir: tempfile::tempdir().expect("temp dir"),
+            run: format!("{}_{}", std::process::id(), &random[..8]),
             next: AtomicUsize::new(0),
-            extension,
-            open,
+            made: std::sync::Mutex::new(Vec::new()),
+        };
+        if let Some(eventkv_backends::Scratch::Server { var, .. }) = engine.scratch() {
+            let url = factory.url();
+            let opened = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                eventkv_backends::open(&url),
+            )
+            .await;
+            if let Err(why) = opened
+                .map_err(|_| "no answer within 10 s".to_owned())
+                .and_then(|opened| opened.map(drop).map_err(|error| error.to_string()))
+            {
+                assert!(
+                    !under_ci(),
+                    "{test}: the {name} server is required under CI=true: {why}"
+                );
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n!!!!!!!! SKIPPED {test}: the {name} server is not reachable ({why}).\n\
+                     !!!!!!!! Start it or set {var}; under CI=true this test fails instead.\n"
+                );
+                return None;
+            }
+        }
+        Some(factory)
+    }
+
+    /// The URL of a new scratch store, removed with the factory.
+    pub fn url(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let directory = self.dir.path().display().to_string();
+        let url = self
+            .engine
+            .scratch_url(&directory, None, &format!("{}_{n}", self.run))
+            .expect("the engine is compiled in");
+        self.made.lock().expect("made").push(url.clone());
+        url
+    }
+}
+
+impl Drop for ScratchFactory {
+    fn drop(&mut self) {
+        let made = std::mem::take(
+            &mut *self
+                .made
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !matches!(
+            self.engine.scratch(),
+            Some(eventkv_backends::Scratch::Server { .. })
+        ) {
+            return; // in the temporary directory, removed with it
+        }
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            for url in made {
+                if let Err(error) = runtime.block_on(eventkv_backends::destroy(&url)) {
+                    eprintln!(
+                        "could not remove the scratch store {}: {error}",
+                        eventkv_backends::redact(&url)
+                    );
+                }
+            }
+        })
+        .join();
+        if cleaned.is_err() {
+            eprintln!("removing the scratch stores panicked");
         }
     }
 }
 
-impl<F, Fut, K> eventkv::testkit::EngineFactory for TempDirFactory<F>
-where
-    F: Fn(std::path::PathBuf) -> Fut,
-    Fut: std::future::Future<Output = K>,
-    K: eventkv::OrderedKv + 'static,
-{
-    type Kv = K;
+impl eventkv::testkit::EngineFactory for ScratchFactory {
+    type Kv = eventkv::DynKv;
 
-    async fn create(&self) -> K {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        (self.open)(self.dir.path().join(format!("{n}.{}", self.extension))).await
+    async fn create(&self) -> eventkv::DynKv {
+        let url = self.url();
+        eventkv_backends::open(&url)
+            .await
+            .unwrap_or_else(|error| panic!("opening {}: {error}", eventkv_backends::redact(&url)))
     }
 }
