@@ -9,7 +9,6 @@ use std::fmt;
 
 use eventkv::DynKv;
 use eventkv::raw::BoxFuture;
-use url::Url;
 
 use crate::error::OpenError;
 use crate::url::Location;
@@ -35,6 +34,7 @@ macro_rules! engines {
             "redb" => redb ["redb"],
             "sqlite" => sqlite ["sqlite"],
             "postgres" => postgres ["postgres", "postgresql"],
+            "etcd" => etcd ["etcd"],
         }
     };
 }
@@ -81,7 +81,7 @@ pub(crate) struct EngineParts {
     /// The URL forms it accepts, for errors and help.
     pub forms: &'static str,
     /// Parses a URL of one of its schemes (query parameters included).
-    pub parse: fn(&Url) -> Result<Box<dyn Target>, String>,
+    pub parse: fn(&str) -> Result<Box<dyn Target>, String>,
     /// Where scratch stores of it live, for tests and benchmarks.
     pub scratch: Scratch,
     /// Whether two processes may use one store at once.

@@ -3,11 +3,10 @@
 
 use eventkv::raw::BoxFuture;
 use eventkv::{DynKv, MemoryKv};
-use url::Url;
 
 use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::OpenError;
-use crate::url::{Location, Params};
+use crate::url::{Location, Params, parse_url};
 
 pub(crate) const ENTRY: EngineParts = EngineParts {
     forms: "memory:",
@@ -20,7 +19,8 @@ pub(crate) const ENTRY: EngineParts = EngineParts {
 #[derive(Debug)]
 struct Memory;
 
-fn parse(url: &Url) -> Result<Box<dyn Target>, String> {
+fn parse(text: &str) -> Result<Box<dyn Target>, String> {
+    let url = &parse_url(text)?;
     if !url.path().is_empty() || url.has_host() {
         return Err("memory: takes no path".into());
     }

@@ -27,7 +27,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Postgres, Row};
 use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
 use crate::sql::{scan_statement, sql_limit};
-use crate::url::{Location, Params, redact};
+use crate::url::{Location, Params, parse_url, redact};
 
 const ENGINE: &str = "postgres";
 /// How long opening waits for the server's first answer.
@@ -681,7 +681,7 @@ impl PostgresOptions {
 /// PostgreSQL in the list of engines: a table on a server.
 pub(crate) const ENTRY: EngineParts = EngineParts {
     forms: "postgres://USER@HOST:PORT/DB[?schema=NAME&table=NAME] (or postgresql://)",
-    parse: |url| Ok(Box::new(parse(url)?)),
+    parse: |text| Ok(Box::new(parse(&parse_url(text)?)?)),
     scratch: Scratch::Server {
         var: "EVENTKV_POSTGRES_URL",
         default: "postgres://postgres@127.0.0.1:5432/test",

@@ -15,7 +15,7 @@ use crate::blocking;
 use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
 use crate::held::{Held, held_here};
-use crate::url::{Location, Params, file_path, remove_path};
+use crate::url::{Location, Params, file_path, parse_url, remove_path};
 
 const ENGINE: &str = "redb";
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("eventkv");
@@ -308,7 +308,7 @@ impl fmt::Display for RedbDurability {
 /// redb in the list of engines: `redb:PATH`, a file.
 pub(crate) const ENTRY: EngineParts = EngineParts {
     forms: "redb:PATH[?durability=immediate|none&cache_mib=N]",
-    parse: |url| Ok(Box::new(parse(url)?)),
+    parse: |text| Ok(Box::new(parse(&parse_url(text)?)?)),
     scratch: Scratch::Path {
         url: |directory, unique| format!("redb:{directory}/{unique}.redb"),
     },

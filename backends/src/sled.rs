@@ -20,7 +20,7 @@ use crate::blocking;
 use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
 use crate::held::{Held, held_here, released_here_within};
-use crate::url::{Location, Params, file_path, remove_path};
+use crate::url::{Location, Params, file_path, parse_url, remove_path};
 
 const ENGINE: &str = "sled";
 
@@ -251,7 +251,8 @@ impl OrderedKv for SledKv {
 /// sled in the list of engines: `sled:PATH`, a directory.
 pub(crate) const ENTRY: EngineParts = EngineParts {
     forms: "sled:PATH",
-    parse: |url| {
+    parse: |text| {
+        let url = &parse_url(text)?;
         Params::of(url).only(&[])?;
         Ok(Box::new(SledUrl {
             path: file_path(url)?,

@@ -23,7 +23,7 @@ use crate::blocking;
 use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::{OpenError, shared};
 use crate::sql::{scan_statement, sql_limit};
-use crate::url::{Location, Params, file_path, remove_path};
+use crate::url::{Location, Params, file_path, parse_url, remove_path};
 
 const ENGINE: &str = "sqlite";
 /// How long a writer waits for another (process or connection) to release the write lock.
@@ -437,7 +437,7 @@ pub enum SqliteTarget {
 /// SQLite in the list of engines: `sqlite:PATH`, a file, or `sqlite::memory:`.
 pub(crate) const ENTRY: EngineParts = EngineParts {
     forms: "sqlite:PATH[?synchronous=full|normal], sqlite::memory:",
-    parse: |url| Ok(Box::new(parse(url)?)),
+    parse: |text| Ok(Box::new(parse(&parse_url(text)?)?)),
     scratch: Scratch::Path {
         url: |directory, unique| format!("sqlite:{directory}/{unique}.sqlite"),
     },

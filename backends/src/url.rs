@@ -86,8 +86,7 @@ impl EngineUrl {
                 feature: engine.name,
             });
         };
-        let parsed = Url::parse(url).map_err(|error| malformed(error.to_string()))?;
-        let target = (parts.parse)(&parsed).map_err(malformed)?;
+        let target = (parts.parse)(url).map_err(malformed)?;
         Ok(EngineUrl {
             engine,
             target: Arc::from(target),
@@ -176,6 +175,11 @@ fn redact_unparsed(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// `text` as a URL, or why it is not one.
+pub(crate) fn parse_url(text: &str) -> Result<Url, String> {
+    Url::parse(text).map_err(|error| error.to_string())
 }
 
 /// The decoded query parameters of a URL.

@@ -65,10 +65,19 @@ pub async fn copy(
         report.resumed_after = Some(shown);
     }
     let mut pages = Pages::new(range);
+    let limits = destination.limits();
     while let Some(page) = pages.next(source).await? {
         let mut batch = WriteBatch::new();
+        let mut room = limits.room();
         let mut events = 0;
         for (key, value) in page.iter() {
+            // The destination's writes are bounded (a consensus log's entry): a page may
+            // take several, each whole, in key order, so a resume finds a prefix copied.
+            if !room.admit(0, 1, key.len() + value.len()) {
+                destination.write(std::mem::take(&mut batch)).await?;
+                room = limits.room();
+                room.admit(0, 1, key.len() + value.len());
+            }
             match RecordKind::of(key) {
                 Some(RecordKind::Event) => events += 1,
                 Some(RecordKind::Snapshot) => report.snapshots += 1,
@@ -81,7 +90,7 @@ pub async fn copy(
                 bytes::Bytes::copy_from_slice(value),
             );
         }
-        if !page.is_empty() {
+        if !batch.is_empty() {
             destination.write(batch).await?;
         }
         report.events += events;

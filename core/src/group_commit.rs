@@ -30,13 +30,32 @@ use crate::backoff::Backoff;
 use crate::envelope::{self, EventHeader};
 use crate::event_store::{Appended, EventStoreError, KvEventStore, NewEvent, corrupt};
 use crate::keys::{self, StreamKeys};
-use crate::kv::{Check, KvError, OrderedKv, WriteBatch};
+use crate::kv::{BatchRoom, Check, KvError, OrderedKv, WriteBatch, WriteLimits};
 use crate::timestamp::Timestamp;
 
 /// The most events one batch carries (an append with more is written alone).
 const MAX_BATCH_EVENTS: usize = 8192;
 /// The most appends one batch carries.
 const MAX_BATCH_APPENDS: usize = 512;
+/// The most bytes an event's envelope adds to its key, type and payload (with both
+/// metadata ids), with room to spare.
+const EVENT_ENVELOPE: usize = 96;
+
+/// The room a batch of `requests` leaves under `limits`: the batch itself checks and
+/// puts the global head (its key and a position).
+fn batch_room<'r, 'a: 'r>(
+    limits: &WriteLimits,
+    requests: impl IntoIterator<Item = &'r AppendRequest<'a>>,
+) -> BatchRoom {
+    let mut room = limits.room();
+    let head = keys::global_head().len();
+    room.add(1, 1, 2 * head + 2 * 8);
+    for request in requests {
+        let (checks, mutations, bytes) = request.batch_share();
+        room.add(checks, mutations, bytes);
+    }
+    room
+}
 
 /// One append, validated: its stream, the version it expects, its events (at least one,
 /// at most `u32::MAX`, their versions within `u64`).
@@ -47,6 +66,25 @@ pub(crate) struct AppendRequest<'a> {
 }
 
 impl AppendRequest<'_> {
+    /// Adds what this append puts in a batch to `room` if it fits there.
+    fn admitted(&self, room: &mut BatchRoom) -> bool {
+        let (checks, mutations, bytes) = self.batch_share();
+        room.admit(checks, mutations, bytes)
+    }
+
+    /// What this append puts in a batch: its two checks, a put per event and its log
+    /// entry, and their bytes (events at their largest envelope).
+    fn batch_share(&self) -> (usize, usize, usize) {
+        let key = self.stream.event(1).len();
+        let events: usize = self
+            .events
+            .iter()
+            .map(|event| key + EVENT_ENVELOPE + event.event_type.len() + event.payload.len())
+            .sum();
+        let log_entry = 2 * key;
+        (2, self.events.len() + 1, 2 * key + events + log_entry)
+    }
+
     /// How many events (validated to fit).
     fn count(&self) -> u32 {
         u32::try_from(self.events.len()).unwrap_or(u32::MAX)
@@ -134,17 +172,20 @@ impl AppendQueue {
     /// Removes the queued appends that go into a batch led by `own`: in queue order, at
     /// most one per stream, within the batch bounds. Appends whose caller gave up are
     /// dropped unwritten.
-    fn take_batch(&self, own: &AppendRequest<'_>) -> Vec<Waiting> {
+    fn take_batch(&self, own: &AppendRequest<'_>, limits: &WriteLimits) -> Vec<Waiting> {
         let mut streams = HashSet::from([own.stream.clone()]);
-        self.take(&mut streams, 1, own.events.len())
+        let mut room = batch_room(limits, [own]);
+        self.take(&mut streams, &mut room, 1, own.events.len())
     }
 
     /// Removes the queued appends that fit beside a batch of `appends` appends and
     /// `events` events on `streams` (the stream of each append looked at is added to it),
-    /// in queue order. Appends whose caller gave up are dropped unwritten.
+    /// within the engine's `room`, in queue order. Appends whose caller gave up are
+    /// dropped unwritten.
     fn take(
         &self,
         streams: &mut HashSet<StreamKeys>,
+        room: &mut BatchRoom,
         mut appends: usize,
         mut events: usize,
     ) -> Vec<Waiting> {
@@ -158,12 +199,14 @@ impl AppendQueue {
             if waiting.turn.is_canceled() {
                 continue;
             }
-            let fits = appends < MAX_BATCH_APPENDS
-                && events + waiting.request.events.len() <= MAX_BATCH_EVENTS;
             // A stream's appends keep their order: once one stays queued, so do those
             // behind it.
             let first_of_its_stream = streams.insert(waiting.request.stream.clone());
-            if fits && first_of_its_stream {
+            let fits = first_of_its_stream
+                && appends < MAX_BATCH_APPENDS
+                && events + waiting.request.events.len() <= MAX_BATCH_EVENTS
+                && waiting.request.admitted(room);
+            if fits {
                 appends += 1;
                 events += waiting.request.events.len();
                 batch.push(waiting);
@@ -338,7 +381,7 @@ impl<K: OrderedKv> KvEventStore<K> {
     async fn lead(&self, own: AppendRequest<'_>) -> Result<Appended, EventStoreError> {
         let mut leading = Leading {
             queue: self.queue(),
-            members: self.queue().take_batch(&own),
+            members: self.queue().take_batch(&own, &self.kv().limits()),
             joined: Vec::new(),
         };
         let requests: Vec<&AppendRequest<'_>> = std::iter::once(&own)
@@ -455,6 +498,7 @@ impl<K: OrderedKv> KvEventStore<K> {
         let mut outcome = None;
         let (built, late) = (&mut outcome, &mut *joined);
         let excluded = &*refused;
+        let limits = self.kv().limits();
         let build = move |values: &[Option<Bytes>]| {
             let head = values.first().and_then(Option::as_ref);
             let mut streams: HashSet<StreamKeys> = excluded.clone();
@@ -463,7 +507,10 @@ impl<K: OrderedKv> KvEventStore<K> {
                 streams.insert(requests[index].stream.clone());
                 events += requests[index].events.len();
             }
-            *late = self.queue().take(&mut streams, pending.len(), events);
+            let mut room = batch_room(&limits, pending.iter().map(|&index| requests[index]));
+            *late = self
+                .queue()
+                .take(&mut streams, &mut room, pending.len(), events);
             let batch = pending.iter().map(|&index| requests[index]).chain(
                 late.iter()
                     .map(|waiting| -> &AppendRequest<'_> { &waiting.request }),

@@ -40,7 +40,10 @@ pub use error::{ContextError, ErrorKind, SharedError};
 pub use event_store::{
     Appended, EventPage, EventStore, EventStoreError, KvEventStore, NewEvent, StoredEvent,
 };
-pub use kv::{BoxError, Check, Direction, DynKv, KeyRange, KvError, KvPage, OrderedKv, WriteBatch};
+pub use kv::{
+    BoxError, Check, Direction, DynKv, KeyRange, KvError, KvPage, OrderedKv, WriteBatch,
+    WriteLimits,
+};
 pub use memory::MemoryKv;
 pub use projection::{Projection, ProjectionError, ProjectionRunner};
 pub use read_model::ReadModel;
@@ -62,7 +65,7 @@ pub use uuid::Uuid;
 /// vanish on wasm32.
 pub mod raw {
     pub use crate::kv::{
-        BoxFuture, BuildBatch, DisplayKey, ErasedKv, FinalMutations, MAX_SCAN_BYTES,
+        BatchRoom, BoxFuture, BuildBatch, DisplayKey, ErasedKv, FinalMutations, MAX_SCAN_BYTES,
         MAX_SCAN_ENTRIES, MaybeSend, MaybeSync, Mutation, first_failed_check, prefix_successor,
         write_built,
     };

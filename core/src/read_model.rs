@@ -233,7 +233,11 @@ impl<K: OrderedKv> KvEventStore<K> {
                 return Ok(());
             }
             let mut batch = WriteBatch::new();
+            let mut room = self.kv().limits().room();
             for (key, _) in page.iter() {
+                if !room.admit(0, 1, key.len()) {
+                    break;
+                }
                 batch.delete(Bytes::copy_from_slice(key));
             }
             self.kv().write(batch).await?;

@@ -317,9 +317,17 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
             let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
             let mut batch = WriteBatch::new();
             let mut doomed_count = 0;
+            let mut room = self.kv.limits().room();
+            // The last key judged: a batch full before the page ends goes on after it.
+            let mut judged = None;
             for (key, value) in page.iter() {
                 // An unreadable snapshot has no schema version below anything: keep it.
-                if doomed(key, value).unwrap_or(false) {
+                let is_doomed = doomed(key, value).unwrap_or(false);
+                if is_doomed && !room.admit(1, 1, 2 * key.len() + value.len()) {
+                    break;
+                }
+                judged = Some(key);
+                if is_doomed {
                     let key = Bytes::copy_from_slice(key);
                     batch.check(key.clone(), Check::Equals(Bytes::copy_from_slice(value)));
                     batch.delete(key);
@@ -342,8 +350,8 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                     Err(other) => return Err(other.into()),
                 }
             }
-            match page.last_key() {
-                Some(last) if page.may_have_more(PAGE) => {
+            match judged {
+                Some(last) if judged != page.last_key() || page.may_have_more(PAGE) => {
                     range = range.after_page(last, Direction::Forward);
                 }
                 _ => return Ok(deleted),

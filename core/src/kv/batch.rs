@@ -108,6 +108,119 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.checks.is_empty() && self.mutations.is_empty()
     }
+
+    /// The bytes of its keys and values, checks' included: what [`WriteLimits::max_bytes`]
+    /// bounds.
+    pub fn bytes(&self) -> usize {
+        let checks = self.checks.iter().map(|(key, check)| {
+            key.len()
+                + match check {
+                    Check::Equals(value) => value.len(),
+                    Check::Absent | Check::Present => 0,
+                }
+        });
+        let mutations = self.mutations.iter().map(|mutation| match mutation {
+            Mutation::Put { key, value } => key.len() + value.len(),
+            Mutation::Delete { key } => key.len(),
+        });
+        checks.sum::<usize>() + mutations.sum::<usize>()
+    }
+}
+
+/// The largest batch one [`OrderedKv::write`](super::OrderedKv::write) of an engine
+/// applies (a consensus log's entry, a transaction's operations). Writers that batch
+/// (group commit, copies, bulk deletes) fill their batches to fit; a batch that exceeds
+/// them is refused with [`KvError::TooLarge`](super::KvError::TooLarge), nothing applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// The most checks.
+    pub max_checks: usize,
+    /// The most puts and deletes.
+    pub max_mutations: usize,
+    /// The most bytes of keys and values ([`WriteBatch::bytes`]).
+    pub max_bytes: usize,
+}
+
+impl WriteLimits {
+    /// No limit: the engines on one machine.
+    pub const UNBOUNDED: WriteLimits = WriteLimits {
+        max_checks: usize::MAX,
+        max_mutations: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+
+    /// What of these limits `batch` exceeds, said for an error: `None` if it fits.
+    pub fn exceeded_by(&self, batch: &WriteBatch) -> Option<String> {
+        let (checks, mutations, bytes) = (batch.checks.len(), batch.mutations.len(), batch.bytes());
+        if checks > self.max_checks {
+            Some(format!("{checks} checks (the most is {})", self.max_checks))
+        } else if mutations > self.max_mutations {
+            Some(format!(
+                "{mutations} puts and deletes (the most is {})",
+                self.max_mutations
+            ))
+        } else if bytes > self.max_bytes {
+            Some(format!(
+                "{bytes} bytes of keys and values (the most is {})",
+                self.max_bytes
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// An empty batch's room under these limits.
+    pub fn room(&self) -> BatchRoom {
+        BatchRoom {
+            limits: *self,
+            checks: 0,
+            mutations: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        Self::UNBOUNDED
+    }
+}
+
+/// What a batch being filled holds, against its engine's [`WriteLimits`].
+#[derive(Clone, Copy, Debug)]
+pub struct BatchRoom {
+    limits: WriteLimits,
+    checks: usize,
+    mutations: usize,
+    bytes: usize,
+}
+
+impl BatchRoom {
+    /// Adds a part of `checks` checks, `mutations` puts and deletes and `bytes` bytes if
+    /// it fits; returns whether it was added. The first part is always added (alone, it
+    /// is the batch: the engine refuses it if it is too large).
+    pub fn admit(&mut self, checks: usize, mutations: usize, bytes: usize) -> bool {
+        let fits = self.checks.saturating_add(checks) <= self.limits.max_checks
+            && self.mutations.saturating_add(mutations) <= self.limits.max_mutations
+            && self.bytes.saturating_add(bytes) <= self.limits.max_bytes;
+        let admitted = fits || self.is_empty();
+        if admitted {
+            self.add(checks, mutations, bytes);
+        }
+        admitted
+    }
+
+    /// Adds a part whether it fits or not (it is in the batch already).
+    pub fn add(&mut self, checks: usize, mutations: usize, bytes: usize) {
+        self.checks = self.checks.saturating_add(checks);
+        self.mutations = self.mutations.saturating_add(mutations);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Whether nothing was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.checks == 0 && self.mutations == 0
+    }
 }
 
 /// A batch's mutations reduced to the last one per key: disjoint upserts and deletes, so
@@ -160,6 +273,34 @@ pub fn first_failed_check<V: AsRef<[u8]>, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_admits_what_fits_and_always_a_first_part() {
+        let limits = WriteLimits {
+            max_checks: 2,
+            max_mutations: 3,
+            max_bytes: 100,
+        };
+        let mut room = limits.room();
+        assert!(room.admit(5, 9, 1_000), "the first part, alone");
+        assert!(!room.admit(0, 1, 1));
+        let mut room = limits.room();
+        assert!(room.admit(1, 2, 60));
+        assert!(!room.admit(1, 2, 10), "mutations");
+        assert!(!room.admit(0, 1, 50), "bytes");
+        assert!(room.admit(1, 1, 40));
+        let mut batch = WriteBatch::new();
+        batch.check(&b"k"[..], Check::Equals(Bytes::from_static(b"vv")));
+        batch.put(&b"a"[..], &b"bcd"[..]).delete(&b"e"[..]);
+        assert_eq!(batch.bytes(), 1 + 2 + 4 + 1);
+        assert_eq!(limits.exceeded_by(&batch), None);
+        batch.put(&b"f"[..], &b""[..]).put(&b"g"[..], &b""[..]);
+        let said = limits.exceeded_by(&batch).expect("4 mutations");
+        assert!(
+            said.contains("4 puts and deletes (the most is 3)"),
+            "{said}"
+        );
+    }
 
     #[test]
     fn the_last_mutation_of_a_key_wins() {

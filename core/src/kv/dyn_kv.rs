@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{
     BoxFuture, BuildBatch, Direction, KeyRange, KvError, KvPage, MaybeSend, MaybeSync, OrderedKv,
-    WriteBatch,
+    WriteBatch, WriteLimits,
 };
 
 /// The dyn-compatible form of [`OrderedKv`], implemented for every engine.
@@ -25,6 +25,8 @@ pub trait ErasedKv: MaybeSend + MaybeSync {
     ) -> BoxFuture<'a, Result<KvPage, KvError>>;
     /// See [`OrderedKv::write`].
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>>;
+    /// See [`OrderedKv::limits`].
+    fn limits_erased(&self) -> WriteLimits;
     /// See [`OrderedKv::get_many`].
     fn get_many_boxed<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, Result<KvPage, KvError>>;
     /// See [`OrderedKv::write_with`].
@@ -51,6 +53,10 @@ impl<K: OrderedKv> ErasedKv for K {
 
     fn write_boxed(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), KvError>> {
         Box::pin(self.write(batch))
+    }
+
+    fn limits_erased(&self) -> WriteLimits {
+        self.limits()
     }
 
     fn get_many_boxed<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, Result<KvPage, KvError>> {
@@ -99,6 +105,10 @@ impl OrderedKv for DynKv {
 
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
         self.0.write_boxed(batch)
+    }
+
+    fn limits(&self) -> WriteLimits {
+        self.0.limits_erased()
     }
 
     fn get_many<'a>(

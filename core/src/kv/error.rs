@@ -49,6 +49,17 @@ pub enum KvError {
     /// The request itself is invalid (e.g. a key the engine cannot store).
     #[error("invalid request: {0}")]
     InvalidInput(String),
+    /// The batch is larger than the engine applies in one write ([`WriteLimits`]);
+    /// nothing of it was applied.
+    ///
+    /// [`WriteLimits`]: super::WriteLimits
+    #[error("{engine}: the batch is too large for one write: {what}; nothing of it was applied")]
+    TooLarge {
+        /// The engine's name.
+        engine: &'static str,
+        /// Which limit it exceeds, and by how much.
+        what: String,
+    },
     /// The engine's storage is full (a full disk, a browser's quota). A write that fails
     /// with it applied nothing of its batch.
     #[error("{engine}: storage full: {source}")]
@@ -112,7 +123,7 @@ impl KvError {
             KvError::Conflict { .. } => ErrorKind::Conflict,
             KvError::Engine { kind, .. } => *kind,
             KvError::Ambiguous { .. } => ErrorKind::Ambiguous,
-            KvError::InvalidInput(_) => ErrorKind::InvalidInput,
+            KvError::InvalidInput(_) | KvError::TooLarge { .. } => ErrorKind::InvalidInput,
             KvError::StorageFull { .. } => ErrorKind::StorageFull,
         }
     }

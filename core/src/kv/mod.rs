@@ -18,7 +18,9 @@ mod error;
 mod page;
 mod range;
 
-pub use batch::{Check, FinalMutations, Mutation, WriteBatch, first_failed_check};
+pub use batch::{
+    BatchRoom, Check, FinalMutations, Mutation, WriteBatch, WriteLimits, first_failed_check,
+};
 pub use dyn_kv::{DynKv, ErasedKv};
 pub use error::KvError;
 pub use page::{KvPage, MAX_SCAN_BYTES, MAX_SCAN_ENTRIES};
@@ -88,6 +90,12 @@ pub trait OrderedKv: MaybeSend + MaybeSync {
 
     /// Applies `batch` atomically: all of it, or, on an error, none of it.
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend;
+
+    /// The largest batch one [`write`](Self::write) applies; a larger one is refused with
+    /// [`KvError::TooLarge`]. Unbounded unless the engine says otherwise.
+    fn limits(&self) -> WriteLimits {
+        WriteLimits::UNBOUNDED
+    }
 
     /// The entries of those of `keys` that have a value, in the order of `keys` (a key
     /// given twice, twice), up to a full page as [`scan`](Self::scan) bounds it: the
@@ -169,6 +177,10 @@ impl<K: OrderedKv + ?Sized> OrderedKv for Arc<K> {
 
     fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), KvError>> + MaybeSend {
         (**self).write(batch)
+    }
+
+    fn limits(&self) -> WriteLimits {
+        (**self).limits()
     }
 
     fn get_many<'a>(

@@ -46,6 +46,10 @@ impl<K> Counted<K> {
 }
 
 impl<K: OrderedKv> OrderedKv for Counted<K> {
+    fn limits(&self) -> crate::WriteLimits {
+        self.inner.limits()
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.keys_read.fetch_add(1, Ordering::SeqCst);

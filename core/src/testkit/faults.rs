@@ -65,6 +65,10 @@ impl<K> Faulty<K> {
 }
 
 impl<K: OrderedKv> OrderedKv for Faulty<K> {
+    fn limits(&self) -> crate::WriteLimits {
+        self.inner.limits()
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         self.read_fault()?;
         self.inner.get(key).await

@@ -98,6 +98,10 @@ impl<K> Drop for Pass<'_, K> {
 }
 
 impl<K: OrderedKv> OrderedKv for Gated<K> {
+    fn limits(&self) -> crate::WriteLimits {
+        self.inner.limits()
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         self.inner.get(key).await
     }
