@@ -39,7 +39,7 @@ const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// free below `--max-request-bytes`.
 const REQUEST_OVERHEAD: usize = 64 * 1024;
 /// The default time an operation waits for the cluster, across members and retries.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long connecting to one member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Entries a forward read asks for first; each read after asks for twice as many.
@@ -52,7 +52,7 @@ const WINDOW_KEYS: usize = 512;
 pub struct EtcdOptions {
     /// How long an operation waits for the cluster (across members and retries) before it
     /// fails: `Unavailable` when nothing was applied, `Ambiguous` for a write that may
-    /// have been. `?timeout_ms=`; default 2 s.
+    /// have been. `?timeout_ms=`; default 1.5 s.
     pub timeout: Duration,
     /// The cluster's `--max-txn-ops` (`?max_txn_ops=`; default 128).
     pub max_txn_ops: usize,
@@ -306,7 +306,7 @@ impl EtcdKv {
                 Ok(Err(error)) => Failure::of(error),
                 Err(_) => Failure {
                     error: etcd_client::Error::Internal(format!(
-                        "{} did not answer within {} ms",
+                        "{} did not answer within {} ms: the cluster may have no quorum (fewer than a majority of its members up), be electing a leader, or the member may be cut off",
                         member.endpoint,
                         budget.as_millis()
                     )),

@@ -3,6 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
 /// The environment variable naming the PostgreSQL server tests use.
 pub const POSTGRES_URL_VAR: &str = "EVENTKV_POSTGRES_URL";
 /// The server tests use when the variable is not set.
