@@ -42,8 +42,8 @@ const REQUEST_OVERHEAD: usize = 64 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long connecting to one member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Entries a forward read asks for first; each read after asks for twice as many.
-const FIRST_CHUNK: usize = 64;
+/// The size of an entry a forward read expects before it has read any.
+const FIRST_ENTRY_BYTES: usize = 1024;
 /// A reverse scan reads a window forward once it holds at most this many keys.
 const WINDOW_KEYS: usize = 512;
 
@@ -87,6 +87,8 @@ struct Inner {
     /// The first key after the store's range.
     end: Vec<u8>,
     options: EtcdOptions,
+    /// The average size of the entries the last forward read returned.
+    entry_bytes: AtomicUsize,
 }
 
 struct Member {
@@ -235,6 +237,7 @@ impl EtcdKv {
                 prefix: prefix_key,
                 end,
                 options,
+                entry_bytes: AtomicUsize::new(FIRST_ENTRY_BYTES),
             }),
         };
         // The cluster must answer with a leader now: a wrong address fails here.
@@ -460,16 +463,27 @@ impl EtcdKv {
         }
     }
 
+    /// A page of `range` in key order. Each read asks for as many entries as fill the
+    /// rest of the page at the size of the entries read last (by this engine), so a page
+    /// of small entries is one request and a page of large ones does not ask for
+    /// thousands.
     async fn scan_forward(&self, range: &KeyRange, limit: usize) -> Result<KvPage, KvError> {
         let (mut start, end) = self.bounds(range);
         let mut page = KvPage::default();
-        let mut chunk = FIRST_CHUNK;
         while page.len() < limit && !page.is_full() && start < end {
-            let wanted = chunk.min(limit - page.len()).min(MAX_SCAN_ENTRIES);
+            let typical = self.inner.entry_bytes.load(Ordering::Relaxed).max(1);
+            let room = eventkv::raw::MAX_SCAN_BYTES.saturating_sub(page.bytes());
+            let wanted = (room / typical + 1)
+                .min(limit - page.len())
+                .min(MAX_SCAN_ENTRIES);
             let Chunk { entries, more, .. } = self.read_chunk(&start, &end, wanted, false).await?;
             let Some((last, _)) = entries.last() else { break };
             start.clone_from(last);
             start.push(0);
+            let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+            self.inner
+                .entry_bytes
+                .store(bytes / entries.len(), Ordering::Relaxed);
             for (key, value) in &entries {
                 if page.len() >= limit || page.is_full() {
                     break;
@@ -479,7 +493,6 @@ impl EtcdKv {
             if !more {
                 break;
             }
-            chunk = chunk.saturating_mul(2);
         }
         Ok(page)
     }
