@@ -1,5 +1,5 @@
 //! eventkv engines, each behind a cargo feature, each a thin adapter of
-//! [`eventkv::OrderedKv`]: sled, redb, SQLite and PostgreSQL.
+//! [`eventkv::OrderedKv`]: sled, redb, SQLite, PostgreSQL and etcd.
 //!
 //! A deployment picks its engine by configuration: [`open`] turns a URL into a ready
 //! engine, so changing engines is changing one string.
@@ -11,6 +11,10 @@
 //! | `redb:PATH[?durability=immediate\|none&cache_mib=N]` | [`RedbKv`] (feature `redb`) |
 //! | `sqlite:PATH[?synchronous=full\|normal]`, `sqlite::memory:` | [`SqliteKv`] (feature `sqlite`) |
 //! | `postgres://…[?schema=S&table=T]`, `postgresql://…` | [`PostgresKv`] (feature `postgres`) |
+//! | `etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?timeout_ms=N&max_txn_ops=N&max_request_bytes=N]` | `EtcdKv` (feature `etcd`, not on by default: it needs `protoc` to build) |
+//!
+//! The list of engines is [`ENGINES`]: adding one is its file, its feature and its line
+//! in [`engines!`].
 
 #[cfg(any(feature = "sled", feature = "redb", feature = "sqlite"))]
 mod blocking;
