@@ -437,7 +437,7 @@ pub enum SqliteTarget {
 /// SQLite in the list of engines: `sqlite:PATH`, a file, or `sqlite::memory:`.
 pub(crate) const ENTRY: EngineParts = EngineParts {
     forms: "sqlite:PATH[?synchronous=full|normal], sqlite::memory:",
-    parse: |text| Ok(Box::new(parse(&parse_url(text)?)?)),
+    parse: |text| Ok(Box::new(parse(text)?)),
     scratch: Scratch::Path {
         url: |directory, unique| format!("sqlite:{directory}/{unique}.sqlite"),
     },
@@ -451,7 +451,8 @@ struct SqliteUrl {
     synchronous: SqliteSynchronous,
 }
 
-fn parse(url: &url::Url) -> Result<SqliteUrl, String> {
+fn parse(text: &str) -> Result<SqliteUrl, String> {
+    let url = &parse_url(text)?;
     let params = Params::of(url);
     params.only(&["synchronous"])?;
     let synchronous = match params.get("synchronous") {
@@ -507,32 +508,25 @@ impl Target for SqliteUrl {
 mod url_tests {
     use super::*;
 
-    fn parsed(text: &str) -> Result<SqliteUrl, String> {
-        parse(&url::Url::parse(text).map_err(|error| error.to_string())?)
-    }
-
     #[test]
     fn urls_parse_with_their_options() {
         assert_eq!(
-            parsed("sqlite::memory:"),
+            parse("sqlite::memory:"),
             Ok(SqliteUrl {
                 target: SqliteTarget::Memory,
                 synchronous: SqliteSynchronous::Full
             })
         );
         assert_eq!(
-            parsed("sqlite:///tmp/x.db?synchronous=normal"),
+            parse("sqlite:///tmp/x.db?synchronous=normal"),
             Ok(SqliteUrl {
                 target: SqliteTarget::File("/tmp/x.db".into()),
                 synchronous: SqliteSynchronous::Normal
             })
         );
-        for (url, needle) in [
+        crate::url::assert_refused(parse, &[
             ("sqlite:x?journal=wal", "unknown parameter \"journal\""),
             ("sqlite:x?synchronous=off", "synchronous must be full or normal"),
-        ] {
-            let message = parsed(url).expect_err(url);
-            assert!(message.contains(needle), "{url}: {message}");
-        }
+        ]);
     }
 }

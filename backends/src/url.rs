@@ -270,6 +270,18 @@ pub(crate) fn remove_path(engine: &'static str, path: &Path) -> Result<(), OpenE
     }
 }
 
+/// Checks that `parse` refuses each URL with a reason holding its needle.
+#[cfg(test)]
+pub(crate) fn assert_refused<T: fmt::Debug>(
+    parse: impl Fn(&str) -> Result<T, String>,
+    cases: &[(&str, &str)],
+) {
+    for (url, needle) in cases {
+        let reason = parse(url).expect_err(url);
+        assert!(reason.contains(needle), "{url}: {reason}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -588,38 +588,14 @@ mod tests {
 
     #[test]
     fn writers_are_compared_with_one_writer_or_one_process() {
+        let (sqlite, redb) = (EngineName::named("sqlite"), EngineName::named("redb"));
         let rows = vec![
-            row(
-                EngineName::named("sqlite"),
-                Scenario::OwnAggregate,
-                1,
-                1000.0,
-            ),
-            row(
-                EngineName::named("sqlite"),
-                Scenario::OwnAggregate,
-                8,
-                4000.0,
-            ),
-            row(
-                EngineName::named("sqlite"),
-                Scenario::SameAggregate,
-                8,
-                500.0,
-            ),
-            row(
-                EngineName::named("sqlite"),
-                Scenario::TwoProcesses,
-                16,
-                6000.0,
-            ),
-            row(EngineName::named("redb"), Scenario::OwnAggregate, 1, 3000.0),
-            row(
-                EngineName::named("redb"),
-                Scenario::OwnAggregate,
-                32,
-                30000.0,
-            ),
+            row(sqlite, Scenario::OwnAggregate, 1, 1000.0),
+            row(sqlite, Scenario::OwnAggregate, 8, 4000.0),
+            row(sqlite, Scenario::SameAggregate, 8, 500.0),
+            row(sqlite, Scenario::TwoProcesses, 16, 6000.0),
+            row(redb, Scenario::OwnAggregate, 1, 3000.0),
+            row(redb, Scenario::OwnAggregate, 32, 30000.0),
         ];
         let ratios: Vec<Option<f64>> = rows.iter().map(|r| against_one(&rows, r)).collect();
         assert_eq!(
