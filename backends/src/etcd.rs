@@ -27,7 +27,7 @@ use eventkv::{
 use tokio::time::Instant;
 
 use crate::engines::{EngineParts, Scratch, Target};
-use crate::error::{OpenError, shared};
+use crate::error::OpenError;
 use crate::url::{Location, redact};
 
 const ENGINE: &str = "etcd";
@@ -40,6 +40,8 @@ const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 const REQUEST_OVERHEAD: usize = 64 * 1024;
 /// The default time an operation waits for the cluster, across members and retries.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a member that refused a connection is passed by.
+const DOWN_FOR: Duration = Duration::from_secs(1);
 /// How long connecting to one member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The size of an entry a forward read expects before it has read any.
@@ -94,6 +96,21 @@ struct Inner {
 struct Member {
     endpoint: String,
     kv: KvClient,
+    /// Until when requests pass this member by: it refused a connection. (The client
+    /// then reconnects in the background, and a request sent to it meanwhile waits.)
+    down_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Member {
+    fn is_down(&self) -> bool {
+        let down_until = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        down_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn set_down(&self, down: bool) {
+        let mut down_until = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *down_until = down.then(|| Instant::now() + DOWN_FOR);
+    }
 }
 
 impl fmt::Debug for EtcdKv {
@@ -132,6 +149,13 @@ struct Failure {
     sent: Sent,
 }
 
+/// Whether an error's text says the connection to a member was refused or failed.
+fn refused_connection(text: &str) -> bool {
+    ["tcp connect error", "Connection refused", "error trying to connect"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
 impl Failure {
     fn of(error: etcd_client::Error) -> Self {
         let text = error.to_string();
@@ -142,9 +166,7 @@ impl Failure {
         let not_sent = text.contains("no leader")
             || text.contains("too many requests")
             || text.contains("not capable")
-            || text.contains("tcp connect error")
-            || text.contains("Connection refused")
-            || text.contains("error trying to connect");
+            || refused_connection(&text);
         let sent = if not_sent { Sent::No } else { Sent::Maybe };
         let retry_elsewhere = not_sent
             || matches!(
@@ -165,6 +187,11 @@ impl Failure {
             retry_elsewhere,
             sent,
         }
+    }
+
+    /// Whether a member answered it (with one of etcd's errors, such as `no leader`).
+    fn is_server_answer(&self) -> bool {
+        self.error.to_string().contains("etcdserver:")
     }
 
     /// The error of a request that failed for good.
@@ -224,6 +251,7 @@ impl EtcdKv {
                     .kv_client()
                     .max_decoding_message_size(decoding)
                     .max_encoding_message_size(options.max_request_bytes + REQUEST_OVERHEAD),
+                down_until: std::sync::Mutex::new(None),
             });
         }
         let mut prefix_key = prefix.as_bytes().to_vec();
@@ -241,11 +269,12 @@ impl EtcdKv {
             }),
         };
         // The cluster must answer with a leader now: a wrong address fails here.
-        kv.count_keys().await.map_err(|error| OpenError::Unreachable {
-            engine: ENGINE,
-            host: endpoints.join(","),
-            port: 0,
-            source: shared(error),
+        kv.count_keys().await.map_err(|error| {
+            OpenError::engine(
+                ENGINE,
+                error.kind(),
+                ContextError::new("connecting to the cluster", error),
+            )
         })?;
         Ok(kv)
     }
@@ -295,8 +324,18 @@ impl EtcdKv {
         let count = inner.members.len();
         let mut at = inner.preferred.load(Ordering::Relaxed) % count;
         let mut tried = 0;
+        // Whether any member answered at all (else none could be reached, or all were
+        // silent).
+        let mut reached = false;
         let mut pause = Duration::from_millis(20);
         loop {
+            // Pass by members that refused a connection a moment ago, while another is up.
+            if let Some(up) = (0..count)
+                .map(|step| (at + step) % count)
+                .find(|&index| !inner.members[index].is_down())
+            {
+                at = up;
+            }
             let member = &inner.members[at];
             let left = deadline.saturating_duration_since(Instant::now());
             // A read gives a silent member a share of the time, then asks another.
@@ -304,6 +343,7 @@ impl EtcdKv {
             let failure = match tokio::time::timeout(budget, request(member.kv.clone())).await {
                 Ok(Ok(answer)) => {
                     inner.preferred.store(at, Ordering::Relaxed);
+                    member.set_down(false);
                     return Ok(answer);
                 }
                 Ok(Err(error)) => Failure::of(error),
@@ -318,13 +358,17 @@ impl EtcdKv {
                 },
             };
             let ambiguous = write && failure.sent == Sent::Maybe;
+            reached |= failure.is_server_answer();
+            if refused_connection(&failure.error.to_string()) {
+                member.set_down(true);
+            }
             if failure.retry_elsewhere {
                 // Later requests start with the next member.
                 at = (at + 1) % count;
                 inner.preferred.store(at, Ordering::Relaxed);
             }
             if !failure.retry_elsewhere || ambiguous || Instant::now() >= deadline {
-                return Err(self.gave_up(failure, write));
+                return Err(self.gave_up(failure, write, reached));
             }
             tried += 1;
             if tried % count == 0 {
@@ -336,24 +380,29 @@ impl EtcdKv {
     }
 
     /// The error of a request that failed for good, saying what the cluster lacks when it
-    /// is unavailable.
-    fn gave_up(&self, failure: Failure, write: bool) -> KvError {
+    /// is unavailable: a quorum when some member answered (`reached`), else any member.
+    fn gave_up(&self, failure: Failure, write: bool, reached: bool) -> KvError {
         let unavailable = failure.retry_elsewhere && !(write && failure.sent == Sent::Maybe);
         if !unavailable || failure.error.to_string().contains("database space exceeded") {
             return failure.into_kv_error(write);
         }
         let endpoints: Vec<&str> = self.inner.members.iter().map(|m| &*m.endpoint).collect();
+        let timeout = self.inner.options.timeout.as_millis();
+        let what = if reached {
+            format!(
+                "no member of {} answered with a leader within {timeout} ms: the cluster has no quorum (fewer than a majority of its members up) or is electing a leader; nothing was applied",
+                endpoints.join(",")
+            )
+        } else {
+            format!(
+                "no member of {} could be reached within {timeout} ms (is the cluster running at these addresses?); nothing was applied",
+                endpoints.join(",")
+            )
+        };
         KvError::engine(
             ENGINE,
             ErrorKind::Unavailable,
-            ContextError::new(
-                format!(
-                    "no member of {} answered with a leader within {} ms: the cluster has no quorum (fewer than a majority of its members up) or is electing a leader; nothing was applied",
-                    endpoints.join(","),
-                    self.inner.options.timeout.as_millis()
-                ),
-                failure.error,
-            ),
+            ContextError::new(what, failure.error),
         )
     }
 

@@ -403,3 +403,22 @@ async fn a_full_space_quota_is_storage_full() {
         "nothing of the refused append"
     );
 }
+
+/// A cluster that is not there: opening fails within the engine's timeout, retryable,
+/// saying that no member could be reached (not that the cluster lost its quorum).
+#[tokio::test]
+async fn a_cluster_that_is_not_there_is_named() {
+    let started = Instant::now();
+    let error = eventkv_backends::open("etcd://127.0.0.1:1,127.0.0.1:2/nothing")
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.is_retryable(), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("could be reached"), "{message}");
+    assert!(message.contains("127.0.0.1:1,127.0.0.1:2"), "{message}");
+}

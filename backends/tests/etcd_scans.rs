@@ -112,3 +112,50 @@ async fn reverse_scans_equal_forward_scans_reversed() {
         .collect();
     assert_eq!(values, lengths, "values come with their keys");
 }
+
+/// Stores whose prefixes extend each other (`P`, `P2`, `P/x`) share a cluster without
+/// seeing each other's keys, and removing one leaves the others whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_that_extend_each_other_stay_apart() {
+    let Some(factory) = common::ScratchFactory::new("etcd", module_path!()).await else {
+        return;
+    };
+    let base = factory.url();
+    let (address, query) = base.split_once('?').unwrap_or((&base, ""));
+    let urls: Vec<String> = ["", "2", "/x"]
+        .iter()
+        .map(|suffix| format!("{address}{suffix}?{query}"))
+        .collect();
+    let mut stores = Vec::new();
+    for (n, url) in urls.iter().enumerate() {
+        let kv = eventkv_backends::open(url).await.expect("open");
+        let mut batch = WriteBatch::new();
+        for key in [&b""[..], b"\0", b"a", b"\xff\xff"] {
+            batch.put(Bytes::copy_from_slice(key), Bytes::from(n.to_string()));
+        }
+        kv.write(batch).await.expect("write");
+        stores.push(kv);
+    }
+    for (n, kv) in stores.iter().enumerate() {
+        for direction in [Direction::Forward, Direction::Reverse] {
+            let page = kv
+                .scan(&KeyRange::all(), direction, 100)
+                .await
+                .expect("scan");
+            assert_eq!(page.len(), 4, "store {n} sees its own keys only");
+            assert!(
+                page.iter()
+                    .all(|(_, value)| value == n.to_string().as_bytes())
+            );
+        }
+    }
+    eventkv_backends::destroy(&urls[0]).await.expect("destroy");
+    let page = stores[2]
+        .scan(&KeyRange::all(), Direction::Forward, 100)
+        .await
+        .expect("scan");
+    assert_eq!(page.len(), 4, "removing P leaves P/x whole");
+    for url in &urls[1..] {
+        eventkv_backends::destroy(url).await.expect("destroy");
+    }
+}
