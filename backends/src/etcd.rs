@@ -149,6 +149,11 @@ struct Failure {
     sent: Sent,
 }
 
+/// Whether an error's text says a read's revision was compacted away.
+fn is_compacted(text: &str) -> bool {
+    text.contains("required revision has been compacted")
+}
+
 /// Whether an error's text says the connection to a member was refused or failed.
 fn refused_connection(text: &str) -> bool {
     ["tcp connect error", "Connection refused", "error trying to connect"]
@@ -209,7 +214,7 @@ impl Failure {
         if write && self.sent == Sent::Maybe && self.retry_elsewhere {
             return KvError::ambiguous(ENGINE, "the transaction's answer", self.error);
         }
-        let kind = if self.retry_elsewhere {
+        let kind = if self.retry_elsewhere || is_compacted(&text) {
             ErrorKind::Unavailable
         } else if text.contains("permission denied") || text.contains("authentication") {
             ErrorKind::PermissionDenied
@@ -845,7 +850,19 @@ impl OrderedKv for EtcdKv {
         }
         match direction {
             Direction::Forward => self.scan_forward(range, limit).await,
-            Direction::Reverse => self.scan_reverse(range, limit).await,
+            Direction::Reverse => {
+                // Its reads are pinned to one revision, which a compaction may remove
+                // meanwhile: read again at the latest.
+                let mut attempts = 0;
+                loop {
+                    match self.scan_reverse(range, limit).await {
+                        Err(error) if attempts < 3 && is_compacted(&error.to_string()) => {
+                            attempts += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            }
         }
     }
 
