@@ -280,6 +280,7 @@ async fn an_engine_compiled_out_names_its_feature() {
         ("redb", "redb:x"),
         ("sqlite", "sqlite::memory:"),
         ("postgres", "postgres://h/db"),
+        ("etcd", "etcd://h:2379/app"),
     ];
     for (feature, url) in forms {
         let engine = eventkv_backends::engine(feature).expect("listed");
