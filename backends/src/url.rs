@@ -272,6 +272,10 @@ pub(crate) fn remove_path(engine: &'static str, path: &Path) -> Result<(), OpenE
 
 /// Checks that `parse` refuses each URL with a reason holding its needle.
 #[cfg(test)]
+#[allow(
+    dead_code,
+    reason = "a helper of the engines' tests, any of which may be compiled out"
+)]
 pub(crate) fn assert_refused<T: fmt::Debug>(
     parse: impl Fn(&str) -> Result<T, String>,
     cases: &[(&str, &str)],
