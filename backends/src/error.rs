@@ -117,12 +117,6 @@ impl OpenError {
         }
     }
 
-    /// Whether opening again later may succeed (the database is held by another process,
-    /// the server did not answer).
-    pub fn is_retryable(&self) -> bool {
-        self.kind().is_retryable()
-    }
-
     /// A failure of `engine` of `kind`, caused by `source`.
     #[allow(
         dead_code,
@@ -149,3 +143,5 @@ impl OpenError {
 pub(crate) fn shared(source: impl Into<eventkv::BoxError>) -> SharedError {
     std::sync::Arc::from(source.into())
 }
+
+eventkv::__error_class!(OpenError);

@@ -71,6 +71,8 @@ async fn unknown_and_malformed_urls_name_the_accepted_forms() {
             ),
             "{url}: {error:?}"
         );
+        assert_eq!(error.kind(), eventkv::ErrorKind::InvalidInput, "{url}");
+        assert!(!error.is_retryable() && !error.is_ambiguous(), "{url}");
         let message = error.to_string();
         assert!(
             message.contains(url) && message.contains("redb:PATH"),

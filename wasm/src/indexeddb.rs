@@ -140,6 +140,8 @@ impl OpenError {
     }
 }
 
+eventkv::__error_class!(OpenError);
+
 fn open_error(name: &str, error: idb::Error) -> OpenError {
     if let idb::Error::IndexedDbNotFound(_) = error {
         return OpenError::Unavailable(

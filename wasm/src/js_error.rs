@@ -46,6 +46,8 @@ impl ApiError {
     }
 }
 
+eventkv::__error_class!(ApiError);
+
 impl From<ApiError> for JsValue {
     fn from(error: ApiError) -> JsValue {
         let js = js_sys::Error::new(&error.message);
