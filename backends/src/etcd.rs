@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::engines::{EngineParts, Scratch, Target};
 use crate::error::OpenError;
-use crate::url::{Location, redact};
+use crate::url::Location;
 
 const ENGINE: &str = "etcd";
 /// etcd's default `--max-txn-ops`.
@@ -91,26 +91,39 @@ struct Inner {
     options: EtcdOptions,
     /// The average size of the entries the last forward read returned.
     entry_bytes: AtomicUsize,
+    /// Where members' down marks count from.
+    epoch: Instant,
+}
+
+impl Inner {
+    /// Milliseconds since [`Inner::epoch`], from 1.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    fn is_down(&self, member: &Member) -> bool {
+        self.now() < member.down_until.load(Ordering::Relaxed)
+    }
+
+    fn set_down(&self, member: &Member, down: bool) {
+        let until = if down {
+            self.now() + DOWN_FOR.as_millis() as u64
+        } else {
+            0
+        };
+        if member.down_until.load(Ordering::Relaxed) != until {
+            member.down_until.store(until, Ordering::Relaxed);
+        }
+    }
 }
 
 struct Member {
     endpoint: String,
     kv: KvClient,
-    /// Until when requests pass this member by: it refused a connection. (The client
-    /// then reconnects in the background, and a request sent to it meanwhile waits.)
-    down_until: std::sync::Mutex<Option<Instant>>,
-}
-
-impl Member {
-    fn is_down(&self) -> bool {
-        let down_until = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        down_until.is_some_and(|until| Instant::now() < until)
-    }
-
-    fn set_down(&self, down: bool) {
-        let mut down_until = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *down_until = down.then(|| Instant::now() + DOWN_FOR);
-    }
+    /// Until when (milliseconds after [`Inner::epoch`]; 0: not) requests pass this member
+    /// by: it refused a connection. (The client then reconnects in the background, and a
+    /// request sent to it meanwhile waits.)
+    down_until: AtomicU64,
 }
 
 impl fmt::Debug for EtcdKv {
@@ -132,6 +145,26 @@ struct Chunk {
     revision: i64,
 }
 
+/// A key `start` such that `[start, end)` holds at least one key and few enough to read,
+/// found at `revision`.
+struct Window {
+    start: Vec<u8>,
+    revision: i64,
+    /// Every key of `[start, end)`, in order, when finding the window read them all.
+    keys: Option<Vec<Vec<u8>>>,
+}
+
+impl Window {
+    fn read(start: Vec<u8>, revision: i64, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        let keys = entries.into_iter().map(|(key, _)| key).collect();
+        Window {
+            start,
+            revision,
+            keys: Some(keys),
+        }
+    }
+}
+
 /// Whether a request may have been applied when it failed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sent {
@@ -144,6 +177,8 @@ enum Sent {
 /// A failed attempt at a request: its error, and what to do next.
 struct Failure {
     error: etcd_client::Error,
+    /// The error as text, which is where etcd and the client say what happened.
+    text: String,
     /// Whether another member (or a later attempt) may succeed.
     retry_elsewhere: bool,
     sent: Sent,
@@ -189,6 +224,7 @@ impl Failure {
             );
         Failure {
             error,
+            text,
             retry_elsewhere,
             sent,
         }
@@ -196,12 +232,12 @@ impl Failure {
 
     /// Whether a member answered it (with one of etcd's errors, such as `no leader`).
     fn is_server_answer(&self) -> bool {
-        self.error.to_string().contains("etcdserver:")
+        self.text.contains("etcdserver:")
     }
 
     /// The error of a request that failed for good.
     fn into_kv_error(self, write: bool) -> KvError {
-        let text = self.error.to_string();
+        let text = &self.text;
         if text.contains("database space exceeded") {
             return KvError::storage_full(
                 ENGINE,
@@ -214,7 +250,7 @@ impl Failure {
         if write && self.sent == Sent::Maybe && self.retry_elsewhere {
             return KvError::ambiguous(ENGINE, "the transaction's answer", self.error);
         }
-        let kind = if self.retry_elsewhere || is_compacted(&text) {
+        let kind = if self.retry_elsewhere || is_compacted(text) {
             ErrorKind::Unavailable
         } else if text.contains("permission denied") || text.contains("authentication") {
             ErrorKind::PermissionDenied
@@ -236,6 +272,16 @@ impl EtcdKv {
         prefix: &str,
         options: EtcdOptions,
     ) -> Result<Self, OpenError> {
+        Ok(Self::connect_counting(endpoints, prefix, options).await?.0)
+    }
+
+    /// [`connect`](Self::connect), and how many keys the store holds (the request that
+    /// checks the cluster answers).
+    async fn connect_counting(
+        endpoints: &[String],
+        prefix: &str,
+        options: EtcdOptions,
+    ) -> Result<(Self, u64), OpenError> {
         validate_prefix(prefix).map_err(|reason| OpenError::Malformed {
             url: format!("etcd://{}/{prefix}", endpoints.join(",")),
             reason,
@@ -256,7 +302,7 @@ impl EtcdKv {
                     .kv_client()
                     .max_decoding_message_size(decoding)
                     .max_encoding_message_size(options.max_request_bytes + REQUEST_OVERHEAD),
-                down_until: std::sync::Mutex::new(None),
+                down_until: AtomicU64::new(0),
             });
         }
         let mut prefix_key = prefix.as_bytes().to_vec();
@@ -271,17 +317,18 @@ impl EtcdKv {
                 end,
                 options,
                 entry_bytes: AtomicUsize::new(FIRST_ENTRY_BYTES),
+                epoch: Instant::now(),
             }),
         };
         // The cluster must answer with a leader now: a wrong address fails here.
-        kv.count_keys().await.map_err(|error| {
+        let keys = kv.count_keys().await.map_err(|error| {
             OpenError::engine(
                 ENGINE,
                 error.kind(),
                 ContextError::new("connecting to the cluster", error),
             )
         })?;
-        Ok(kv)
+        Ok((kv, keys))
     }
 
     /// The store's prefix, as given.
@@ -337,7 +384,7 @@ impl EtcdKv {
             // Pass by members that refused a connection a moment ago, while another is up.
             if let Some(up) = (0..count)
                 .map(|step| (at + step) % count)
-                .find(|&index| !inner.members[index].is_down())
+                .find(|&index| !inner.is_down(&inner.members[index]))
             {
                 at = up;
             }
@@ -348,24 +395,28 @@ impl EtcdKv {
             let failure = match tokio::time::timeout(budget, request(member.kv.clone())).await {
                 Ok(Ok(answer)) => {
                     inner.preferred.store(at, Ordering::Relaxed);
-                    member.set_down(false);
+                    inner.set_down(member, false);
                     return Ok(answer);
                 }
                 Ok(Err(error)) => Failure::of(error),
-                Err(_) => Failure {
-                    error: etcd_client::Error::Internal(format!(
+                Err(_) => {
+                    let text = format!(
                         "{} did not answer within {} ms: the cluster may have no quorum (fewer than a majority of its members up), be electing a leader, or the member may be cut off",
                         member.endpoint,
                         budget.as_millis()
-                    )),
-                    retry_elsewhere: true,
-                    sent: Sent::Maybe,
-                },
+                    );
+                    Failure {
+                        error: etcd_client::Error::Internal(text.clone()),
+                        text,
+                        retry_elsewhere: true,
+                        sent: Sent::Maybe,
+                    }
+                }
             };
             let ambiguous = write && failure.sent == Sent::Maybe;
             reached |= failure.is_server_answer();
-            if refused_connection(&failure.error.to_string()) {
-                member.set_down(true);
+            if refused_connection(&failure.text) {
+                inner.set_down(member, true);
             }
             if failure.retry_elsewhere {
                 // Later requests start with the next member.
@@ -388,7 +439,7 @@ impl EtcdKv {
     /// is unavailable: a quorum when some member answered (`reached`), else any member.
     fn gave_up(&self, failure: Failure, write: bool, reached: bool) -> KvError {
         let unavailable = failure.retry_elsewhere && !(write && failure.sent == Sent::Maybe);
-        if !unavailable || failure.error.to_string().contains("database space exceeded") {
+        if !unavailable || failure.text.contains("database space exceeded") {
             return failure.into_kv_error(write);
         }
         let endpoints: Vec<&str> = self.inner.members.iter().map(|m| &*m.endpoint).collect();
@@ -454,18 +505,7 @@ impl EtcdKv {
     /// At most `limit` entries of `[start, end)`, in key order (with values, or keys only),
     /// in one request. Asks for fewer when the answer would pass the client's message
     /// limit. Returns the entries and whether the range has more.
-    async fn read_chunk(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        keys_only: bool,
-    ) -> Result<Chunk, KvError> {
-        self.read_chunk_at(start, end, limit, keys_only, None).await
-    }
-
-    /// [`read_chunk`](Self::read_chunk) at the cluster's revision `at` (its latest when
-    /// `None`).
+    /// At the cluster's revision `at` (its latest when `None`).
     async fn read_chunk_at(
         &self,
         start: &[u8],
@@ -530,7 +570,9 @@ impl EtcdKv {
             let wanted = (room / typical + 1)
                 .min(limit - page.len())
                 .min(MAX_SCAN_ENTRIES);
-            let Chunk { entries, more, .. } = self.read_chunk(&start, &end, wanted, false).await?;
+            let Chunk { entries, more, .. } = self
+                .read_chunk_at(&start, &end, wanted, false, None)
+                .await?;
             let Some((last, _)) = entries.last() else { break };
             start.clone_from(last);
             start.push(0);
@@ -560,19 +602,23 @@ impl EtcdKv {
         let mut page = KvPage::default();
         let mut at = None;
         while page.len() < limit && !page.is_full() && start < end {
-            let Some((window, revision)) = self.tail_window(&start, &end, at).await? else {
+            let Some(window) = self.tail_window(&start, &end, at).await? else {
                 break;
             };
+            let revision = window.revision;
             at = Some(revision);
             let wanted = limit.saturating_sub(page.len()).min(MAX_SCAN_ENTRIES);
-            let keys = self.last_keys(&window, &end, wanted, revision).await?;
-            for (key, value) in self.values_of(&keys, revision).await? {
+            let keys = match window.keys {
+                Some(keys) => keys.into_iter().rev().take(wanted).collect(),
+                None => self.last_keys(&window.start, &end, wanted, revision).await?,
+            };
+            for (key, value) in self.values_of(&keys, Some(revision)).await? {
                 if page.len() >= limit || page.is_full() {
                     break;
                 }
                 page.push(self.strip(&key)?, &value);
             }
-            end = window;
+            end = window.start;
         }
         Ok(page)
     }
@@ -606,15 +652,14 @@ impl EtcdKv {
         }
     }
 
-    /// A key `w` in `[start, end)` such that `[w, end)` holds at least one key and few
-    /// enough to read, with the revision it was found at (`at`, or the latest); `None`
-    /// when `[start, end)` is empty.
+    /// The window at the end of `[start, end)` (read at `at`, or the latest revision);
+    /// `None` when `[start, end)` is empty.
     async fn tail_window(
         &self,
         start: &[u8],
         end: &[u8],
         at: Option<i64>,
-    ) -> Result<Option<(Vec<u8>, i64)>, KvError> {
+    ) -> Result<Option<Window>, KvError> {
         let first = self
             .read_chunk_at(start, end, WINDOW_KEYS, true, at)
             .await?;
@@ -623,7 +668,7 @@ impl EtcdKv {
             return Ok(None);
         };
         if !first.more {
-            return Ok(Some((first_key.clone(), revision)));
+            return Ok(Some(Window::read(first_key.clone(), revision, first.entries)));
         }
         // Dense from the start: probe from the last key read, far then near.
         let mut low = first.entries.last().map(|(key, _)| key.clone()).unwrap_or_default();
@@ -639,7 +684,11 @@ impl EtcdKv {
             geometric = false;
             if points.is_empty() {
                 // Nothing to split: the window is read whole.
-                return Ok(Some((low, revision)));
+                return Ok(Some(Window {
+                    start: low,
+                    revision,
+                    keys: None,
+                }));
             }
             let found = self.first_keys_from(&points, &high, revision).await?;
             // The last point with a key at or after it brackets the end.
@@ -654,8 +703,9 @@ impl EtcdKv {
                 .read_chunk_at(&window_low, &window_high, WINDOW_KEYS, true, Some(revision))
                 .await?;
             if !window.more {
+                // No key lies between `window_high` and the end: these are all of them.
                 let first = window.entries.first().map_or(window_low, |(key, _)| key.clone());
-                return Ok(Some((first, revision)));
+                return Ok(Some(Window::read(first, revision, window.entries)));
             }
             low = window_low;
             high = window_high;
@@ -703,7 +753,7 @@ impl EtcdKv {
     async fn values_of(
         &self,
         keys: &[Vec<u8>],
-        at: i64,
+        at: Option<i64>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         let mut found = Vec::with_capacity(keys.len());
         let mut rest = keys;
@@ -714,7 +764,7 @@ impl EtcdKv {
             let operations: Vec<TxnOp> = rest[..take]
                 .iter()
                 .map(|key| {
-                    let options = (at > 0).then(|| GetOptions::new().with_revision(at));
+                    let options = at.map(|revision| GetOptions::new().with_revision(revision));
                     TxnOp::get(key.clone(), options)
                 })
                 .collect();
@@ -872,7 +922,7 @@ impl OrderedKv for EtcdKv {
         let mut asked = &full[..];
         while !asked.is_empty() && !page.is_full() {
             let take = asked.len().min(MAX_SCAN_ENTRIES);
-            let found = self.values_of(&asked[..take], 0).await?;
+            let found = self.values_of(&asked[..take], None).await?;
             // `values_of` stops at a page of bytes: ask again after the last one read.
             let mut read = 0;
             for (key, value) in &found {
@@ -1065,11 +1115,13 @@ impl Target for EtcdUrl {
 
     fn open(&self, existing: bool) -> BoxFuture<'_, Result<DynKv, OpenError>> {
         Box::pin(async move {
-            let kv = EtcdKv::connect(&self.endpoints, &self.prefix, self.options.clone()).await?;
-            if existing && kv.count_keys().await.map_err(|error| OpenError::engine(ENGINE, error.kind(), error))? == 0 {
+            let (kv, keys) =
+                EtcdKv::connect_counting(&self.endpoints, &self.prefix, self.options.clone())
+                    .await?;
+            if existing && keys == 0 {
                 return Err(OpenError::Missing {
                     engine: ENGINE,
-                    location: redact(&self.location().to_string()),
+                    location: self.location().to_string(),
                 });
             }
             Ok(DynKv::new(kv))
