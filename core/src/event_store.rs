@@ -213,8 +213,9 @@ impl EventPage {
     }
 
     /// A read of the global log: the last position it covered, whether its event is in
-    /// the page or was passed over (another aggregate type); `None` when it covered none.
-    pub(crate) fn read_through(&self) -> Option<u64> {
+    /// the page or was passed over (filtered out); `None` when it covered none. Read on
+    /// from the position after it.
+    pub fn read_through(&self) -> Option<u64> {
         self.through
     }
 
@@ -334,6 +335,9 @@ pub struct Appended {
     pub first_position: u64,
     /// The global position of the last event appended.
     pub last_position: u64,
+    /// Whether the events were already stored there by an earlier attempt of the same
+    /// append (a retry): nothing was written this time.
+    pub duplicate: bool,
 }
 
 /// An error of the event store.
@@ -508,6 +512,13 @@ impl<K: OrderedKv> KvEventStore<K> {
         &self.kv
     }
 
+    /// Completes at the next append through this store (or a clone of it); appends of
+    /// other processes are not seen. Make it before reading, then wait on it when the
+    /// read found nothing new: an append committed in between still wakes it.
+    pub fn next_append(&self) -> impl Future<Output = ()> + MaybeSend + Unpin + 'static {
+        self.appended.listen()
+    }
+
     async fn append_impl(
         &self,
         aggregate_type: &str,
@@ -588,6 +599,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             last_version,
             first_position,
             last_position,
+            duplicate: true,
         }))
     }
 
@@ -622,14 +634,14 @@ impl<K: OrderedKv> KvEventStore<K> {
     }
 
     /// The events of the global log from `from_position`, as [`EventStore::read_all`]
-    /// reads them, covering at most `limit` positions; with `aggregate_type`, only the
-    /// events of that type are read (the log says each append's stream), the others are
-    /// passed over unread ([`EventPage::read_through`] says how far the read went).
-    pub(crate) async fn read_log(
+    /// reads them, covering at most `limit` positions, of the aggregate types `readable`
+    /// accepts: the log names each append's stream, so the others are passed over unread
+    /// ([`EventPage::read_through`] says how far the read went, to read on from there).
+    pub async fn read_all_where(
         &self,
         from_position: u64,
         limit: usize,
-        aggregate_type: Option<&str>,
+        readable: impl Fn(&str) -> bool,
     ) -> Result<EventPage, EventStoreError> {
         let from_position = from_position.max(1);
         let limit = limit.min(MAX_SCAN_ENTRIES);
@@ -670,7 +682,7 @@ impl<K: OrderedKv> KvEventStore<K> {
                 .stream
                 .names()
                 .ok_or_else(|| corrupt(key, "unreadable aggregate names"))?;
-            if aggregate_type.is_some_and(|wanted| wanted != run_type) {
+            if !readable(run_type) {
                 continue;
             }
             let stream = events.add_stream(run_type, aggregate_id);
@@ -844,6 +856,7 @@ impl<K: OrderedKv> EventStore for KvEventStore<K> {
         limit: usize,
     ) -> impl Future<Output = Result<EventPage, EventStoreError>> + MaybeSend {
         let span = tracing::debug_span!("read_all", from_position, limit);
-        self.read_log(from_position, limit, None).instrument(span)
+        self.read_all_where(from_position, limit, |_| true)
+            .instrument(span)
     }
 }

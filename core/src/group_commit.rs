@@ -643,6 +643,7 @@ fn append_batch<'r, 'a: 'r>(
             last_version: expected + u64::from(request.count()),
             first_position,
             last_position,
+            duplicate: false,
         });
         position = last_position;
     }

@@ -73,12 +73,11 @@ impl SubscribeOptions {
         store: &KvEventStore<K>,
         from_position: u64,
     ) -> Result<EventPage, EventStoreError> {
+        let wanted = self.aggregate_type.as_deref();
         store
-            .read_log(
-                from_position,
-                self.page_size,
-                self.aggregate_type.as_deref(),
-            )
+            .read_all_where(from_position, self.page_size, |aggregate_type| {
+                wanted.is_none_or(|wanted| wanted == aggregate_type)
+            })
             .await
     }
 }

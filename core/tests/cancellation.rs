@@ -514,6 +514,7 @@ fn check_store(
             last_version: planned.expected + planned.events.len() as u64,
             first_position: places[0].2,
             last_position: places[places.len() - 1].2,
+            duplicate: false,
         })
     };
     let mut dropped = Vec::new();
@@ -524,7 +525,11 @@ fn check_store(
         match outcome {
             // (b), (d): an append answered Ok is stored, once, where it was told.
             Outcome::Answered(Ok(appended)) => {
-                assert_eq!(landed, Some(*appended), "seed {seed}: append {index}");
+                let written = Appended {
+                    duplicate: false,
+                    ..*appended
+                };
+                assert_eq!(landed, Some(written), "seed {seed}: append {index}");
             }
             // (e) The only error an append that was not dropped may get: a conflict,
             // because an earlier append of its chain was dropped before it landed.
