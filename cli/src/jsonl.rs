@@ -10,131 +10,31 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
 use eventkv::{
-    Codec, ContextError, DynKv, ErrorKind, EventMetadata, EventStore, EventStoreError,
-    KvEventStore, NewEvent, StoredEvent, Timestamp, Uuid, keys,
+    ContextError, DynKv, ErrorKind, EventStore, EventStoreError, KvEventStore, NewEvent,
+    StoredEvent, Uuid,
 };
-use serde::{Deserialize, Serialize};
+use eventkv_sync::protocol::JsonEvent;
+use serde::Serialize;
 
 use crate::{CliError, Progress};
 
 /// How many events one read of the global log asks for.
 const PAGE: usize = 1000;
 
-/// One event, as a JSON line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventLine {
-    /// Its position in the global log it was exported from (an import gives new ones).
-    #[serde(default)]
-    pub position: Option<u64>,
-    /// The aggregate type.
-    pub aggregate_type: String,
-    /// The aggregate id.
-    pub aggregate_id: String,
-    /// Its version in the stream.
-    pub version: u64,
-    /// Its id.
-    pub event_id: Uuid,
-    /// Its type name.
-    pub event_type: String,
-    /// When it was appended (RFC 3339; an import records its own time).
-    #[serde(default)]
-    pub timestamp: Option<String>,
-    /// The correlation id.
-    #[serde(default)]
-    pub correlation_id: Option<Uuid>,
-    /// The causation id.
-    #[serde(default)]
-    pub causation_id: Option<Uuid>,
-    /// `json` or `bincode`.
-    pub codec: String,
-    /// The event: JSON for `json`, a base64 string for `bincode`.
-    pub payload: serde_json::Value,
+/// One event, as a JSON line: the sync protocol's [`JsonEvent`].
+pub type EventLine = JsonEvent;
+
+/// The event a line appends, checked; `line` numbers the error.
+fn new_event(event: &EventLine, line: u64) -> Result<NewEvent, CliError> {
+    event
+        .to_new_event()
+        .map_err(|why| CliError::usage(format!("line {line}: {why}")))
 }
 
-/// `timestamp` as RFC 3339 with microseconds, in UTC.
-pub fn rfc3339(timestamp: Timestamp) -> String {
-    match timestamp.to_system_time() {
-        Some(time) => humantime::format_rfc3339_micros(time).to_string(),
-        None => format!("{} µs from the Unix epoch", timestamp.as_micros()),
-    }
-}
-
-impl EventLine {
-    /// The line of a stored event.
-    pub fn of(event: &StoredEvent<'_>) -> Result<Self, CliError> {
-        let payload = match event.codec() {
-            Codec::Json => serde_json::from_slice(event.payload()).map_err(|error| {
-                let context = format!(
-                    "event at position {}: its JSON payload does not parse",
-                    event.position()
-                );
-                CliError::failed(ErrorKind::Corrupt, ContextError::new(context, error))
-            })?,
-            _ => serde_json::Value::String(BASE64.encode(event.payload())),
-        };
-        let metadata = event.metadata();
-        Ok(EventLine {
-            position: Some(event.position()),
-            aggregate_type: event.aggregate_type().to_owned(),
-            aggregate_id: event.aggregate_id().to_owned(),
-            version: event.version(),
-            event_id: event.event_id(),
-            event_type: event.event_type().to_owned(),
-            timestamp: Some(rfc3339(event.timestamp())),
-            correlation_id: metadata.correlation_id,
-            causation_id: metadata.causation_id,
-            codec: event.codec().name().to_owned(),
-            payload,
-        })
-    }
-
-    /// The event to append, checked; `line` numbers the error.
-    fn new_event(&self, line: u64) -> Result<NewEvent, CliError> {
-        let bad = |what: String| CliError::usage(format!("line {line}: {what}"));
-        keys::StreamKeys::new(&self.aggregate_type, &self.aggregate_id)
-            .map_err(|error| bad(error.to_string()))?;
-        if self.version == 0 {
-            return Err(bad("version 0: versions start at 1".to_owned()));
-        }
-        if self.event_type.is_empty() || self.event_type.len() > usize::from(u16::MAX) {
-            return Err(bad(format!(
-                "event type must be 1 to 65535 bytes, got {} bytes",
-                self.event_type.len()
-            )));
-        }
-        let codec: Codec = self
-            .codec
-            .parse()
-            .map_err(|error: eventkv::CodecError| bad(error.to_string()))?;
-        let payload = match (codec, &self.payload) {
-            (Codec::Json, value) => {
-                Bytes::from(serde_json::to_vec(value).map_err(|e| bad(e.to_string()))?)
-            }
-            (_, serde_json::Value::String(text)) => Bytes::from(
-                BASE64
-                    .decode(text)
-                    .map_err(|error| bad(format!("payload is not base64: {error}")))?,
-            ),
-            (codec, _) => {
-                return Err(bad(format!("a {codec} payload must be a base64 string")));
-            }
-        };
-        Ok(NewEvent {
-            event_id: self.event_id,
-            event_type: self.event_type.clone(),
-            codec,
-            payload,
-            metadata: EventMetadata {
-                correlation_id: self.correlation_id,
-                causation_id: self.causation_id,
-            },
-        })
-    }
+/// The line of a stored event.
+fn line_of(event: &StoredEvent<'_>) -> Result<EventLine, CliError> {
+    JsonEvent::of(event).map_err(|why| CliError::failed(ErrorKind::Corrupt, why))
 }
 
 /// Writes every event from `from` on (of `aggregate_type`, if given) to `out` as JSON
@@ -159,7 +59,7 @@ pub async fn write_log(
             if aggregate_type.is_some_and(|name| name != event.aggregate_type()) {
                 continue;
             }
-            serde_json::to_writer(&mut *out, &EventLine::of(&event)?)
+            serde_json::to_writer(&mut *out, &line_of(&event)?)
                 .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?;
             out.write_all(b"\n")?;
             written += 1;
@@ -230,7 +130,7 @@ pub async fn import(
         }
         let event: EventLine = serde_json::from_str(&line)
             .map_err(|error| CliError::usage(format!("line {number}: {error}")))?;
-        event.new_event(number)?;
+        new_event(&event, number)?;
         let stream = streams
             .entry((event.aggregate_type.clone(), event.aggregate_id.clone()))
             .or_insert_with(|| StreamSoFar {
@@ -290,7 +190,7 @@ async fn append_run(
     };
     let events = run
         .iter()
-        .map(|(number, line)| line.new_event(*number))
+        .map(|(number, line)| new_event(line, *number))
         .collect::<Result<Vec<_>, _>>()?;
     let expected = first.version - 1;
     match store

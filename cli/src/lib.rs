@@ -1,12 +1,14 @@
 //! The work of the `eventkv` command, as functions (the binary is a thin layer over
 //! them): copy a store between engines, verify it, count what it holds, list and prune
-//! snapshots, export and import events as JSON lines, follow the global log.
+//! snapshots, export and import events as JSON lines, follow the global log, serve the
+//! sync protocol.
 
 mod copy;
 mod error;
 mod jsonl;
 mod pages;
 mod progress;
+mod serve;
 mod snapshots;
 mod stats;
 mod store;
@@ -14,7 +16,9 @@ mod verify;
 
 pub use copy::{CopyReport, copy};
 pub use error::CliError;
-pub use jsonl::{EventLine, ImportReport, import, rfc3339, write_log};
+pub use eventkv_sync::protocol::rfc3339;
+pub use jsonl::{EventLine, ImportReport, import, write_log};
+pub use serve::{ServeOptions, serve};
 pub use progress::Progress;
 pub use snapshots::{SnapshotInfo, list as list_snapshots, prune as prune_snapshots};
 pub use stats::{LONGEST, Stats, StreamLength, TypeStats, stats};

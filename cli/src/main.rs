@@ -16,7 +16,7 @@ use serde::Serialize;
 #[command(
     name = "eventkv",
     version,
-    about = "Operate eventkv stores: copy between engines, verify, stats, snapshots, export, import, tail"
+    about = "Operate eventkv stores: copy between engines, verify, stats, snapshots, export, import, tail, serve"
 )]
 struct Cli {
     /// Print the result as JSON (one object; `export` and `tail` always print JSON lines).
@@ -85,6 +85,23 @@ enum Command {
         /// How often --follow polls for new events, in milliseconds.
         #[arg(long, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
         interval_ms: u64,
+    },
+    /// Serve the sync protocol (push, pull, info; docs/sync.md) to browsers and other
+    /// replicas, until Ctrl-C or SIGTERM. Prints `listening on http://ADDR` when ready.
+    Serve {
+        /// The store.
+        url: String,
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:7411", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// A JSON file of bearer tokens and what each may read and write. Without it,
+        /// anyone who reaches the server may do anything: it listens on loopback only.
+        #[arg(long, value_name = "FILE")]
+        auth: Option<std::path::PathBuf>,
+        /// An origin whose pages may call the server (CORS), e.g. http://localhost:8080;
+        /// repeat for more.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
     },
 }
 
@@ -179,6 +196,63 @@ async fn run(cli: &Cli) -> Result<u8, CliError> {
             follow,
             interval_ms,
         } => tail(url, *from, *follow, *interval_ms).await,
+        Command::Serve {
+            url,
+            listen,
+            auth,
+            allow_origins,
+        } => {
+            let options = eventkv_cli::ServeOptions {
+                url: url.clone(),
+                listen: *listen,
+                auth: auth.clone(),
+                allowed_origins: allow_origins.clone(),
+            };
+            serve(&options).await
+        }
+    }
+}
+
+/// `eventkv serve`: logs through tracing on stderr (`RUST_LOG` filters, `info` by
+/// default), the address on stdout.
+async fn serve(options: &eventkv_cli::ServeOptions) -> Result<u8, CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let listening = |address| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{address}");
+        let _ = out.flush();
+    };
+    eventkv_cli::serve(options, listening, shutdown_signal()).await?;
+    Ok(0)
+}
+
+/// Completes at Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 

@@ -6,7 +6,7 @@ use eventkv::{DynKv, KvSnapshotStore, SnapshotStore, keys};
 use serde::Serialize;
 
 use crate::CliError;
-use crate::jsonl::rfc3339;
+use eventkv_sync::protocol::rfc3339;
 use crate::pages::Pages;
 
 /// One stored snapshot, described.
