@@ -49,15 +49,14 @@ pub async fn serve(
         .collect::<Result<Vec<_>, _>>()?;
     let kv = crate::open(&options.url).await?;
     let mut server = SyncServer::new(KvEventStore::new(kv)).with_allowed_origins(origins);
-    match &options.auth {
-        Some(path) => {
-            let tokens = Tokens::load(path).map_err(CliError::usage)?;
-            tracing::info!(tokens = tokens.len(), file = %path.display(), "bearer tokens loaded");
-            server = server.with_auth(tokens);
-        }
-        None => tracing::warn!(
+    if let Some(path) = &options.auth {
+        let tokens = Tokens::load(path).map_err(CliError::usage)?;
+        tracing::info!(tokens = tokens.len(), file = %path.display(), "bearer tokens loaded");
+        server = server.with_auth(tokens);
+    } else {
+        tracing::warn!(
             "no --auth: every request may read and write everything; listening on loopback only"
-        ),
+        );
     }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

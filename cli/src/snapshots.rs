@@ -6,8 +6,8 @@ use eventkv::{DynKv, KvSnapshotStore, SnapshotStore, keys};
 use serde::Serialize;
 
 use crate::CliError;
-use eventkv_sync::protocol::rfc3339;
 use crate::pages::Pages;
+use eventkv_sync::protocol::rfc3339;
 
 /// One stored snapshot, described.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

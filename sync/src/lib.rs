@@ -11,10 +11,12 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
 //! use eventkv::{KvEventStore, MemoryKv};
 //! use eventkv_sync::server::SyncServer;
 //!
-//! let server = SyncServer::new(KvEventStore::new(MemoryKv::new()));
+//! let server = SyncServer::new(KvEventStore::new(Arc::new(MemoryKv::new())));
 //! let app = axum::Router::new().nest("/sync", server.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7411").await?;
 //! axum::serve(listener, app).await?;

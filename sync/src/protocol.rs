@@ -263,9 +263,9 @@ impl ErrorCode {
     /// The HTTP status it is answered with.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::MalformedBody | ErrorCode::UnsupportedProtocol | ErrorCode::InvalidRequest => {
-                400
-            }
+            ErrorCode::MalformedBody
+            | ErrorCode::UnsupportedProtocol
+            | ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,

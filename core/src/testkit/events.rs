@@ -535,7 +535,10 @@ pub async fn retried_append_is_idempotent<F: EngineFactory>(factory: &F) {
         duplicate: true,
         ..appended
     };
-    assert_eq!(again, original, "the original positions come back, as a duplicate");
+    assert_eq!(
+        again, original,
+        "the original positions come back, as a duplicate"
+    );
     assert_eq!(whole_stream(&store, "Account", "a").await.len(), 3);
     assert_eq!(
         whole_log(&store).await.len(),

@@ -235,7 +235,11 @@ mod tests {
             .expect("auditor");
         assert_eq!(auditor.read, TypeSet::All);
         assert!(auditor.write.is_empty());
-        assert!(tokens.authenticate(&bearer("someone-else-0123456789")).is_none());
+        assert!(
+            tokens
+                .authenticate(&bearer("someone-else-0123456789"))
+                .is_none()
+        );
         assert!(tokens.authenticate(&HeaderMap::new()).is_none());
     }
 
@@ -247,7 +251,11 @@ mod tests {
             r#"{"principals": [{"name": "a", "tokens": ["same-token-0123456789"]},
                                {"name": "b", "tokens": ["same-token-0123456789"]}]}"#,
         );
-        assert!(shared.expect_err("shared").contains("each token names one principal"));
+        assert!(
+            shared
+                .expect_err("shared")
+                .contains("each token names one principal")
+        );
         let unknown = Tokens::parse(r#"{"principals": [], "admins": []}"#);
         assert!(unknown.expect_err("unknown field").contains("admins"));
     }

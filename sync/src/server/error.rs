@@ -29,9 +29,7 @@ impl ApiError {
     pub fn store(error: &EventStoreError) -> Self {
         let code = match error.kind() {
             ErrorKind::Ambiguous => ErrorCode::Ambiguous,
-            kind if kind.is_retryable() || kind == ErrorKind::StorageFull => {
-                ErrorCode::Unavailable
-            }
+            kind if kind.is_retryable() || kind == ErrorKind::StorageFull => ErrorCode::Unavailable,
             ErrorKind::Closed => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         };

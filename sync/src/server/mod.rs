@@ -19,9 +19,7 @@ use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-pub use auth::{
-    Anyone, Authenticate, MIN_TOKEN_LEN, Principal, Tokens, TypeSet, bearer_token,
-};
+pub use auth::{Anyone, Authenticate, MIN_TOKEN_LEN, Principal, Tokens, TypeSet, bearer_token};
 pub use error::ApiError;
 
 use crate::protocol::{ErrorCode, InfoResponse, LimitsInfo, PROTOCOL};
@@ -179,7 +177,9 @@ pub(crate) fn check_protocol(protocol: u32) -> Result<(), ApiError> {
     }
     Err(ApiError::new(
         ErrorCode::UnsupportedProtocol,
-        format!("protocol version {protocol} is not spoken here: this server speaks version {PROTOCOL}"),
+        format!(
+            "protocol version {protocol} is not spoken here: this server speaks version {PROTOCOL}"
+        ),
     ))
 }
 
@@ -207,13 +207,19 @@ async fn info<K>(
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
-        format!("no route {}: the sync server answers POST /push, GET /pull and GET /info", uri.path()),
+        format!(
+            "no route {}: the sync server answers POST /push, GET /pull and GET /info",
+            uri.path()
+        ),
     )
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} does not take {method}: push is POST, pull and info are GET", uri.path()),
+        format!(
+            "{} does not take {method}: push is POST, pull and info are GET",
+            uri.path()
+        ),
     )
 }

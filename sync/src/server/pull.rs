@@ -30,9 +30,8 @@ pub(crate) async fn pull<K: OrderedKv + Clone + Send + Sync + 'static>(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PullResponse>, ApiError> {
     let principal = shared.principal(&headers)?;
-    let query = query.map_err(|rejection| {
-        ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
-    })?;
+    let query = query
+        .map_err(|rejection| ApiError::new(ErrorCode::InvalidRequest, rejection.body_text()))?;
     let query = parse(&query.0, &shared.limits)?;
     if principal.read.is_empty() {
         return Err(ApiError::new(
@@ -87,7 +86,10 @@ pub(crate) async fn pull<K: OrderedKv + Clone + Send + Sync + 'static>(
     }
 }
 
-fn parse(query: &HashMap<String, String>, limits: &super::SyncLimits) -> Result<PullQuery, ApiError> {
+fn parse(
+    query: &HashMap<String, String>,
+    limits: &super::SyncLimits,
+) -> Result<PullQuery, ApiError> {
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
         query
             .get(name)
@@ -107,7 +109,9 @@ fn parse(query: &HashMap<String, String>, limits: &super::SyncLimits) -> Result<
     {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
-            format!("unknown parameter {unknown:?}: a pull takes protocol, after, limit and wait_ms"),
+            format!(
+                "unknown parameter {unknown:?}: a pull takes protocol, after, limit and wait_ms"
+            ),
         ));
     }
     let Some(protocol) = number("protocol")? else {
@@ -121,7 +125,10 @@ fn parse(query: &HashMap<String, String>, limits: &super::SyncLimits) -> Result<
     if limit == 0 || limit > limits.max_page as u64 {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
-            format!("limit={limit}: a pull returns 1 to {} events", limits.max_page),
+            format!(
+                "limit={limit}: a pull returns 1 to {} events",
+                limits.max_page
+            ),
         ));
     }
     let wait_ms = number("wait_ms")?.unwrap_or(0);

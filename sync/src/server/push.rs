@@ -78,7 +78,9 @@ fn parse(
         }
         match serde_json::from_slice::<Version>(&body) {
             Ok(version) if check_protocol(version.protocol).is_err() => {
-                check_protocol(version.protocol).err().unwrap_or_else(|| malformed(&error))
+                check_protocol(version.protocol)
+                    .err()
+                    .unwrap_or_else(|| malformed(&error))
             }
             _ => malformed(&error),
         }
@@ -134,10 +136,7 @@ async fn push_all<K: OrderedKv + Clone + Send + Sync + 'static>(
     let runs = chains.iter().map(|chain| async move {
         let mut results = Vec::with_capacity(chain.len());
         for &index in chain {
-            if results
-                .last()
-                .is_some_and(|(_, result)| !is_stored(result))
-            {
+            if results.last().is_some_and(|(_, result)| !is_stored(result)) {
                 results.push((index, AppendResult::Skipped));
                 continue;
             }
@@ -191,7 +190,11 @@ async fn push_one<K: OrderedKv + Clone + Send + Sync + 'static>(
         .events
         .iter()
         .enumerate()
-        .map(|(n, event)| event.to_new_event().map_err(|why| format!("event {n}: {why}")))
+        .map(|(n, event)| {
+            event
+                .to_new_event()
+                .map_err(|why| format!("event {n}: {why}"))
+        })
         .collect::<Result<Vec<NewEvent>, String>>()
     {
         Ok(events) => events,
@@ -199,7 +202,12 @@ async fn push_one<K: OrderedKv + Clone + Send + Sync + 'static>(
     };
     let store = &shared.store;
     match store
-        .append(aggregate_type, aggregate_id, append.expected_version, &events)
+        .append(
+            aggregate_type,
+            aggregate_id,
+            append.expected_version,
+            &events,
+        )
         .await
     {
         Ok(appended) if appended.duplicate => Ok(AppendResult::Duplicate(appended.into())),
@@ -232,7 +240,13 @@ async fn conflict<K: OrderedKv + Clone + Send + Sync + 'static>(
         let from = append.expected_version.saturating_add(1);
         let page = shared
             .store
-            .read_stream(aggregate_type, aggregate_id, from, actual, shared.limits.max_page)
+            .read_stream(
+                aggregate_type,
+                aggregate_id,
+                from,
+                actual,
+                shared.limits.max_page,
+            )
             .await
             .map_err(|error| ApiError::store(&error))?;
         events = page
