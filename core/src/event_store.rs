@@ -728,7 +728,7 @@ struct Wanted {
 }
 
 /// Checks what `append` cannot store.
-fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError> {
+pub(crate) fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError> {
     if events.is_empty() {
         return Err(EventStoreError::InvalidInput(
             "an append needs at least one event".into(),

@@ -25,6 +25,7 @@ mod memory;
 mod projection;
 mod read_model;
 mod recorded;
+pub mod replica;
 mod repository;
 mod snapshot;
 mod subscription;

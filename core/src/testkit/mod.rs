@@ -21,6 +21,7 @@ pub mod faults;
 pub mod gated;
 pub mod kv;
 pub mod projections;
+pub mod replica;
 pub mod repository;
 pub mod snapshots;
 pub mod subscriptions;
@@ -120,7 +121,13 @@ macro_rules! conformance_tests {
             projections::projection_of_one_type_passes_over_the_others,
             projections::read_model_entries_merge_the_page_changes,
             projections::projection_failures_write_nothing,
-            projections::projection_run_ends_on_a_bad_name
+            projections::projection_run_ends_on_a_bad_name,
+            replica::replica_pulls_keep_the_servers_positions,
+            replica::replica_local_appends_wait_in_the_outbox,
+            replica::replica_pulls_confirm_pushed_entries,
+            replica::replica_conflicts_are_rebased_or_parked,
+            replica::replica_concurrent_local_appends_take_distinct_versions,
+            replica::replica_large_pulls_fit_the_engines_batches
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {
