@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use eventkv::{Codec, EventMetadata, NewEvent, StoredEvent, Timestamp, Uuid, keys};
+use eventkv::{Codec, EventMetadata, NewEvent, RecordedEvent, StoredEvent, Timestamp, Uuid, keys};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. A request names the version it was written
@@ -343,6 +343,36 @@ impl JsonEvent {
         })
     }
 
+    /// The event as stored on the server, for a replica: its position and timestamp are
+    /// required.
+    pub fn to_recorded(&self) -> Result<RecordedEvent, String> {
+        let position = self
+            .position
+            .ok_or_else(|| format!("event {} has no position", self.event_id))?;
+        let timestamp = self
+            .timestamp
+            .as_deref()
+            .ok_or_else(|| format!("event at position {position} has no timestamp"))?;
+        let timestamp = parse_rfc3339(timestamp).map_err(|why| {
+            format!("event at position {position}: timestamp {timestamp:?}: {why}")
+        })?;
+        let event = self
+            .to_new_event()
+            .map_err(|why| format!("event at position {position}: {why}"))?;
+        Ok(RecordedEvent {
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            version: self.version,
+            position,
+            event_id: event.event_id,
+            event_type: event.event_type,
+            timestamp,
+            codec: event.codec,
+            metadata: event.metadata,
+            payload: event.payload,
+        })
+    }
+
     /// The event to append again, checked: its names, version, type and payload can be
     /// stored.
     pub fn to_new_event(&self) -> Result<NewEvent, String> {
@@ -401,10 +431,42 @@ fn new_event(
     })
 }
 
+/// An RFC 3339 time (as [`rfc3339`] writes it) as a timestamp.
+pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
+    let time = humantime::parse_rfc3339(text).map_err(|error| error.to_string())?;
+    let micros = match time.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()),
+        Err(before) => i64::try_from(before.duration().as_micros()).map(|micros| -micros),
+    };
+    micros
+        .map(Timestamp::from_micros)
+        .map_err(|_| "out of range".to_owned())
+}
+
 /// `timestamp` as RFC 3339 with microseconds, in UTC.
 pub fn rfc3339(timestamp: Timestamp) -> String {
-    match timestamp.to_system_time() {
-        Some(time) => humantime::format_rfc3339_micros(time).to_string(),
-        None => format!("{} µs from the Unix epoch", timestamp.as_micros()),
+    // From the micros, not `to_system_time`: on wasm32 that is another `SystemTime`.
+    let micros = timestamp.as_micros();
+    match u64::try_from(micros) {
+        Ok(after) => {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_micros(after);
+            humantime::format_rfc3339_micros(time).to_string()
+        }
+        Err(_) => format!("{micros} µs from the Unix epoch"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_rfc3339, rfc3339};
+    use eventkv::Timestamp;
+
+    #[test]
+    fn timestamps_round_trip_through_rfc3339() {
+        for micros in [0, 1_764_000_000_123_456, 1] {
+            let timestamp = Timestamp::from_micros(micros);
+            assert_eq!(parse_rfc3339(&rfc3339(timestamp)), Ok(timestamp));
+        }
+        assert!(parse_rfc3339("yesterday").is_err());
     }
 }

@@ -11,6 +11,7 @@ import init, {
   type NewSnapshot,
   type OnEvents,
   type OpenOptions,
+  type ReadEvent,
   type ReadModelState,
   type Snapshot,
   type SnapshotMiss,
@@ -41,8 +42,9 @@ export async function everyCall(): Promise<Counter> {
     }
     throw error;
   }
-  const stream: StoredEvent[] = await store.readStream("Counter", name, appended.firstVersion, 10);
-  const all: StoredEvent[] = await store.readAll(stream[0]?.position);
+  const stream: ReadEvent[] = await store.readStream("Counter", name, appended.firstVersion, 10);
+  const first = stream[0];
+  const all: StoredEvent[] = await store.readAll(first && !("pending" in first) ? first.position : undefined);
   const version: number = await store.currentVersion("Counter", name);
   const snapshot: NewSnapshot = {
     aggregateType: "Counter", aggregateId: name, version, schemaVersion: 1, state: { total: all.length },

@@ -6,11 +6,12 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use eventkv::{
     Codec, EventPage, EventStore as _, EventStoreError, Fold, KvEventStore, KvSnapshotStore,
-    ReplayError, ReplayOptions, Snapshot, SnapshotMiss, SnapshotReadFailure, SnapshotStore as _,
-    StoredEvent, Timestamp, replay,
+    NewEvent, ReplayError, ReplayOptions, Snapshot, SnapshotMiss, SnapshotReadFailure,
+    SnapshotStore as _, StoredEvent, Timestamp, replay,
 };
 use js_sys::{Array, Function, JSON, Promise, Reflect};
 use serde::Serialize;
@@ -20,9 +21,11 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::indexeddb::{Durability, IndexedDbKv};
 use crate::js_error::ApiError;
 use crate::js_follow::AppendChannel;
-use crate::js_input;
-use crate::js_types::{AppendedJson, LoadedJson, SnapshotJson, StoredEventJson};
+use crate::js_input::{self, SyncInput};
+use crate::js_sync::{JsSync, Syncer};
+use crate::js_types::{AppendedJson, LoadedJson, PendingEventJson, SnapshotJson, StoredEventJson};
 use eventkv::ErrorKind;
+use eventkv::replica::Replica;
 use futures_util::future::AbortHandle;
 
 /// How many events `readStream` and `readAll` return when no limit is given.
@@ -35,7 +38,7 @@ const PAGE: usize = 4096;
 
 /// The event and snapshot stores, each on its own connection to the same database.
 pub(crate) struct Stores {
-    pub(crate) events: KvEventStore<IndexedDbKv>,
+    pub(crate) events: KvEventStore<Arc<IndexedDbKv>>,
     snapshots: KvSnapshotStore<IndexedDbKv>,
 }
 
@@ -57,14 +60,21 @@ pub struct JsEventStore {
     pub(crate) channel: Option<AppendChannel>,
     /// The subscriptions running, stopped by `close`.
     pub(crate) subscriptions: RefCell<Vec<AbortHandle>>,
+    /// The sync with a server, when opened with `{ sync }`: appends go to the outbox.
+    sync: Option<Rc<Syncer>>,
+    /// Whether the database is a sync replica (it has pulled or queued appends): appends
+    /// need `{ sync }`.
+    replica: bool,
 }
 
 #[wasm_bindgen(js_class = EventStore)]
 impl JsEventStore {
     /// Opens the IndexedDB database `name`, creating it when it does not exist. `options`:
-    /// `{ durability }`, `"strict"` (the default), `"relaxed"` or `"default"`. Rejects
-    /// with `Unavailable` where there is no IndexedDB, and with `Unsupported`
-    /// when the name is taken by another application or schema (left untouched).
+    /// `{ durability, sync }`: durability `"strict"` (the default), `"relaxed"` or
+    /// `"default"`; `sync: { url, token?, rebase? }` makes the store a replica of an
+    /// `eventkv serve` server (see `Sync`). Rejects with `Unavailable` where there is no
+    /// IndexedDB, and with `Unsupported` when the name is taken by another application or
+    /// schema (left untouched).
     #[wasm_bindgen(unchecked_return_type = "Promise<EventStore>")]
     pub fn open(
         #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
@@ -74,8 +84,9 @@ impl JsEventStore {
         let input = js_input::string("name", &name)
             .and_then(|name| Ok((name, js_input::open_options(&options)?)));
         future_to_promise(async move {
-            let (name, durability) = input?;
-            Ok(Self::connect(name, durability).await?.into())
+            let (name, options) = input?;
+            let store = Self::connect(name, options.durability).await?;
+            Ok(store.synced(options.sync).await?.into())
         })
     }
 
@@ -98,9 +109,21 @@ impl JsEventStore {
         self.name.clone()
     }
 
+    /// The sync with the server (status, outbox, stop), or undefined when the store was
+    /// opened without `{ sync }`.
+    #[wasm_bindgen(getter)]
+    pub fn sync(&self) -> Option<JsSync> {
+        self.sync.as_ref().map(|syncer| JsSync {
+            syncer: Rc::clone(syncer),
+        })
+    }
+
     /// Closes the store: later calls reject with `Closed`; calls in flight finish first,
     /// then the connections close.
     pub fn close(&self) {
+        if let Some(sync) = &self.sync {
+            sync.stop();
+        }
         self.stores.borrow_mut().take();
         for subscription in self.subscriptions.borrow_mut().drain(..) {
             subscription.abort();
@@ -137,8 +160,29 @@ impl JsEventStore {
             Ok((stream, expected, js_input::new_events(&events)?))
         })();
         let announce = self.channel.as_ref().map(AppendChannel::sender);
+        let sync = self.sync.clone();
+        let replica = self.replica;
         self.run(move |stores| async move {
             let ((aggregate_type, aggregate_id), expected, events) = input?;
+            if let Some(sync) = sync {
+                let pending = sync
+                    .replica()
+                    .append_pending(&aggregate_type, &aggregate_id, expected, &events)
+                    .await?;
+                sync.appended();
+                return to_js(&AppendedJson {
+                    first_version: pending.first_version,
+                    last_version: pending.last_version,
+                    first_position: None,
+                    last_position: None,
+                    pending: true,
+                });
+            }
+            if replica {
+                return Err(ApiError::invalid(
+                    "this database is a sync replica: open it with { sync } to append (its log only grows by pulls from the server)",
+                ));
+            }
             let appended = stores
                 .events
                 .append(&aggregate_type, &aggregate_id, expected, &events)
@@ -149,16 +193,18 @@ impl JsEventStore {
             to_js(&AppendedJson {
                 first_version: appended.first_version,
                 last_version: appended.last_version,
-                first_position: appended.first_position,
-                last_position: appended.last_position,
+                first_position: Some(appended.first_position),
+                last_position: Some(appended.last_position),
+                pending: false,
             })
         })
     }
 
     /// At most `limit` (default 1000, at most 10,000) events of one aggregate from
     /// `fromVersion` (default 1), in version order; fewer only at the stream's end. Page
-    /// by calling again after the last version.
-    #[wasm_bindgen(js_name = readStream, unchecked_return_type = "Promise<StoredEvent[]>")]
+    /// by calling again after the last version. On a synced store, the optimistic view:
+    /// the confirmed events, then the pending ones (`pending: true`, no position).
+    #[wasm_bindgen(js_name = readStream, unchecked_return_type = "Promise<ReadEvent[]>")]
     pub fn read_stream(
         &self,
         #[wasm_bindgen(js_name = aggregateType, unchecked_param_type = "string")]
@@ -175,6 +221,7 @@ impl JsEventStore {
             let from = js_input::whole_number("fromVersion", &from, Some(1))?;
             Ok((stream, from, limit_of(&limit.unwrap_or_default())?))
         })();
+        let sync = self.sync.clone();
         self.run(move |stores| async move {
             let ((aggregate_type, aggregate_id), from, limit) = input?;
             let read = async |from: u64, wanted: usize| {
@@ -183,11 +230,28 @@ impl JsEventStore {
                     .read_stream(&aggregate_type, &aggregate_id, from, u64::MAX, wanted)
                     .await
             };
-            read_up_to(limit, from, read, |event| event.version()).await
+            let events = read_up_to(limit, from, read, |event| event.version()).await?;
+            if let Some(sync) = sync {
+                let confirmed = stores
+                    .events
+                    .current_version(&aggregate_type, &aggregate_id)
+                    .await?;
+                let pending = sync
+                    .replica()
+                    .pending_events(&aggregate_type, &aggregate_id, confirmed)
+                    .await?;
+                let wanted = pending
+                    .iter()
+                    .filter(|(version, _)| *version >= from)
+                    .take(limit.saturating_sub(events.len()));
+                events.push_pending(&aggregate_type, &aggregate_id, wanted)?;
+            }
+            Ok(events.into())
         })
     }
 
-    /// The version of the aggregate's last event; 0 when it has none.
+    /// The version of the aggregate's last event; 0 when it has none. On a synced store,
+    /// its version in the optimistic view (its pending events included).
     #[wasm_bindgen(js_name = currentVersion, unchecked_return_type = "Promise<number>")]
     pub fn current_version(
         &self,
@@ -197,12 +261,22 @@ impl JsEventStore {
         aggregate_id: JsValue,
     ) -> Promise {
         let stream = stream_of(&aggregate_type, &aggregate_id);
+        let sync = self.sync.clone();
         self.run(move |stores| async move {
             let (aggregate_type, aggregate_id) = stream?;
-            let version = stores
-                .events
-                .current_version(&aggregate_type, &aggregate_id)
-                .await?;
+            let version = match sync {
+                Some(sync) => {
+                    sync.replica()
+                        .optimistic_version(&aggregate_type, &aggregate_id)
+                        .await?
+                }
+                None => {
+                    stores
+                        .events
+                        .current_version(&aggregate_type, &aggregate_id)
+                        .await?
+                }
+            };
             Ok(JsValue::from_f64(version as f64))
         })
     }
@@ -223,7 +297,9 @@ impl JsEventStore {
         self.run(move |stores| async move {
             let (from, limit) = input?;
             let read = async |from: u64, wanted: usize| stores.events.read_all(from, wanted).await;
-            read_up_to(limit, from, read, |event| event.position()).await
+            Ok(read_up_to(limit, from, read, |event| event.position())
+                .await?
+                .into())
         })
     }
 
@@ -340,7 +416,9 @@ impl JsEventStore {
 
     /// What a reducer needs to rebuild the aggregate fast: its latest snapshot, when
     /// its `schemaVersion` matches and it is readable, and the events after it (all
-    /// events otherwise). Rejects with `NotFound` when the aggregate has no events.
+    /// events otherwise). Rejects with `NotFound` when the aggregate has no events. On a
+    /// synced store, the pending events follow the confirmed ones (`pending: true`), and
+    /// `version` counts them.
     #[wasm_bindgen(unchecked_return_type = "Promise<Loaded>")]
     pub fn load(
         &self,
@@ -357,9 +435,17 @@ impl JsEventStore {
                 js_input::small_number("schemaVersion", &schema_version)?,
             ))
         });
+        let sync = self.sync.clone();
         self.run(move |stores| async move {
             let ((aggregate_type, aggregate_id), schema_version) = input?;
-            load(&stores, &aggregate_type, &aggregate_id, schema_version).await
+            load(
+                &stores,
+                sync.as_deref(),
+                &aggregate_type,
+                &aggregate_id,
+                schema_version,
+            )
+            .await
         })
     }
 }
@@ -373,17 +459,49 @@ impl JsEventStore {
         let snapshots = IndexedDbKv::open_with(&name, durability)
             .await
             .map_err(ApiError::from)?;
+        // The engine traits forward through `Arc`, the shared form of every engine; the
+        // browser has one thread, so it is never sent anywhere.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let events = Arc::new(events);
         let stores = Rc::new(Stores {
             events: KvEventStore::new(events),
             snapshots: KvSnapshotStore::new(snapshots),
         });
         let channel = AppendChannel::open(&name, Rc::downgrade(&stores));
+        let replica = Replica::new(stores.events.clone());
+        let is_replica = replica.cursor().await.map_err(ApiError::from)? > 0
+            || !replica
+                .outbox(0, 1)
+                .await
+                .map_err(ApiError::from)?
+                .is_empty();
         Ok(JsEventStore {
             name,
             stores: RefCell::new(Some(stores)),
             channel,
             subscriptions: RefCell::default(),
+            sync: None,
+            replica: is_replica,
         })
+    }
+
+    /// The store, syncing with the server `sync` names, if any. A store that already
+    /// holds events of its own (appended without sync) cannot become a replica.
+    async fn synced(mut self, sync: Option<SyncInput>) -> Result<Self, ApiError> {
+        let Some(input) = sync else {
+            return Ok(self);
+        };
+        let stores = self.stores()?;
+        if !self.replica && stores.events.last_position().await? > 0 {
+            return Err(ApiError::invalid(format!(
+                "database {:?} holds events appended without sync: a synced store is a replica of the server's log; open another database for it",
+                self.name
+            )));
+        }
+        let announce = self.channel.as_ref().map(AppendChannel::sender);
+        self.sync = Some(Syncer::start(&self.name, &stores, input, announce));
+        self.replica = true;
+        Ok(self)
     }
 
     /// The stores, or `Closed`.
@@ -447,7 +565,7 @@ async fn read_up_to(
     mut from: u64,
     mut read: impl AsyncFnMut(u64, usize) -> Result<EventPage, EventStoreError>,
     key: impl Fn(&StoredEvent<'_>) -> u64,
-) -> Result<JsValue, ApiError> {
+) -> Result<JsEvents, ApiError> {
     let events = JsEvents::new()?;
     while events.len() < limit {
         let page = read(from, PAGE.min(limit - events.len())).await?;
@@ -456,7 +574,7 @@ async fn read_up_to(
             None => break,
         }
     }
-    Ok(events.into())
+    Ok(events)
 }
 
 /// A JS array of `StoredEvent`s, filled a page at a time: each page crosses to JavaScript
@@ -500,7 +618,22 @@ impl JsEvents {
             .and_then(|last| key(&last).checked_add(1)))
     }
 
-    fn push_all(&self, events: &[StoredEventJson<'_>]) -> Result<(), ApiError> {
+    /// Appends pending events of one aggregate (the optimistic view), at their versions.
+    fn push_pending<'e>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        events: impl Iterator<Item = &'e (u64, NewEvent)>,
+    ) -> Result<(), ApiError> {
+        let events = events
+            .map(|(version, event)| {
+                PendingEventJson::new(aggregate_type, aggregate_id, *version, event)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.push_all(&events)
+    }
+
+    fn push_all<T: Serialize>(&self, events: &[T]) -> Result<(), ApiError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -527,6 +660,7 @@ impl From<JsEvents> for JsValue {
 
 async fn load(
     stores: &Stores,
+    sync: Option<&Syncer>,
     aggregate_type: &str,
     aggregate_id: &str,
     schema_version: u32,
@@ -555,7 +689,17 @@ async fn load(
             ReplayError::Fold(error) => error,
             _ => ApiError::new(ErrorKind::Unexpected, "the load failed"),
         })?;
-    if replayed.version == 0 {
+    let mut version = replayed.version;
+    if let Some(sync) = sync {
+        let pending = sync
+            .replica()
+            .pending_events(aggregate_type, aggregate_id, version)
+            .await?;
+        fold.events
+            .push_pending(aggregate_type, aggregate_id, pending.iter())?;
+        version = pending.last().map_or(version, |(last, _)| *last);
+    }
+    if version == 0 {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             format!("{aggregate_type} {aggregate_id:?} has no events"),
@@ -565,7 +709,7 @@ async fn load(
     let loaded = to_js(&LoadedJson {
         aggregate_type,
         aggregate_id,
-        version: replayed.version,
+        version,
         snapshot,
         snapshot_miss: replayed.miss.map(|(reason, _)| reason.name()),
     })?;

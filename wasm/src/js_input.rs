@@ -252,29 +252,78 @@ pub fn new_snapshot(value: &JsValue) -> Result<NewSnapshot, ApiError> {
     })
 }
 
-/// The `options` of `EventStore.open`: `{ durability }`, strict when left out.
-pub fn open_options(value: &JsValue) -> Result<Durability, ApiError> {
+/// The `options` of `EventStore.open`, read.
+pub struct OpenInput {
+    pub durability: Durability,
+    pub sync: Option<SyncInput>,
+}
+
+/// The `sync` option of `EventStore.open`, read.
+#[derive(Clone)]
+pub struct SyncInput {
+    /// The server's base URL, e.g. `http://127.0.0.1:7411`.
+    pub url: String,
+    /// The bearer token, if the server wants one.
+    pub token: Option<String>,
+    /// The app's conflict handler.
+    pub rebase: Option<js_sys::Function>,
+}
+
+/// The `options` of `EventStore.open`: `{ durability, sync }`, strict and not synced when
+/// left out.
+pub fn open_options(value: &JsValue) -> Result<OpenInput, ApiError> {
+    let mut input = OpenInput {
+        durability: Durability::Strict,
+        sync: None,
+    };
     if value.is_undefined() || value.is_null() {
-        return Ok(Durability::Strict);
+        return Ok(input);
     }
-    let options = object("options", value, &["durability"])?;
+    let options = object("options", value, &["durability", "sync"])?;
     let durability = field(&options, "durability");
-    if durability.is_undefined() {
-        return Ok(Durability::Strict);
+    if !durability.is_undefined() {
+        let name = string("options.durability", &durability)?;
+        input.durability = [
+            Durability::Strict,
+            Durability::Relaxed,
+            Durability::BrowserDefault,
+        ]
+        .into_iter()
+        .find(|known| known.as_str() == name)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "options.durability must be \"strict\", \"relaxed\" or \"default\", not {name:?}"
+            ))
+        })?;
     }
-    let name = string("options.durability", &durability)?;
-    [
-        Durability::Strict,
-        Durability::Relaxed,
-        Durability::BrowserDefault,
-    ]
-    .into_iter()
-    .find(|known| known.as_str() == name)
-    .ok_or_else(|| {
-        ApiError::invalid(format!(
-            "options.durability must be \"strict\", \"relaxed\" or \"default\", not {name:?}"
-        ))
-    })
+    let sync = field(&options, "sync");
+    if !sync.is_undefined() {
+        input.sync = Some(sync_options(&sync)?);
+    }
+    Ok(input)
+}
+
+fn sync_options(value: &JsValue) -> Result<SyncInput, ApiError> {
+    let sync = object("options.sync", value, &["url", "token", "rebase"])?;
+    let url = string("options.sync.url", &field(&sync, "url"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::invalid(format!(
+            "options.sync.url must be an http:// or https:// URL, not {url:?}"
+        )));
+    }
+    let token = field(&sync, "token");
+    let token = if token.is_undefined() || token.is_null() {
+        None
+    } else {
+        Some(string("options.sync.token", &token)?)
+    };
+    let rebase = field(&sync, "rebase");
+    let rebase = if rebase.is_undefined() || rebase.is_null() {
+        None
+    } else {
+        Some(function("options.sync.rebase", &rebase)?)
+    };
+    Ok(SyncInput { url, token, rebase })
 }
 
 /// A function.

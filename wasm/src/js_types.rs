@@ -4,7 +4,7 @@
 //! event payloads and snapshot states are JSON already, so they are checked and copied,
 //! never re-encoded.
 
-use eventkv::{Codec, RecordedEvent, Snapshot, StoredEvent, Uuid};
+use eventkv::{Codec, NewEvent, RecordedEvent, Snapshot, StoredEvent, Uuid};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -40,6 +40,82 @@ export interface OpenOptions {
    * it survives an OS crash or power loss; `"relaxed"` once the OS has it (faster; the last
    * writes can be lost on an OS crash); `"default"`, the browser's choice. */
   durability?: "strict" | "relaxed" | "default";
+  /** Makes the store a replica of an `eventkv serve` server: appends wait in an outbox
+   * and are pushed when online; the log grows by pulls, in the server's order. */
+  sync?: SyncOptions;
+}
+
+/** How a store syncs with its server. */
+export interface SyncOptions {
+  /** The server's base URL, e.g. `"https://example.com/sync"`. */
+  url: string;
+  /** The bearer token the server gave this user, if it wants one. */
+  token?: string | null;
+  /** Resolves a conflict: the server took versions this tab's pending events were made
+   * on. Return the events to push instead (typically: run the command again on the new
+   * state, made from `conflict.version`), `[]` to drop the pending ones, or `null` to
+   * park them. Without it, or when it throws, they are parked: kept, reported in
+   * `sync.outbox()`, never pushed, until discarded. */
+  rebase?: (conflict: Conflict) => NewEvent[] | null | Promise<NewEvent[] | null>;
+}
+
+/** What `rebase` is given. */
+export interface Conflict {
+  aggregateType: string;
+  aggregateId: string;
+  /** The aggregate's confirmed version: the events `rebase` returns are made on it. */
+  version: number;
+  /** The server's events since the pending ones were made. */
+  serverEvents: StoredEvent[];
+  /** The pending events, in order. */
+  pending: OutboxEvent[];
+}
+
+/** An event waiting in the outbox. */
+export interface OutboxEvent {
+  eventId: string;
+  type: string;
+  data: unknown;
+  correlationId: string | null;
+  causationId: string | null;
+}
+
+/** A local append waiting to be confirmed by the server, or set aside. */
+export interface OutboxEntry {
+  /** Its place in the outbox: entries are pushed in this order. */
+  seq: number;
+  aggregateType: string;
+  aggregateId: string;
+  /** The version its events were made on. */
+  expectedVersion: number;
+  events: OutboxEvent[];
+  /** `pending` (to push), `pushed` (stored by the server, not pulled back yet) or
+   * `parked` (set aside: see `reason`). */
+  state: "pending" | "pushed" | "parked";
+  reason: string | null;
+}
+
+/** Where a store's sync stands. */
+export interface SyncStatus {
+  /** Whether the last exchange with the server succeeded; null before the first. */
+  online: boolean | null;
+  /** Whether this tab pushes and pulls (one tab per origin and database does). */
+  leader: boolean;
+  /** Whether a push is under way. */
+  pushing: boolean;
+  /** The server position this replica has pulled up to. */
+  pulledUpTo: number;
+  /** The server's last position when it last said (pulledUpTo / head is the initial
+   * sync's progress). */
+  head: number;
+  /** Local appends not yet confirmed by a pull. */
+  pending: number;
+  /** Local appends set aside: see `sync.outbox()`. */
+  parked: number;
+  /** The last failure, for people; null after a success. */
+  lastError: string | null;
+  /** Whether `stop` was called (or the store closed). */
+  stopped: boolean;
 }
 
 /** An event to append. `data` is anything `JSON.stringify` accepts. */
@@ -69,13 +145,28 @@ export interface StoredEvent {
   causationId: string | null;
 }
 
+/** A pending event of a synced store in `readStream` and `load`: appended here, not yet
+ * confirmed by the server, so without a position or a timestamp. */
+export interface PendingEvent extends Omit<StoredEvent, "position" | "timestamp"> {
+  position: null;
+  timestamp: null;
+  pending: true;
+}
+
+/** What `readStream` and `load` return: stored events, then (on a synced store) the
+ * pending ones. */
+export type ReadEvent = StoredEvent | PendingEvent;
+
 /** Where an append put its events. */
 export interface Appended {
   firstVersion: number;
   /** The stream's new version. */
   lastVersion: number;
-  firstPosition: number;
-  lastPosition: number;
+  /** null for a synced store's append, which waits in the outbox. */
+  firstPosition: number | null;
+  lastPosition: number | null;
+  /** Whether it waits in the outbox (a synced store). */
+  pending: boolean;
 }
 
 /** A snapshot to save: the state after the event at `version`. */
@@ -135,8 +226,9 @@ export interface Loaded {
   version: number;
   /** The snapshot the load started from, or null for a full replay. */
   snapshot: Snapshot | null;
-  /** The events after the snapshot (all events without one), in version order. */
-  events: StoredEvent[];
+  /** The events after the snapshot (all events without one), in version order; on a
+   * synced store, the pending ones last. */
+  events: ReadEvent[];
   /** Why a stored snapshot was not used; null when it was, or when there is none. */
   snapshotMiss: SnapshotMiss | null;
 }
@@ -266,8 +358,54 @@ pub struct LoadedJson<'a> {
 pub struct AppendedJson {
     pub first_version: u64,
     pub last_version: u64,
-    pub first_position: u64,
-    pub last_position: u64,
+    pub first_position: Option<u64>,
+    pub last_position: Option<u64>,
+    pub pending: bool,
+}
+
+/// A pending event of a synced store (the optimistic view) as a `StoredEvent`: no
+/// position or timestamp yet.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingEventJson<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    version: u64,
+    position: Option<u64>,
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    data: &'a RawValue,
+    timestamp: Option<f64>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    pending: bool,
+}
+
+impl<'a> PendingEventJson<'a> {
+    /// The pending `event` at `version` of the aggregate.
+    pub fn new(
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        version: u64,
+        event: &'a NewEvent,
+    ) -> Result<Self, ApiError> {
+        Ok(PendingEventJson {
+            aggregate_type,
+            aggregate_id,
+            version,
+            position: None,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            data: event_data(event.codec, &event.payload, version, || {
+                (aggregate_type, aggregate_id)
+            })?,
+            timestamp: None,
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+            pending: true,
+        })
+    }
 }
 
 /// The stored bytes as one JSON value, or why they are not.

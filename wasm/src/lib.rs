@@ -27,9 +27,13 @@ mod js_follow;
 #[cfg(target_arch = "wasm32")]
 mod js_input;
 #[cfg(target_arch = "wasm32")]
+mod js_sync;
+#[cfg(target_arch = "wasm32")]
 mod js_types;
 
 #[cfg(target_arch = "wasm32")]
 pub use indexeddb::{Durability, IndexedDbKv, OpenError};
 #[cfg(target_arch = "wasm32")]
 pub use js_api::JsEventStore;
+#[cfg(target_arch = "wasm32")]
+pub use js_sync::JsSync;
