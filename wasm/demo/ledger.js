@@ -2,7 +2,12 @@
 // No bundler: this module imports the package wasm-pack built in ../pkg.
 import init, { EventStore } from "../pkg/eventkv_wasm.js";
 
-const DATABASE = "eventkv-ledger-demo";
+const PARAMS = new URLSearchParams(location.search);
+/** `?sync=URL`: sync with an `eventkv serve` server (`&token=` its bearer token,
+ * `&rebase=off` to park conflicts instead of re-running the command). */
+const SYNC = PARAMS.get("sync");
+/** `?db=NAME`: another database (two ledgers side by side in one browser). */
+const DATABASE = PARAMS.get("db") ?? (SYNC ? "eventkv-ledger-demo-synced" : "eventkv-ledger-demo");
 const TYPE = "Ledger";
 const ID = "household";
 /** The version of the state's shape below: bump it when the shape changes. */
@@ -12,7 +17,7 @@ const SHOWN_ENTRIES = 20;
 
 /** `?every=N`: a snapshot every N events, N a whole number from 1; else the default, said. */
 function snapshotEvery() {
-  const given = new URLSearchParams(location.search).get("every");
+  const given = PARAMS.get("every");
   if (given === null) return { every: DEFAULT_SNAPSHOT_EVERY };
   const every = Number(given);
   if (/^\d+$/.test(given.trim()) && Number.isSafeInteger(every) && every >= 1) return { every };
@@ -117,7 +122,9 @@ async function record(events) {
       state = apply(state, { ...event, version: appended.firstVersion + i });
     });
     ledger = { ...ledger, state, version: appended.lastVersion };
-    if (Math.floor(appended.lastVersion / SNAPSHOT_EVERY) > Math.floor((appended.firstVersion - 1) / SNAPSHOT_EVERY)) {
+    // A snapshot is taken at a stored event: a synced ledger's pending ones are not yet.
+    const crossed = Math.floor(appended.lastVersion / SNAPSHOT_EVERY) > Math.floor((appended.firstVersion - 1) / SNAPSHOT_EVERY);
+    if (crossed && !appended.pending) {
       const stored = await store.saveSnapshot({
         aggregateType: TYPE, aggregateId: ID, version: ledger.version, schemaVersion: SCHEMA_VERSION, state,
       });
@@ -133,14 +140,21 @@ async function record(events) {
   }
 }
 
-/** Runs `task`, showing its status and any error with its code. */
+/** Runs `task`, showing its status: a refused command is the user's to correct (its
+ * message), anything else a store error (with its code). */
 async function run(task) {
   $("status").textContent = "working…";
   $("error").textContent = "";
+  $("refused").textContent = "";
   try {
     await task();
     $("status").textContent = "ready";
   } catch (error) {
+    if (error instanceof Refused) {
+      $("status").textContent = "refused";
+      $("refused").textContent = error.message;
+      return;
+    }
     $("status").textContent = "error";
     $("error").textContent = error.code ? `${error.code}: ${error.message}` : error.message;
   }
@@ -221,10 +235,68 @@ async function followTotals() {
   });
 }
 
+/** A conflict: the server took versions this tab's pending entries were made on. The
+ * commands run again on the server's ledger; one the new state refuses is dropped, said. */
+async function rebase(conflict) {
+  const loaded = await store.load(TYPE, ID, SCHEMA_VERSION);
+  let state = loaded.snapshot ? loaded.snapshot.state : initialState();
+  for (const event of loaded.events) if (!event.pending) state = apply(state, event);
+  const again = [];
+  const dropped = [];
+  for (const event of conflict.pending) {
+    const { cents, memo, category } = event.data;
+    try {
+      const next = decide(state, event.type, money(cents), memo, category);
+      state = apply(state, { ...next, version: 0 });
+      again.push(next);
+    } catch (refused) {
+      if (!(refused instanceof Refused)) throw refused;
+      dropped.push(`${memo}: ${refused.message}`);
+    }
+  }
+  $("conflict").textContent = `Conflict at version ${conflict.version}: another device recorded entries first; ` +
+    `${again.length} of yours were recorded again on top of them` +
+    (dropped.length ? `, ${dropped.length} refused (${dropped.join("; ")})` : "") + ".";
+  return again;
+}
+
+/** Shows where the sync stands: online or offline, pending and parked entries. */
+function showSync(status) {
+  const parts = [status.online === false ? "offline" : status.online ? "online" : "connecting…"];
+  parts.push(`${status.pending} pending`);
+  if (status.parked) parts.push(`${status.parked} parked`);
+  if (status.head > status.pulledUpTo) parts.push(`pulled ${status.pulledUpTo} of ${status.head}`);
+  $("sync").textContent = parts.join(" · ");
+  $("sync").dataset.online = String(status.online);
+  $("sync").dataset.pending = String(status.pending);
+  $("sync").dataset.parked = String(status.parked);
+}
+
 /** (Re)opens the store and loads the ledger: after another tab wrote, or deleted everything. */
 async function reopen() {
   store?.close(); // also ends its subscription
-  store = await EventStore.open(DATABASE);
+  if (SYNC) {
+    const sync = { url: SYNC, token: PARAMS.get("token"), rebase: PARAMS.get("rebase") === "off" ? undefined : rebase };
+    store = await EventStore.open(DATABASE, { sync });
+    showSync(store.sync.status());
+    let seen = "";
+    store.sync.onStatus((status) => {
+      showSync(status);
+      // Pulled events, or pending ones confirmed, rebased or parked: show the new ledger
+      // (once caught up: not after each page of an initial sync).
+      if (status.pulledUpTo < status.head) return;
+      const now = `${status.pulledUpTo}/${status.pending}/${status.parked}`;
+      if (now !== seen) {
+        seen = now;
+        load().catch((error) => {
+          $("error").textContent = error.code ? `${error.code}: ${error.message}` : error.message;
+        });
+      }
+    });
+  } else {
+    store = await EventStore.open(DATABASE);
+    $("sync").textContent = "off (this browser only)";
+  }
   await load();
   await followTotals();
 }

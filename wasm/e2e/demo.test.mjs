@@ -191,9 +191,10 @@ test("the ledger's rules refuse bad entries with a clear message and record noth
     await page.fill("#memo", memo);
     await page.fill("#amount", amount);
     await page.click(button);
-    await page.waitForFunction(() => ["ready", "error"].includes(document.getElementById("status").textContent));
-    assert.equal(await text(page, "status"), "error");
-    assert.match(await text(page, "error"), message);
+    await page.waitForFunction(() => ["ready", "error", "refused"].includes(document.getElementById("status").textContent));
+    assert.equal(await text(page, "status"), "refused", "a domain rule, not a store error");
+    assert.match(await text(page, "refused"), message);
+    assert.equal(await text(page, "error"), "");
     assert.equal(await text(page, "version"), "1", "nothing was recorded");
     assert.equal(await page.inputValue("#amount"), amount, "the form keeps a refused entry for correction");
   };

@@ -499,7 +499,7 @@ impl JsEventStore {
             )));
         }
         let announce = self.channel.as_ref().map(AppendChannel::sender);
-        self.sync = Some(Syncer::start(&self.name, &stores, input, announce));
+        self.sync = Some(Syncer::start(&self.name, &stores, input, announce).await?);
         self.replica = true;
         Ok(self)
     }

@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{AbortController, BroadcastChannel, MessageEvent, RequestInit, Response};
 
-use crate::indexeddb::IndexedDbKv;
+use crate::indexeddb::{Durability, IndexedDbKv};
 use crate::js_api::{Stores, to_js};
 use crate::js_error::ApiError;
 use crate::js_follow::Announcer;
@@ -46,7 +46,7 @@ extern "C" {
 }
 
 /// What the sync handle reports.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Status {
     /// Whether the last exchange with the server succeeded (`None` before the first).
@@ -71,7 +71,10 @@ pub(crate) struct Status {
 
 /// The sync of one store: shared by the store, its `Sync` handle and the leader loop.
 pub(crate) struct Syncer {
+    /// The replica on the store's own connection (local appends, reads).
     replica: Replica<Arc<IndexedDbKv>>,
+    /// The replica on a connection of relaxed durability, for pulled pages.
+    pulls: Replica<Arc<IndexedDbKv>>,
     input: SyncInput,
     status: RefCell<Status>,
     listeners: RefCell<Vec<Function>>,
@@ -93,22 +96,29 @@ pub(crate) struct Syncer {
 /// The callbacks the browser holds: the channel's `onmessage`, the lock's grant.
 #[derive(Default)]
 struct Handlers {
-    on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
-    on_lock: Option<Closure<dyn FnMut(JsValue) -> Promise>>,
+    message: Option<Closure<dyn FnMut(MessageEvent)>>,
+    lock: Option<Closure<dyn FnMut(JsValue) -> Promise>>,
+    /// The browser's `online` and `offline` events.
+    network: Option<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
 impl Syncer {
     /// Starts syncing the store `name`: asks for the leader lock, and follows the leader
     /// until it is granted.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         name: &str,
         stores: &Rc<Stores>,
         input: SyncInput,
         announce: Option<Announcer>,
-    ) -> Rc<Syncer> {
+    ) -> Result<Rc<Syncer>, ApiError> {
+        let relaxed = IndexedDbKv::open_with(name, Durability::Relaxed).await?;
+        // One thread in a browser: the `Arc` is never sent (see `JsEventStore::connect`).
+        #[allow(clippy::arc_with_non_send_sync)]
+        let relaxed = Arc::new(relaxed);
         let channel = BroadcastChannel::new(&format!("eventkv-sync:{name}")).ok();
         let syncer = Rc::new(Syncer {
             replica: Replica::new(stores.events.clone()),
+            pulls: Replica::new(eventkv::KvEventStore::new(relaxed)),
             input,
             status: RefCell::default(),
             listeners: RefCell::default(),
@@ -128,8 +138,9 @@ impl Syncer {
                 }
             });
             channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            syncer.handlers.borrow_mut().on_message = Some(on_message);
+            syncer.handlers.borrow_mut().message = Some(on_message);
         }
+        Syncer::watch_network(&syncer);
         let weak = Rc::downgrade(&syncer);
         spawn_local(async move {
             if let Some(syncer) = weak.upgrade() {
@@ -137,7 +148,27 @@ impl Syncer {
             }
         });
         Syncer::request_lock(&syncer, name);
-        syncer
+        Ok(syncer)
+    }
+
+    /// Going offline cuts the long poll short (its connection may hang on); coming back
+    /// online syncs at once instead of after the pause between retries.
+    fn watch_network(syncer: &Rc<Syncer>) {
+        let weak = Rc::downgrade(syncer);
+        let on_network = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            let Some(syncer) = weak.upgrade() else { return };
+            if event.type_() == "offline" {
+                syncer.update(|status| status.online = Some(false));
+            }
+            syncer.poke();
+        });
+        if let Ok(target) = js_sys::global().dyn_into::<web_sys::EventTarget>() {
+            for name in ["online", "offline"] {
+                let _ = target
+                    .add_event_listener_with_callback(name, on_network.as_ref().unchecked_ref());
+            }
+        }
+        syncer.handlers.borrow_mut().network = Some(on_network);
     }
 
     /// Asks for the Web Lock `eventkv-sync:NAME`; the tab holding it leads. Where there
@@ -176,7 +207,7 @@ impl Syncer {
         if requested.is_none() {
             spawn_local(lead(Rc::downgrade(syncer)));
         }
-        syncer.handlers.borrow_mut().on_lock = Some(on_lock);
+        syncer.handlers.borrow_mut().lock = Some(on_lock);
     }
 
     /// A message of another tab: an append to push (for the leader), or the leader's
@@ -234,6 +265,15 @@ impl Syncer {
             channel.set_onmessage(None);
             channel.close();
         }
+        if let (Ok(target), Some(on_network)) = (
+            js_sys::global().dyn_into::<web_sys::EventTarget>(),
+            self.handlers.borrow().network.as_ref(),
+        ) {
+            for name in ["online", "offline"] {
+                let _ = target
+                    .remove_event_listener_with_callback(name, on_network.as_ref().unchecked_ref());
+            }
+        }
         self.update(|status| {
             status.stopped = true;
             status.leader = false;
@@ -245,10 +285,15 @@ impl Syncer {
         self.status.borrow().clone()
     }
 
+    /// Changes the status; tells the listeners (and the other tabs) when it changed.
     fn update(&self, change: impl FnOnce(&mut Status)) {
         let status = {
             let mut status = self.status.borrow_mut();
+            let before = status.clone();
             change(&mut status);
+            if *status == before {
+                return;
+            }
             status.clone()
         };
         if status.leader
@@ -390,27 +435,23 @@ async fn lead(syncer: Weak<Syncer>) {
     }
 }
 
-/// One round: push everything pending, then one pull (a long poll when nothing is left
-/// to push).
+/// One round: push everything pending, then one pull: a long poll when nothing is left
+/// to push and the server answered before (the first pull answers at once, so that the
+/// status says online).
 async fn round(syncer: &Syncer) -> Result<(), RoundError> {
     push_pending(syncer).await?;
-    let waiting = syncer
+    let nothing_to_push = syncer
         .all_entries()
         .await?
         .iter()
         .all(|entry| entry.state != OutboxState::Pending);
-    let more = pull_once(syncer, if waiting { LONG_POLL } else { Duration::ZERO }).await?;
-    if more {
-        syncer.poke_self();
-    }
-    Ok(())
-}
-
-impl Syncer {
-    /// The next round starts at once (more to pull).
-    fn poke_self(&self) {
-        self.wake.notify(usize::MAX);
-    }
+    let answered_before = syncer.status.borrow().online == Some(true);
+    let wait = if nothing_to_push && answered_before {
+        LONG_POLL
+    } else {
+        Duration::ZERO
+    };
+    pull(syncer, wait).await
 }
 
 /// Pushes the pending entries, a batch at a time, and handles each answer.
@@ -471,7 +512,7 @@ async fn push_pending(syncer: &Syncer) -> Result<(), RoundError> {
         }
         if !conflicted.is_empty() {
             // The server's events first: the rebase runs on the confirmed state.
-            while pull_once(syncer, Duration::ZERO).await? {}
+            pull(syncer, Duration::ZERO).await?;
             for ((aggregate_type, aggregate_id), actual) in conflicted {
                 resolve(syncer, &aggregate_type, &aggregate_id, actual).await?;
             }
@@ -658,20 +699,53 @@ impl<'a> PendingJson<'a> {
     }
 }
 
-/// One pull after the replica's cursor, waiting up to `wait`; writes what it brings.
-/// Returns whether more may follow at once.
-async fn pull_once(syncer: &Syncer, wait: Duration) -> Result<bool, RoundError> {
-    let after = syncer.replica.cursor().await?;
+/// Pulls after the replica's cursor, the first request waiting up to `wait`, until the
+/// server has nothing more at once; writes each page as it comes. While one page is
+/// written, the next is on its way.
+async fn pull(syncer: &Syncer, wait: Duration) -> Result<(), RoundError> {
+    let mut after = syncer.replica.cursor().await?;
+    let mut page = fetch_page(syncer, after, wait, true).await?;
+    loop {
+        if !page.more {
+            return apply_page(syncer, after, page).await;
+        }
+        let cursor = page.cursor;
+        let (applied, next) = futures_util::future::join(
+            apply_page(syncer, after, page),
+            fetch_page(syncer, cursor, Duration::ZERO, false),
+        )
+        .await;
+        applied?;
+        page = next?;
+        after = cursor;
+    }
+}
+
+/// The page after `after`; a pull that may wait is cut short by a local append
+/// (`abortable`).
+async fn fetch_page(
+    syncer: &Syncer,
+    after: u64,
+    wait: Duration,
+    abortable: bool,
+) -> Result<PulledPage, RoundError> {
     let path = format!(
         "/pull?protocol={PROTOCOL}&after={after}&limit={PULL_PAGE}&wait_ms={}",
         wait.as_millis()
     );
-    let abort = AbortController::new().ok();
-    syncer.pull_abort.borrow_mut().clone_from(&abort);
+    let abort = if abortable {
+        AbortController::new().ok()
+    } else {
+        None
+    };
+    if abortable {
+        syncer.pull_abort.borrow_mut().clone_from(&abort);
+    }
     let text = exchange(syncer, "GET", &path, None, abort.as_ref()).await;
-    syncer.pull_abort.borrow_mut().take();
-    let text = text?;
-    let page: PullResponse = serde_json::from_str(&text)
+    if abortable {
+        syncer.pull_abort.borrow_mut().take();
+    }
+    let page: PullResponse = serde_json::from_str(&text?)
         .map_err(|error| RoundError::Failed(format!("the server's pull answer: {error}")))?;
     let events = page
         .events
@@ -679,10 +753,30 @@ async fn pull_once(syncer: &Syncer, wait: Duration) -> Result<bool, RoundError> 
         .map(JsonEvent::to_recorded)
         .collect::<Result<Vec<RecordedEvent>, String>>()
         .map_err(RoundError::Failed)?;
-    if page.cursor > after || !events.is_empty() {
+    Ok(PulledPage {
+        events,
+        cursor: page.cursor,
+        head: page.head,
+        more: page.more,
+    })
+}
+
+/// A page of the server's log, decoded.
+struct PulledPage {
+    events: Vec<RecordedEvent>,
+    cursor: u64,
+    head: u64,
+    more: bool,
+}
+
+/// Writes a pulled page (written with relaxed durability: a page an OS crash loses is
+/// pulled again, the cursor being in the same transaction), then tells this tab's and
+/// the other tabs' subscriptions.
+async fn apply_page(syncer: &Syncer, after: u64, page: PulledPage) -> Result<(), RoundError> {
+    if page.cursor > after || !page.events.is_empty() {
         syncer
-            .replica
-            .apply_pulled(after, &events, page.cursor)
+            .pulls
+            .apply_pulled(after, &page.events, page.cursor)
             .await
             .map_err(ApiError::from)?;
     }
@@ -690,13 +784,14 @@ async fn pull_once(syncer: &Syncer, wait: Duration) -> Result<bool, RoundError> 
         status.pulled_up_to = page.cursor;
         status.head = page.head;
     });
-    if !events.is_empty() {
+    if !page.events.is_empty() {
+        syncer.replica.store().notify_appended();
         if let Some(announce) = &syncer.announce {
             announce.appended(page.cursor);
         }
         syncer.refresh_counts().await;
     }
-    Ok(page.more)
+    Ok(())
 }
 
 /// One request to the server: the answer's text, or why there is none.
@@ -756,6 +851,10 @@ async fn exchange(
     };
     let text = text.as_string().unwrap_or_default();
     if response.ok() {
+        syncer.update(|status| {
+            status.online = Some(true);
+            status.last_error = None;
+        });
         return Ok(text);
     }
     let why = serde_json::from_str::<ErrorResponse>(&text).map_or_else(
