@@ -11,6 +11,7 @@ mod follow;
 mod measure;
 mod report;
 mod stores;
+mod sync_push;
 mod writers;
 
 use std::process::ExitCode;

@@ -117,11 +117,13 @@ fn thousands(n: u64) -> String {
 }
 
 /// A writers row's rate against one writer of the same engine (own aggregates), or, for
-/// two processes, against one process of as many writers as each of them; found in `rows`.
+/// two processes, against one process of as many writers as each of them, or, for sync
+/// clients, against as many writers in process (the cost of HTTP); found in `rows`.
 fn against_one(rows: &[WritersRow], row: &WritersRow) -> Option<f64> {
     let base_writers = match row.scenario {
         Scenario::OwnAggregate => 1,
         Scenario::TwoProcesses => row.writers / 2,
+        Scenario::SyncPush => row.writers,
         Scenario::SameAggregate => return None,
     };
     let base = rows.iter().find(|base| {

@@ -28,6 +28,9 @@ pub enum Scenario {
     SameAggregate,
     /// Two processes, each with its writers on their own aggregates.
     TwoProcesses,
+    /// Clients of the sync server (`eventkv serve`'s), over HTTP on loopback, each
+    /// pushing one append of one event at a time to its own aggregate.
+    SyncPush,
 }
 
 impl Scenario {
@@ -37,6 +40,7 @@ impl Scenario {
             Scenario::OwnAggregate => "own aggregate",
             Scenario::SameAggregate => "same aggregate",
             Scenario::TwoProcesses => "two processes",
+            Scenario::SyncPush => "sync push (HTTP clients)",
         }
     }
 }
@@ -66,14 +70,19 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn merge(&mut self, other: Tally) {
+    pub(crate) fn merge(&mut self, other: Tally) {
         self.appends += other.appends;
         self.conflicts += other.conflicts;
         self.seconds = self.seconds.max(other.seconds);
         self.latencies_ms.extend(other.latencies_ms);
     }
 
-    fn row(mut self, engine: EngineName, scenario: Scenario, writers: usize) -> WritersRow {
+    pub(crate) fn row(
+        mut self,
+        engine: EngineName,
+        scenario: Scenario,
+        writers: usize,
+    ) -> WritersRow {
         self.latencies_ms.sort_by(f64::total_cmp);
         let at = |share: f64| percentile(&self.latencies_ms, share);
         WritersRow {
@@ -168,8 +177,9 @@ pub fn duration(quick: bool) -> Duration {
     }
 }
 
-/// The rows of one engine: each writer count on its own aggregates, then the same
-/// aggregate and (SQLite, PostgreSQL) two processes at the largest count up to 8.
+/// The rows of one engine: each writer count on its own aggregates, then, at the largest
+/// count up to 8, the same aggregate, (SQLite, PostgreSQL) two processes, and clients of
+/// the sync server.
 pub async fn rows(
     stores: &Stores,
     engine: EngineName,
@@ -196,6 +206,9 @@ pub async fn rows(
         let url = stores.url(engine);
         rows.push(two_processes(&url, engine, contested, duration).await?);
     }
+    let kv = stores.fresh(engine).await?;
+    let tally = crate::sync_push::run(kv, contested, duration).await?;
+    rows.push(tally.row(engine, Scenario::SyncPush, contested));
     Ok(rows)
 }
 

@@ -359,35 +359,46 @@ impl<K: OrderedKv> Replica<K> {
         }
     }
 
-    /// Records that the server stored entry `seq` at these positions. An entry already
-    /// gone (a pull confirmed it) is left alone.
-    pub async fn mark_pushed(
-        &self,
-        seq: u64,
-        first_position: u64,
-        last_position: u64,
-    ) -> Result<(), EventStoreError> {
-        self.set_state(
-            seq,
-            OutboxState::Pushed {
-                first_position,
-                last_position,
-            },
-        )
-        .await
-    }
-
-    async fn set_state(&self, seq: u64, state: OutboxState) -> Result<(), EventStoreError> {
-        let key = entry_key(seq)?;
-        let Some(value) = self.kv().get(&key).await? else {
-            return Ok(());
-        };
-        let mut record = EntryRecord::decode(&key, &value)?;
-        record.state = state;
+    /// Records that the server stored these entries, each `(seq, first_position,
+    /// last_position)`, in as few batches as the engine takes. Entries already gone (a
+    /// pull confirmed them) are left alone.
+    pub async fn mark_pushed(&self, pushed: &[(u64, u64, u64)]) -> Result<(), EventStoreError> {
+        let keys = pushed
+            .iter()
+            .map(|&(seq, _, _)| entry_key(seq))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut batch = WriteBatch::new();
-        batch.check(key.clone(), Check::Equals(value));
-        batch.put(key, record.encode()?);
-        self.kv().write(batch).await.map_err(Into::into)
+        let mut room = self.kv().limits().room();
+        for (chunk, places) in keys.chunks(256).zip(pushed.chunks(256)) {
+            let found = self.kv().get_many(chunk).await?;
+            for (key, value) in found.iter() {
+                let Some(&(_, first_position, last_position)) = chunk
+                    .iter()
+                    .position(|wanted| wanted[..] == *key)
+                    .map(|at| &places[at])
+                else {
+                    continue;
+                };
+                let mut record = EntryRecord::decode(key, value)?;
+                record.state = OutboxState::Pushed {
+                    first_position,
+                    last_position,
+                };
+                let encoded = record.encode()?;
+                if !room.admit(1, 1, 2 * key.len() + value.len() + encoded.len()) {
+                    self.kv().write(std::mem::take(&mut batch)).await?;
+                    room = self.kv().limits().room();
+                    room.add(1, 1, 2 * key.len() + value.len() + encoded.len());
+                }
+                let key = Bytes::copy_from_slice(key);
+                batch.check(key.clone(), Check::Equals(Bytes::copy_from_slice(value)));
+                batch.put(key, encoded);
+            }
+        }
+        if !batch.is_empty() {
+            self.kv().write(batch).await?;
+        }
+        Ok(())
     }
 
     /// Sets aside every pending entry of the aggregate, with `reason`: they are not

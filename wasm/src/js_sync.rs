@@ -82,6 +82,9 @@ pub(crate) struct Syncer {
     wake: event_listener::Event,
     /// Aborts the pull in flight, so that a local append is pushed at once.
     pull_abort: RefCell<Option<AbortController>>,
+    /// Set by a local append (or `syncNow`) since the round began: the round's pull must
+    /// not wait.
+    poked: Cell<bool>,
     stopped: Cell<bool>,
     /// Resolves the promise that holds the leader lock.
     release: RefCell<Option<Function>>,
@@ -124,6 +127,7 @@ impl Syncer {
             listeners: RefCell::default(),
             wake: event_listener::Event::new(),
             pull_abort: RefCell::default(),
+            poked: Cell::new(false),
             stopped: Cell::new(false),
             release: RefCell::default(),
             channel,
@@ -246,6 +250,7 @@ impl Syncer {
 
     /// Wakes the leader loop and cuts its long poll short.
     fn poke(&self) {
+        self.poked.set(true);
         self.wake.notify(usize::MAX);
         if let Some(abort) = self.pull_abort.borrow_mut().take() {
             abort.abort();
@@ -439,6 +444,8 @@ async fn lead(syncer: Weak<Syncer>) {
 /// to push and the server answered before (the first pull answers at once, so that the
 /// status says online).
 async fn round(syncer: &Syncer) -> Result<(), RoundError> {
+    // An append from here on is either seen by the push or cuts the pull short.
+    syncer.poked.set(false);
     push_pending(syncer).await?;
     let nothing_to_push = syncer
         .all_entries()
@@ -486,13 +493,11 @@ async fn push_pending(syncer: &Syncer) -> Result<(), RoundError> {
             )));
         }
         let mut conflicted = Vec::new();
+        let mut pushed = Vec::new();
         for (entry, result) in pending.iter().zip(response.results) {
             match result {
                 AppendResult::Applied(placed) | AppendResult::Duplicate(placed) => {
-                    syncer
-                        .replica
-                        .mark_pushed(entry.seq, placed.first_position, placed.last_position)
-                        .await?;
+                    pushed.push((entry.seq, placed.first_position, placed.last_position));
                 }
                 AppendResult::Conflict { actual_version, .. } => {
                     let stream = (entry.aggregate_type.clone(), entry.aggregate_id.clone());
@@ -510,6 +515,7 @@ async fn push_pending(syncer: &Syncer) -> Result<(), RoundError> {
                 }
             }
         }
+        syncer.replica.mark_pushed(&pushed).await?;
         if !conflicted.is_empty() {
             // The server's events first: the rebase runs on the confirmed state.
             pull(syncer, Duration::ZERO).await?;
@@ -729,10 +735,6 @@ async fn fetch_page(
     wait: Duration,
     abortable: bool,
 ) -> Result<PulledPage, RoundError> {
-    let path = format!(
-        "/pull?protocol={PROTOCOL}&after={after}&limit={PULL_PAGE}&wait_ms={}",
-        wait.as_millis()
-    );
     let abort = if abortable {
         AbortController::new().ok()
     } else {
@@ -741,6 +743,16 @@ async fn fetch_page(
     if abortable {
         syncer.pull_abort.borrow_mut().clone_from(&abort);
     }
+    // An append made before the controller was there did not abort it: do not wait.
+    let wait = if abortable && syncer.poked.get() {
+        Duration::ZERO
+    } else {
+        wait
+    };
+    let path = format!(
+        "/pull?protocol={PROTOCOL}&after={after}&limit={PULL_PAGE}&wait_ms={}",
+        wait.as_millis()
+    );
     let text = exchange(syncer, "GET", &path, None, abort.as_ref()).await;
     if abortable {
         syncer.pull_abort.borrow_mut().take();

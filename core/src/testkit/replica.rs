@@ -142,7 +142,7 @@ pub async fn replica_pulls_confirm_pushed_entries<F: EngineFactory>(factory: &F)
     server.append("Ledger", "z", 0, &[event(0)]).await.unwrap();
     let stored = server.append("Ledger", "a", 0, &events).await.unwrap();
     replica
-        .mark_pushed(1, stored.first_position, stored.last_position)
+        .mark_pushed(&[(1, stored.first_position, stored.last_position), (99, 1, 1)])
         .await
         .unwrap();
     let outbox = replica.outbox(0, 10).await.unwrap();
