@@ -549,3 +549,37 @@ async fn eight_clients_pushing_to_shared_and_own_aggregates_lose_nothing() {
         assert_eq!(shared, (1..=(CLIENTS as u64 * ROUNDS)).collect::<Vec<_>>());
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_allowed_origins_may_call_the_server_and_no_others() {
+    let origin = "http://127.0.0.1:8000";
+    let setup: common::Setup =
+        Box::new(move |server| server.with_allowed_origins(vec![origin.parse().expect("origin")]));
+    let served = serve("memory:", Some(setup), SyncLimits::default()).await;
+    let http = reqwest::Client::new();
+    let preflight = |from: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}/push", served.base))
+            .header("origin", from)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight(origin).await.expect("preflight");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().expect("text")),
+        Some(origin)
+    );
+    let other = preflight("http://elsewhere.example")
+        .await
+        .expect("preflight");
+    assert!(
+        other.headers().get("access-control-allow-origin").is_none(),
+        "another origin is not allowed"
+    );
+}

@@ -3,6 +3,10 @@
 // are refused, so the types are not `any`.
 import init, {
   EventStore,
+  Sync,
+  type Conflict,
+  type OutboxEntry,
+  type SyncStatus,
   type Appended,
   type ErrorCode,
   type EventKvError,
@@ -94,4 +98,27 @@ export async function everyCall(): Promise<Counter> {
   await store.saveSnapshot({ aggregateType: "Counter", aggregateId: name, version: 1, state: {} });
   console.log(wrong);
   return state;
+}
+
+export async function synced(): Promise<number> {
+  const rebase = (conflict: Conflict): NewEvent[] | null =>
+    conflict.serverEvents.length > 0 ? conflict.pending.map((e) => ({ type: e.type, data: e.data })) : null;
+  const options: OpenOptions = { sync: { url: "http://127.0.0.1:7411", token: null, rebase } };
+  const store = await EventStore.open("typed-synced", options);
+  const sync: Sync | undefined = store.sync;
+  if (!sync) return 0;
+  const status: SyncStatus = sync.status();
+  const online: boolean | null = status.online;
+  const off: () => void = sync.onStatus((next: SyncStatus) => void next.pending);
+  const outbox: OutboxEntry[] = await sync.outbox();
+  const parked = outbox.filter((entry) => entry.state === "parked");
+  const discarded: boolean = await sync.discard(parked[0]?.seq ?? 0);
+  const appended: Appended = await store.append("Counter", "c", 0, [{ type: "Added", data: 1 }]);
+  const position: number | null = appended.firstPosition;
+  sync.syncNow();
+  sync.stop();
+  off();
+  // @ts-expect-error a rebase returns events or null
+  const wrong: OpenOptions = { sync: { url: "http://x", rebase: () => 1 } };
+  return (online ? 1 : 0) + (discarded ? 1 : 0) + (position ?? 0) + (wrong ? 0 : 1);
 }

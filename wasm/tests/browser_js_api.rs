@@ -117,7 +117,7 @@ async fn append_read_stream_and_read_all_round_trip_json() {
     .await;
     assert_eq!(
         appended,
-        json!({ "firstVersion": 1, "lastVersion": 1, "firstPosition": 1, "lastPosition": 1 })
+        json!({ "firstVersion": 1, "lastVersion": 1, "firstPosition": 1, "lastPosition": 1, "pending": false })
     );
     ok(events(&db.store, "b1", 0.0, &[5])).await;
     ok(events(&db.store, "a1", 1.0, &[10, 20])).await;
@@ -1263,4 +1263,106 @@ async fn a_read_model_is_saved_with_its_checkpoint_and_refuses_a_stale_save() {
     done(db.store.save_checkpoint("mailer".into(), 1.into())).await;
     assert_eq!(ok(db.store.checkpoint("mailer".into())).await, json!(1));
     db.delete().await;
+}
+
+#[wasm_bindgen_test]
+async fn sync_options_are_checked_and_a_replica_is_never_mixed_with_local_appends() {
+    let open = |name: &str, options: Value| JsEventStore::open(name.into(), Some(js(options)));
+    let name = format!("eventkv-js-test-{}", Uuid::new_v4());
+    for (options, message) in [
+        (
+            json!({ "sync": { "url": "ftp://example" } }),
+            "http:// or https://",
+        ),
+        (json!({ "sync": {} }), "options.sync.url"),
+        (
+            json!({ "sync": { "url": "http://127.0.0.1:9", "rebase": 1 } }),
+            "options.sync.rebase",
+        ),
+        (
+            json!({ "sync": { "url": "http://127.0.0.1:9", "tokens": "x" } }),
+            "unknown field",
+        ),
+    ] {
+        let (code, text, _) = rejected(open(&name, options.clone())).await;
+        assert_eq!(code, "InvalidInput", "{options}: {text}");
+        assert!(text.contains(message), "{options}: {text}");
+    }
+    // A database with events of its own cannot become a replica of a server's log.
+    let db = TestDb::new().await;
+    ok(events(&db.store, "a", 0.0, &[1])).await;
+    let (code, text, _) = rejected(open(
+        &db.name,
+        json!({ "sync": { "url": "http://127.0.0.1:9" } }),
+    ))
+    .await;
+    assert_eq!(code, "InvalidInput", "{text}");
+    assert!(text.contains("appended without sync"), "{text}");
+    db.delete().await;
+
+    // A replica (here: with an append waiting in its outbox; the server never answers)
+    // takes appends only with `{ sync }`. Called as JavaScript calls it.
+    let replica = JsFuture::from(open(
+        &name,
+        json!({ "sync": { "url": "http://127.0.0.1:9" } }),
+    ))
+    .await
+    .expect("open synced");
+    let call = |method: &str, args: Vec<JsValue>| -> Promise {
+        let function: Function = Reflect::get(&replica, &method.into())
+            .expect("method")
+            .unchecked_into();
+        function
+            .apply(&replica, &args.into_iter().collect::<Array>())
+            .expect("call")
+            .unchecked_into()
+    };
+    let deposits = |expected: u32, amounts: &[i64]| {
+        let events: Vec<Value> = amounts
+            .iter()
+            .map(|amount| json!({ "type": "Deposited", "data": { "amount": amount } }))
+            .collect();
+        vec![
+            "Account".into(),
+            "a".into(),
+            expected.into(),
+            js(json!(events)),
+        ]
+    };
+    let appended = ok(call("append", deposits(0, &[1, 2]))).await;
+    assert_eq!(
+        appended,
+        json!({ "firstVersion": 1, "lastVersion": 2, "firstPosition": null, "lastPosition": null, "pending": true })
+    );
+    let loaded = ok(call("load", vec!["Account".into(), "a".into(), 1.into()])).await;
+    assert_eq!(loaded["version"], 2);
+    assert_eq!(loaded["events"][1]["pending"], true);
+    assert_eq!(loaded["events"][1]["position"], Value::Null);
+    let version = ok(call("currentVersion", vec!["Account".into(), "a".into()])).await;
+    assert_eq!(version, 2);
+    assert_eq!(
+        ok(call("readAll", vec![])).await,
+        json!([]),
+        "the log grows by pulls only"
+    );
+    let (code, _, _) = rejected(call("append", deposits(0, &[3]))).await;
+    assert_eq!(code, "Conflict", "the optimistic version is 2");
+    let sync = Reflect::get(&replica, &"sync".into()).expect("sync");
+    let status: Function = Reflect::get(&sync, &"status".into())
+        .expect("status")
+        .unchecked_into();
+    let status = rust(&status.call0(&sync).expect("status()"));
+    assert_eq!(status["pending"], 1, "{status}");
+    let close: Function = Reflect::get(&replica, &"close".into())
+        .expect("close")
+        .unchecked_into();
+    close.call0(&replica).expect("close()");
+    let plain = JsEventStore::connect(name.clone(), Durability::Strict)
+        .await
+        .expect("open");
+    let (code, text, _) = rejected(events(&plain, "b", 0.0, &[1])).await;
+    assert_eq!(code, "InvalidInput", "{text}");
+    assert!(text.contains("sync replica"), "{text}");
+    plain.close();
+    delete_database(&name).await.expect("delete");
 }
