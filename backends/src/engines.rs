@@ -168,6 +168,33 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A new scratch store named `unique`, ready for a test or a benchmark: its URL
+    /// ([`scratch_url`](Self::scratch_url), on the server its variable names), once a
+    /// server engine's server answered within 10 s (the store it opened to find out is
+    /// removed again); `Err` says why it did not. `None` when the engine is compiled out.
+    pub async fn scratch_store(
+        &self,
+        directory: &str,
+        unique: &str,
+    ) -> Option<Result<String, String>> {
+        let url = self.scratch_url(directory, None, unique)?;
+        if !matches!(self.scratch(), Some(Scratch::Server { .. })) {
+            return Some(Ok(url));
+        }
+        let opened =
+            tokio::time::timeout(std::time::Duration::from_secs(10), crate::open(&url)).await;
+        Some(match opened {
+            Ok(Ok(_)) => crate::destroy(&url)
+                .await
+                .map(|()| url)
+                .map_err(|error| error.to_string()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("no answer within 10 s".to_owned()),
+        })
+    }
+}
+
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")

@@ -14,19 +14,15 @@ async fn stores(dir: &std::path::Path, name: &str) -> Vec<String> {
     let directory = dir.display().to_string();
     let unique = format!("cli_{}_{name}", std::process::id());
     for engine in eventkv_backends::ENGINES {
-        let Some(url) = engine.scratch_url(&directory, None, &unique) else {
+        if matches!(
+            engine.scratch(),
+            Some(eventkv_backends::Scratch::Memory { .. })
+        ) {
             continue;
-        };
-        match engine.scratch() {
-            Some(eventkv_backends::Scratch::Memory { .. }) | None => continue,
-            Some(eventkv_backends::Scratch::Server { var, .. }) => {
-                if !common::server_answers(engine.name, var, &url).await {
-                    continue;
-                }
-            }
-            Some(_) => {}
         }
-        urls.push(url);
+        if let Some(url) = common::scratch_store(engine, &directory, &unique).await {
+            urls.push(url);
+        }
     }
     urls
 }

@@ -99,18 +99,7 @@ fn terminate(pid: u32) -> i32 {
 async fn serve_with_tokens_refuses_strangers_and_without_them_stays_on_loopback() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite:{}", dir.path().join("auth.sqlite").display());
-    let refused = common::eventkv(&["serve", &store, "--listen", "0.0.0.0:0"], None);
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "{}",
-        common::described(&refused)
-    );
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("--auth"),
-        "{}",
-        common::described(&refused)
-    );
+    refused_as_usage(&["serve", &store, "--listen", "0.0.0.0:0"], "--auth");
 
     let tokens = dir.path().join("tokens.json");
     std::fs::write(
@@ -148,19 +137,19 @@ async fn serve_with_tokens_refuses_strangers_and_without_them_stays_on_loopback(
         r#"{"principals": [{"name": "x", "tokens": ["short"]}]}"#,
     )
     .expect("write");
-    let refused = common::eventkv(
+    refused_as_usage(
         &["serve", &store, "--auth", &bad.display().to_string()],
-        None,
+        "at least 16",
     );
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "{}",
-        common::described(&refused)
-    );
+}
+
+/// Runs the command with `args`: it must exit 2 (bad usage), saying `why` on stderr.
+fn refused_as_usage(args: &[&str], why: &str) {
+    let refused = common::eventkv(args, None);
+    let described = common::described(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{described}");
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("at least 16"),
-        "{}",
-        common::described(&refused)
+        String::from_utf8_lossy(&refused.stderr).contains(why),
+        "{described}"
     );
 }

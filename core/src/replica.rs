@@ -264,11 +264,7 @@ impl<K: OrderedKv> Replica<K> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(EventStoreError::Contended {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            attempts: ATTEMPTS as u32,
-        })
+        Err(contended(aggregate_type, aggregate_id))
     }
 
     /// The next entry's sequence number, and the stored value it was read from.
@@ -528,11 +524,7 @@ impl<K: OrderedKv> Replica<K> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(EventStoreError::Contended {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            attempts: ATTEMPTS as u32,
-        })
+        Err(contended(aggregate_type, aggregate_id))
     }
 
     /// Removes a parked entry (the application has dealt with it). Returns whether it
@@ -755,6 +747,15 @@ fn put_log_entry(
         keys::global_log(first_position),
         envelope::encode_log_entry(*count, &stream.event(*first_version)),
     );
+}
+
+/// Other tabs kept changing the aggregate's outbox for all of [`ATTEMPTS`].
+fn contended(aggregate_type: &str, aggregate_id: &str) -> EventStoreError {
+    EventStoreError::Contended {
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        attempts: ATTEMPTS as u32,
+    }
 }
 
 /// A check that a key still holds what was read: `value`, or nothing.

@@ -77,10 +77,7 @@ impl PushEvent {
             &self.event_type,
             &self.codec,
             &self.payload,
-            EventMetadata {
-                correlation_id: self.correlation_id,
-                causation_id: self.causation_id,
-            },
+            (self.correlation_id, self.causation_id),
         )
     }
 }
@@ -386,10 +383,7 @@ impl JsonEvent {
             &self.event_type,
             &self.codec,
             &self.payload,
-            EventMetadata {
-                correlation_id: self.correlation_id,
-                causation_id: self.causation_id,
-            },
+            (self.correlation_id, self.causation_id),
         )
     }
 }
@@ -400,7 +394,7 @@ fn new_event(
     event_type: &str,
     codec: &str,
     payload: &serde_json::Value,
-    metadata: EventMetadata,
+    (correlation_id, causation_id): (Option<Uuid>, Option<Uuid>),
 ) -> Result<NewEvent, String> {
     if event_type.is_empty() || event_type.len() > usize::from(u16::MAX) {
         return Err(format!(
@@ -427,7 +421,10 @@ fn new_event(
         event_type: event_type.to_owned(),
         codec,
         payload,
-        metadata,
+        metadata: EventMetadata {
+            correlation_id,
+            causation_id,
+        },
     })
 }
 

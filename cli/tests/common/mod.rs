@@ -54,30 +54,29 @@ pub async fn postgres_available(test: &str) -> bool {
     }
 }
 
-/// Whether the server of engine `name` answers at `url` (a store it then removes). Under
-/// CI (`CI=true`) it must; elsewhere the caller leaves the engine out after this says so
-/// loudly (set `var` to name the server).
-pub async fn server_answers(name: &str, var: &str, url: &str) -> bool {
-    let opened = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        eventkv_backends::open(url),
-    )
-    .await;
-    let why = match opened {
-        Ok(Ok(_)) => return eventkv_backends::destroy(url).await.is_ok(),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => "no answer within 10 s".to_owned(),
+/// The scratch store `unique` of `engine` (under `dir` for a file engine), if this build
+/// has the engine and, for a server engine, its server answers. Under CI (`CI=true`) it
+/// must; elsewhere the engine is left out, loudly.
+pub async fn scratch_store(
+    engine: &eventkv_backends::Engine,
+    dir: &str,
+    unique: &str,
+) -> Option<String> {
+    let why = match engine.scratch_store(dir, unique).await? {
+        Ok(url) => return Some(url),
+        Err(why) => why,
     };
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-        "the {name} server is required under CI=true: {why}"
+        !ci,
+        "the {} server is required under CI=true: {why}",
+        engine.name
     );
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! SKIPPED the {name} engine: its server does not answer ({why}); set {var} (under CI=true this fails).\n"
+    eprintln!(
+        "\n!!!!!!!! SKIPPED the {} engine: its server does not answer ({why}); set its variable (under CI=true this fails).\n",
+        engine.name
     );
-    false
+    None
 }
 
 /// A PostgreSQL store URL in a schema of its own (drop it with [`drop_schema`]).
