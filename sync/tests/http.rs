@@ -583,3 +583,51 @@ async fn pages_of_allowed_origins_may_call_the_server_and_no_others() {
         "another origin is not allowed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_push_leaves_nothing_half_done() {
+    on_every_engine!("hang_up", |served| {
+        let client = Client::new(&served, None);
+        let appends: Vec<Value> = (0..300)
+            .map(|n| {
+                let events = [
+                    event("Added", &json!({ "n": n })),
+                    event("Added", &json!({ "n": n })),
+                ];
+                append("Ledger", &format!("h{}", n % 30), (n / 30) * 2, &events)
+            })
+            .collect();
+        let appends = Value::Array(appends);
+        // The client gives up after a few milliseconds: the server drops the handler
+        // wherever it is (some appends stored, others not).
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(3), client.push(appends.clone())).await;
+        assert!(gave_up.is_err(), "the push was cut short");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (stored, _) = client.pull_all(0).await;
+        eprintln!("hang_up: {} of 600 events stored before the client gave up", stored.len());
+        // The same push again: each append is stored now or was before, once.
+        let results = client.push_ok(appends.clone()).await;
+        for result in &results {
+            assert!(
+                ["applied", "duplicate"].contains(&status(result)),
+                "{result}"
+            );
+        }
+        let (events, cursor) = client.pull_all(0).await;
+        assert_eq!(events.len(), 600, "every event once");
+        assert_eq!(cursor, 600);
+        let pushed: HashSet<&str> = appends
+            .as_array()
+            .expect("appends")
+            .iter()
+            .flat_map(|a| a["events"].as_array().expect("events"))
+            .map(|e| e["event_id"].as_str().expect("id"))
+            .collect();
+        let pulled: HashSet<&str> = events
+            .iter()
+            .map(|e| e["event_id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(pulled, pushed);
+    });
+}
