@@ -109,15 +109,29 @@ async function until(page, predicate, what, { arg = null, timeout = 30000 } = {}
   }
 }
 
+/** Waits until the async `predicate(arg)`, evaluated in the page, resolves to true
+ * (`waitForFunction` would take its promise for a truthy value). */
+async function eventually(page, predicate, arg, what, timeout = 30000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(predicate, arg)) return;
+    if (Date.now() > deadline) {
+      const status = await page.evaluate(() => window.store?.sync?.status());
+      throw new Error(`${what}: not within ${timeout} ms\nstatus: ${JSON.stringify(status)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Waits until the aggregate `id` has `n` events in `page`, all confirmed by the server. */
-const confirmed = (page, id, n) => until(
+const confirmed = (page, id, n) => eventually(
   page,
   async ({ id, n }) => {
     const events = await window.store.readStream("Ledger", id);
     return events.length === n && events.every((e) => !e.pending);
   },
+  { id, n },
   `${n} confirmed events of ${id}`,
-  { arg: { id, n } },
 );
 
 const settledSync = (page, what) => until(
@@ -212,7 +226,7 @@ test("a conflict on one aggregate is rebased by the callback, or parked without 
   const stream = (await serverLog()).filter((e) => e.aggregate_id === id);
   assert.deepEqual(stream.map((e) => e.version), [1, 2, 3], "a's two events, then b's rebased one");
   for (const { page } of [a, b, c]) {
-    await page.waitForFunction(async (id) => (await window.store.currentVersion("Ledger", id)) === 3, id);
+    await eventually(page, async (id) => (await window.store.currentVersion("Ledger", id)) === 3, id, "version 3");
     const ids = await page.evaluate(async (id) => (await window.store.readStream("Ledger", id)).map((e) => e.eventId), id);
     assert.deepEqual(ids, stream.map((e) => e.event_id), "every device converges");
   }
