@@ -605,7 +605,10 @@ async fn a_client_that_hangs_up_mid_push_leaves_nothing_half_done() {
         assert!(gave_up.is_err(), "the push was cut short");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (stored, _) = client.pull_all(0).await;
-        eprintln!("hang_up: {} of 600 events stored before the client gave up", stored.len());
+        eprintln!(
+            "hang_up: {} of 600 events stored before the client gave up",
+            stored.len()
+        );
         // The same push again: each append is stored now or was before, once.
         let results = client.push_ok(appends.clone()).await;
         for result in &results {

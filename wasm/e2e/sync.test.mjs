@@ -294,6 +294,28 @@ test("the leader tab closed mid-push: another tab takes over, nothing lost or do
   await context.close();
 });
 
+test("an append too large for the server is parked and the rest of the outbox goes on", async () => {
+  const { context, page } = await device();
+  await openStore(page, fresh("large"));
+  await settledSync(page, "online");
+  await context.setOffline(true);
+  const [big, small] = [fresh("big"), fresh("small")];
+  await page.evaluate(async ({ big, small }) => {
+    // Over the server's 8 MiB body limit.
+    await window.store.append("Ledger", big, 0, [{ type: "Blob", data: "x".repeat(9 << 20) }]);
+    await window.store.append("Ledger", small, 0, [{ type: "Deposited", data: { cents: 1 } }]);
+  }, { big, small });
+  await context.setOffline(false);
+  await page.evaluate(() => window.store.sync.syncNow());
+  await confirmed(page, small, 1);
+  await until(page, () => window.store.sync.status().parked === 1, "the large append parked");
+  const outbox = await page.evaluate(() => window.store.sync.outbox());
+  assert.equal(outbox.length, 1);
+  assert.equal(outbox[0].aggregateId, big);
+  assert.match(outbox[0].reason, /too large/);
+  await context.close();
+});
+
 test("the ledger demo syncs two browsers: offline entries, a conflict shown and resolved", async () => {
   const db = fresh("demo");
   const open = async () => {

@@ -227,17 +227,28 @@ impl<K: OrderedKv> Replica<K> {
     }
 
     /// Up to `limit` outbox entries from `from_seq` on, in push order, whatever their
-    /// state.
+    /// state: fewer only at the outbox's end, however large the entries are.
     pub async fn outbox(
         &self,
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, EventStoreError> {
-        let range = KeyRange::between(entry_key(from_seq)?, entry_key(u64::MAX)?);
-        let page = self.kv().scan(&range, Direction::Forward, limit).await?;
-        page.iter()
-            .map(|(key, value)| OutboxEntry::decode(key, value))
-            .collect()
+        let mut range = KeyRange::between(entry_key(from_seq)?, entry_key(u64::MAX)?);
+        let mut entries = Vec::new();
+        while entries.len() < limit {
+            let wanted = limit - entries.len();
+            let page = self.kv().scan(&range, Direction::Forward, wanted).await?;
+            for (key, value) in page.iter() {
+                entries.push(OutboxEntry::decode(key, value)?);
+            }
+            match page.last_key() {
+                Some(last) if page.may_have_more(wanted) => {
+                    range = range.after_page(last, Direction::Forward);
+                }
+                _ => break,
+            }
+        }
+        Ok(entries)
     }
 
     /// Every outbox entry of one aggregate, in push order.

@@ -127,7 +127,8 @@ macro_rules! conformance_tests {
             replica::replica_pulls_confirm_pushed_entries,
             replica::replica_conflicts_are_rebased_or_parked,
             replica::replica_concurrent_local_appends_take_distinct_versions,
-            replica::replica_large_pulls_fit_the_engines_batches
+            replica::replica_large_pulls_fit_the_engines_batches,
+            replica::replica_outboxes_of_large_entries_page_through
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -303,3 +303,23 @@ pub async fn replica_large_pulls_fit_the_engines_batches<F: EngineFactory>(facto
     assert_eq!(local.len(), 300);
     assert_eq!(local.last().unwrap().position(), 300);
 }
+
+pub async fn replica_outboxes_of_large_entries_page_through<F: EngineFactory>(factory: &F) {
+    let replica = replica(factory).await;
+    // Entries larger than a scan page (4 MiB): every one is still listed.
+    let large = NewEvent::encode("Blob", &"x".repeat(3 << 20), Codec::Json).unwrap();
+    for id in ["a", "b", "c"] {
+        replica
+            .append_pending("Ledger", id, 0, std::slice::from_ref(&large))
+            .await
+            .unwrap();
+    }
+    replica
+        .append_pending("Ledger", "d", 0, &[event(1)])
+        .await
+        .unwrap();
+    let outbox = replica.outbox(0, 10).await.unwrap();
+    let ids: Vec<&str> = outbox.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert_eq!(replica.outbox(2, 2).await.unwrap().len(), 2);
+}

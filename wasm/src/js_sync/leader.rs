@@ -24,6 +24,10 @@ use crate::js_types::StoredEventJson;
 
 /// The most appends one push carries (the server's default limit is 10,000).
 const PUSH_APPENDS: usize = 1000;
+/// The most events one push carries (the server's default limit is 10,000).
+const PUSH_EVENTS: usize = 5000;
+/// The most payload bytes one push carries (the server's default body limit is 8 MiB).
+const PUSH_BYTES: usize = 4 << 20;
 /// How long a pull waits for new events when there is nothing to push.
 const LONG_POLL: Duration = Duration::from_secs(20);
 /// The first pause after a failed round, doubled up to [`LONGEST_PAUSE`].
@@ -36,6 +40,8 @@ pub(super) enum RoundError {
     Poked,
     /// The server could not be reached, or answered with an error.
     Failed(String),
+    /// The server refused the request as too large (413).
+    TooLarge(String),
 }
 
 impl From<ApiError> for RoundError {
@@ -71,7 +77,7 @@ pub(super) async fn lead(syncer: Weak<Syncer>) {
                     status.pushing = false;
                 });
             }
-            Err(RoundError::Failed(why)) => {
+            Err(RoundError::Failed(why) | RoundError::TooLarge(why)) => {
                 me.update(|status| {
                     status.online = Some(false);
                     status.last_error = Some(why);
@@ -110,13 +116,7 @@ async fn round(syncer: &Syncer) -> Result<(), RoundError> {
 /// Pushes the pending entries, a batch at a time, and handles each answer.
 async fn push_pending(syncer: &Syncer) -> Result<(), RoundError> {
     loop {
-        let pending: Vec<OutboxEntry> = syncer
-            .all_entries()
-            .await?
-            .into_iter()
-            .filter(|entry| entry.state == OutboxState::Pending)
-            .take(PUSH_APPENDS)
-            .collect();
+        let pending = next_push(syncer.all_entries().await?);
         if pending.is_empty() || syncer.stopped.get() {
             syncer.refresh_counts().await;
             return Ok(());
@@ -128,7 +128,20 @@ async fn push_pending(syncer: &Syncer) -> Result<(), RoundError> {
         };
         let body = serde_json::to_string(&request)
             .map_err(|error| RoundError::Failed(format!("encoding a push: {error}")))?;
-        let text = exchange(syncer, "POST", "/push", Some(&body), None).await?;
+        let text = match exchange(syncer, "POST", "/push", Some(&body), None).await {
+            // One append the server will never take: set it (and the aggregate's later
+            // ones, made on it) aside, so that the rest of the outbox goes on.
+            Err(RoundError::TooLarge(why)) if pending.len() == 1 => {
+                let entry = &pending[0];
+                let reason = format!("refused by the server as too large: {why}");
+                let replica = &syncer.replica;
+                replica
+                    .park(&entry.aggregate_type, &entry.aggregate_id, &reason)
+                    .await?;
+                continue;
+            }
+            answer => answer?,
+        };
         let response: PushResponse = serde_json::from_str(&text)
             .map_err(|error| RoundError::Failed(format!("the server's push answer: {error}")))?;
         if response.results.len() != pending.len() {
@@ -171,6 +184,30 @@ async fn push_pending(syncer: &Syncer) -> Result<(), RoundError> {
         }
         syncer.refresh_counts().await;
     }
+}
+
+/// The pending entries of the next push, in outbox order: as many as fit the server's
+/// default limits, and at least one.
+fn next_push(entries: Vec<OutboxEntry>) -> Vec<OutboxEntry> {
+    let (mut events, mut bytes) = (0, 0);
+    let mut push = Vec::new();
+    for entry in entries {
+        if entry.state != OutboxState::Pending {
+            continue;
+        }
+        let entry_events = entry.events.len();
+        let entry_bytes: usize = entry.events.iter().map(|e| e.payload.len() + 128).sum();
+        let full = push.len() == PUSH_APPENDS
+            || events + entry_events > PUSH_EVENTS
+            || bytes + entry_bytes > PUSH_BYTES;
+        if full && !push.is_empty() {
+            break;
+        }
+        events += entry_events;
+        bytes += entry_bytes;
+        push.push(entry);
+    }
+    push
 }
 
 fn push_append(entry: &OutboxEntry) -> Result<PushAppend, RoundError> {

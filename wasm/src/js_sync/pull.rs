@@ -198,5 +198,8 @@ pub(super) async fn exchange(
             )
         },
     );
+    if response.status() == 413 {
+        return Err(RoundError::TooLarge(why));
+    }
     Err(RoundError::Failed(why))
 }
