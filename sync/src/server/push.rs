@@ -76,14 +76,10 @@ fn parse(
         struct Version {
             protocol: u32,
         }
-        match serde_json::from_slice::<Version>(&body) {
-            Ok(version) if check_protocol(version.protocol).is_err() => {
-                check_protocol(version.protocol)
-                    .err()
-                    .unwrap_or_else(|| malformed(&error))
-            }
-            _ => malformed(&error),
-        }
+        serde_json::from_slice::<Version>(&body)
+            .ok()
+            .and_then(|version| check_protocol(version.protocol).err())
+            .unwrap_or_else(|| malformed(&error))
     })?;
     check_protocol(request.protocol)?;
     if request.appends.len() > limits.max_appends_per_push {
