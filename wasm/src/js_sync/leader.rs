@@ -98,14 +98,10 @@ pub(super) async fn lead(syncer: Weak<Syncer>) {
 async fn round(syncer: &Syncer) -> Result<(), RoundError> {
     // An append from here on is either seen by the push or cuts the pull short.
     syncer.poked.set(false);
+    // Returns once nothing is left to push; an append made since cuts the pull short.
     push_pending(syncer).await?;
-    let nothing_to_push = syncer
-        .all_entries()
-        .await?
-        .iter()
-        .all(|entry| entry.state != OutboxState::Pending);
     let answered_before = syncer.status.borrow().online == Some(true);
-    let wait = if nothing_to_push && answered_before {
+    let wait = if answered_before {
         LONG_POLL
     } else {
         Duration::ZERO

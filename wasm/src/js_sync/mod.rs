@@ -316,16 +316,7 @@ impl Syncer {
     }
 
     pub(crate) async fn all_entries(&self) -> Result<Vec<OutboxEntry>, ApiError> {
-        let mut entries = Vec::new();
-        loop {
-            let from = entries.last().map_or(0, |last: &OutboxEntry| last.seq + 1);
-            let page = self.replica.outbox(from, 1000).await?;
-            let full = page.len() == 1000;
-            entries.extend(page);
-            if !full {
-                return Ok(entries);
-            }
-        }
+        Ok(self.replica.outbox(0, usize::MAX).await?)
     }
 
     pub(crate) fn replica(&self) -> &Replica<Arc<IndexedDbKv>> {

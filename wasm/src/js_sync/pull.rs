@@ -152,32 +152,24 @@ pub(super) async fn exchange(
         init.set_signal(Some(&abort.signal()));
     }
     let url = format!("{}{path}", syncer.input.url.trim_end_matches('/'));
+    // A fetch that failed because a local append aborted it is no failure.
+    let failed = |error: &JsValue, what: &str| {
+        if abort.is_some_and(|abort| abort.signal().aborted()) {
+            RoundError::Poked
+        } else {
+            RoundError::Failed(format!("{url} {what}: {}", js_input::describe(error)))
+        }
+    };
     let response = JsFuture::from(global_fetch(&url, &init))
         .await
-        .map_err(|error| {
-            if abort.is_some_and(|abort| abort.signal().aborted()) {
-                RoundError::Poked
-            } else {
-                RoundError::Failed(format!(
-                    "{url} cannot be reached: {}",
-                    js_input::describe(&error)
-                ))
-            }
-        })?;
+        .map_err(|error| failed(&error, "cannot be reached"))?;
     let response: Response = response
         .dyn_into()
         .map_err(|_| RoundError::Failed("fetch did not answer a Response".to_owned()))?;
     let text = match response.text() {
-        Ok(promise) => JsFuture::from(promise).await.map_err(|error| {
-            if abort.is_some_and(|abort| abort.signal().aborted()) {
-                RoundError::Poked
-            } else {
-                RoundError::Failed(format!(
-                    "reading the answer of {url}: {}",
-                    js_input::describe(&error)
-                ))
-            }
-        })?,
+        Ok(promise) => JsFuture::from(promise)
+            .await
+            .map_err(|error| failed(&error, "broke off its answer"))?,
         Err(error) => return Err(RoundError::Failed(js_input::describe(&error))),
     };
     let text = text.as_string().unwrap_or_default();
