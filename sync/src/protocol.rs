@@ -169,7 +169,8 @@ pub struct PullResponse {
     /// The last position this answer covers, events the caller may not read included:
     /// pass it as `after` next time. Never behind the request's `after`.
     pub cursor: u64,
-    /// The store's last position when the answer was made.
+    /// The store's last position when the answer was made (below `cursor` only when
+    /// the request's `after` was past it: a cursor of another store).
     pub head: u64,
     /// Whether more may follow at once (pull again without waiting).
     pub more: bool,

@@ -80,7 +80,7 @@ pub(crate) async fn pull<K: OrderedKv + Clone + Send + Sync + 'static>(
             protocol: PROTOCOL,
             events,
             cursor,
-            head: head.max(cursor),
+            head,
             more: page.may_have_more(),
         }));
     }
