@@ -11,6 +11,13 @@ use crate::kv::{MaybeSend, MaybeSync};
 pub trait DomainEvent: Serialize + DeserializeOwned + MaybeSend + MaybeSync + 'static {
     /// The type name stored with the event, e.g. `"Deposited"`.
     fn event_type(&self) -> &'static str;
+
+    /// The version of this event's shape, stored with it (1 unless overridden). Bump it
+    /// when the event's shape changes, and register an upcaster from the old shape (see
+    /// [`Upcasters`](crate::Upcasters)): readers then only ever see the current shape.
+    fn shape_version(&self) -> u32 {
+        1
+    }
 }
 
 /// The state of an aggregate, rebuilt by applying its events in order.

@@ -1,16 +1,17 @@
 //! The stored values: each starts with a format version byte. See `docs/format.md`.
 //!
 //! ```text
-//! event       u8 format=2 | u8 codec | u64 position | 16B event id | i64 timestamp µs
-//!             | u16 len + event type | u8 metadata flags | [16B correlation] [16B causation]
-//!             | payload | u32 CRC-32C of key and value before it
+//! event       u8 format=3 | u8 codec | u64 position | 16B event id | i64 timestamp µs
+//!             | u16 len + event type | u32 shape version | u8 metadata flags
+//!             | [16B correlation] [16B causation] | payload | u32 CRC-32C of key and value
+//!             before it
 //! snapshot    u8 format=2 | u8 codec | u64 version | u32 schema version | i64 created µs
 //!             | 16B anchor event id | state | u32 CRC-32C of key and value before it
 //! log entry   u8 format=1 | u32 event count | the key of the append's first event
 //! head        u64 last position
 //! ```
-//! Integers are big-endian. Format 1 events and snapshots (no checksum, no anchor) are
-//! still read.
+//! Integers are big-endian. Format 2 events (no shape version) and format 1 events and
+//! snapshots (no checksum, no anchor) are still read.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
@@ -19,12 +20,16 @@ use crate::codec::{Codec, CodecError};
 use crate::error::ErrorKind;
 use crate::timestamp::Timestamp;
 
-/// The format version this eventkv writes for events and snapshots. It reads this one and
-/// version 1 (written before checksums and snapshot anchors).
-pub const FORMAT_VERSION: u8 = 2;
+/// The store format this eventkv writes: events carry the version of their shape. It reads
+/// this one, version 2 (events without a shape version) and version 1 (written before
+/// checksums and snapshot anchors).
+pub const FORMAT_VERSION: u8 = 3;
 /// The format of values without checksums: log entries (still written) and the events and
 /// snapshots of eventkv 0.1.
 const FORMAT_V1: u8 = 1;
+/// Checksummed values: snapshots and checkpoints (still written), and events written
+/// before they carried a shape version.
+const FORMAT_V2: u8 = 2;
 /// The size of the checksum that ends every value of format 2.
 const CHECKSUM_LEN: usize = 4;
 
@@ -111,8 +116,25 @@ fn verified_body<'a>(key: &[u8], value: &'a [u8]) -> Result<&'a [u8], FormatErro
         None => Err(FormatError::Truncated {
             field: "format version",
         }),
-        Some(&FORMAT_V1) => Ok(value),
-        Some(&FORMAT_VERSION) => {
+        Some(&FORMAT_V1) => {
+            // One flipped bit turns version 3 into 1, which has no checksum: a value whose
+            // end is the checksum it would have as version 3 was written as version 3.
+            let split = value.len().checked_sub(CHECKSUM_LEN).filter(|&len| len > 0);
+            if let Some((body, stored)) = split.map(|at| value.split_at(at)) {
+                let as_v3 = crc32c::crc32c_append(
+                    crc32c::crc32c_append(crc32c::crc32c(key), &[FORMAT_VERSION]),
+                    &body[1..],
+                );
+                if stored == as_v3.to_be_bytes() {
+                    return Err(FormatError::ChecksumMismatch {
+                        stored: as_v3,
+                        computed: checksum(key, body),
+                    });
+                }
+            }
+            Ok(value)
+        }
+        Some(&(FORMAT_V2 | FORMAT_VERSION)) => {
             let body_len = value
                 .len()
                 .checked_sub(CHECKSUM_LEN)
@@ -151,6 +173,8 @@ pub(crate) struct EventHeader<'a> {
     pub event_id: Uuid,
     pub timestamp: Timestamp,
     pub event_type: &'a str,
+    /// The version of the payload's shape, from 1.
+    pub shape_version: u32,
     pub metadata: EventMetadata,
 }
 
@@ -162,7 +186,7 @@ const TYPE_AT: usize = 36;
 
 /// The value of the event stored under `key`.
 pub(crate) fn encode_event(key: &[u8], header: &EventHeader<'_>, payload: &[u8]) -> Bytes {
-    let capacity = TYPE_AT + 37 + CHECKSUM_LEN + header.event_type.len() + payload.len();
+    let capacity = TYPE_AT + 41 + CHECKSUM_LEN + header.event_type.len() + payload.len();
     let mut out = BytesMut::with_capacity(capacity);
     out.put_u8(FORMAT_VERSION);
     out.put_u8(header.codec.tag());
@@ -172,6 +196,7 @@ pub(crate) fn encode_event(key: &[u8], header: &EventHeader<'_>, payload: &[u8])
     // The event store refuses type names longer than u16::MAX bytes.
     out.put_u16(header.event_type.len() as u16);
     out.put_slice(header.event_type.as_bytes());
+    out.put_u32(header.shape_version);
     let metadata = header.metadata;
     let flags = metadata.correlation_id.map_or(0, |_| HAS_CORRELATION)
         | metadata.causation_id.map_or(0, |_| HAS_CAUSATION);
@@ -191,6 +216,9 @@ pub(crate) fn encode_event(key: &[u8], header: &EventHeader<'_>, payload: &[u8])
 pub(crate) struct EventLayout {
     codec: Codec,
     type_end: usize,
+    shape_version: u32,
+    /// Where the metadata flags are: after the shape version (format 3) or the type.
+    flags_at: usize,
     payload_at: usize,
     payload_end: usize,
 }
@@ -219,6 +247,16 @@ impl<'a> EventValue<'a> {
             });
         }
         let type_end = r.offset;
+        let shape_version = match body.first() {
+            Some(&FORMAT_VERSION) => r.u32("shape version")?,
+            _ => 1,
+        };
+        if shape_version == 0 {
+            return Err(FormatError::Invalid {
+                field: "shape version (0)",
+            });
+        }
+        let flags_at = r.offset;
         let flags = r.u8("metadata flags")?;
         if flags & !(HAS_CORRELATION | HAS_CAUSATION) != 0 {
             return Err(FormatError::Invalid {
@@ -230,6 +268,8 @@ impl<'a> EventValue<'a> {
         let layout = EventLayout {
             codec,
             type_end,
+            shape_version,
+            flags_at,
             payload_at: r.offset,
             payload_end: body.len(),
         };
@@ -277,9 +317,13 @@ impl<'a> EventValue<'a> {
         std::str::from_utf8(bytes).unwrap_or_default()
     }
 
+    pub(crate) fn shape_version(&self) -> u32 {
+        self.layout.shape_version
+    }
+
     pub(crate) fn metadata(&self) -> EventMetadata {
-        let [flags] = self.array::<1>(self.layout.type_end);
-        let mut at = self.layout.type_end + 1;
+        let [flags] = self.array::<1>(self.layout.flags_at);
+        let mut at = self.layout.flags_at + 1;
         let mut next_id = |present: bool| {
             present.then(|| {
                 let id = Uuid::from_bytes(self.array(at));
@@ -317,7 +361,7 @@ pub(crate) struct SnapshotFields {
 /// The value of the snapshot stored under `key`.
 pub(crate) fn encode_snapshot(key: &[u8], fields: &SnapshotFields) -> Bytes {
     let mut out = BytesMut::with_capacity(38 + CHECKSUM_LEN + fields.state.len());
-    out.put_u8(FORMAT_VERSION);
+    out.put_u8(FORMAT_V2);
     out.put_u8(fields.codec.tag());
     out.put_u64(fields.version);
     out.put_u32(fields.schema_version);
@@ -384,7 +428,7 @@ pub(crate) fn decode_log_entry(value: &[u8]) -> Result<(u32, &[u8]), FormatError
 /// A checkpoint: the position of the last event its consumer handled.
 pub(crate) fn encode_checkpoint(key: &[u8], position: u64) -> Bytes {
     let mut out = BytesMut::with_capacity(1 + 8 + CHECKSUM_LEN);
-    out.put_u8(FORMAT_VERSION);
+    out.put_u8(FORMAT_V2);
     out.put_u64(position);
     seal(key, out)
 }
@@ -475,6 +519,7 @@ mod tests {
             event_id,
             timestamp: Timestamp::from_micros(1_700_000_000_000_000),
             event_type: "Deposited",
+            shape_version: 3,
             metadata: EventMetadata {
                 correlation_id: Some(Uuid::new_v4()),
                 causation_id: None,
@@ -518,6 +563,7 @@ mod tests {
         assert_eq!(event.event_id(), header.event_id);
         assert_eq!(event.timestamp(), header.timestamp);
         assert_eq!(event.event_type(), "Deposited");
+        assert_eq!(event.shape_version(), 3);
         assert_eq!(event.metadata(), header.metadata);
         assert_eq!(event.payload(), b"{\"amount\":5}");
         for cut in 0..value.len() {
@@ -590,6 +636,31 @@ mod tests {
     }
 
     #[test]
+    fn format_2_events_have_shape_version_1() {
+        let header = header(Uuid::new_v4());
+        let v3 = encode_event(KEY, &header, b"{}").to_vec();
+        // Format 2: the same value without the shape version.
+        let shape_at = TYPE_AT + header.event_type.len();
+        let mut v2 = v3[..shape_at].to_vec();
+        v2.extend_from_slice(&v3[shape_at + 4..]);
+        v2[0] = FORMAT_V2;
+        reseal(KEY, &mut v2);
+        let event = EventValue::parse(KEY, &v2).expect("format 2");
+        assert_eq!(event.shape_version(), 1);
+        assert_eq!(event.metadata(), header.metadata);
+        assert_eq!(event.payload(), b"{}");
+        let mut zero = v3;
+        zero[shape_at..shape_at + 4].copy_from_slice(&0u32.to_be_bytes());
+        reseal(KEY, &mut zero);
+        assert!(matches!(
+            EventValue::parse(KEY, &zero),
+            Err(FormatError::Invalid {
+                field: "shape version (0)"
+            })
+        ));
+    }
+
+    #[test]
     fn format_1_values_are_read() {
         // Written by eventkv 0.1: no checksum, no anchor.
         let mut snapshot = vec![1, 2];
@@ -611,6 +682,7 @@ mod tests {
         event.extend_from_slice(b"T\x00{}");
         let parsed = EventValue::parse(KEY, &event).expect("format 1");
         assert_eq!((parsed.position(), parsed.payload()), (7, &b"{}"[..]));
+        assert_eq!(parsed.shape_version(), 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::kv::{
     MaybeSync, OrderedKv,
 };
 use crate::timestamp::Timestamp;
+use crate::upcast::{UpcastError, UpcastedEvent, Upcasters};
 
 /// An event to append: its payload is already encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub struct NewEvent {
     pub event_id: Uuid,
     /// The event's type name, e.g. `"Deposited"`.
     pub event_type: String,
+    /// The version of the payload's shape, from 1: readers upcast older shapes (see
+    /// [`Upcasters`](crate::Upcasters)).
+    pub shape_version: u32,
     /// How `payload` is encoded.
     pub codec: Codec,
     /// The encoded event.
@@ -57,10 +61,17 @@ impl NewEvent {
         Ok(NewEvent {
             event_id,
             event_type: event_type.into(),
+            shape_version: 1,
             codec,
             payload: Bytes::from(codec.encode(event)?),
             metadata: EventMetadata::default(),
         })
+    }
+
+    /// The same event, declared to have the shape `shape_version` (1 unless set).
+    pub fn with_shape_version(mut self, shape_version: u32) -> Self {
+        self.shape_version = shape_version;
+        self
     }
 
     /// The same event with `metadata`.
@@ -78,6 +89,8 @@ pub struct StoredEvent<'a> {
     aggregate_id: &'a str,
     version: u64,
     value: EventValue<'a>,
+    /// What an upcaster made of the stored event: its type, shape and payload.
+    upcasted: Option<&'a UpcastedEvent>,
 }
 
 impl<'a> StoredEvent<'a> {
@@ -106,9 +119,27 @@ impl<'a> StoredEvent<'a> {
         self.value.event_id()
     }
 
-    /// The event's type name.
+    /// The event's type name (after upcasting, when the store upcasts).
     pub fn event_type(&self) -> &'a str {
-        self.value.event_type()
+        match self.upcasted {
+            Some(upcasted) => &upcasted.event_type,
+            None => self.value.event_type(),
+        }
+    }
+
+    /// The version of the payload's shape, from 1 (events written before eventkv stored
+    /// shape versions have shape 1); after upcasting, the shape the upcaster emitted.
+    pub fn shape_version(&self) -> u32 {
+        match self.upcasted {
+            Some(upcasted) => upcasted.shape_version,
+            None => self.value.shape_version(),
+        }
+    }
+
+    /// Whether an upcaster made this event from a stored one of an older shape (an event
+    /// split in two gives two events of the same version and position).
+    pub fn is_upcasted(&self) -> bool {
+        self.upcasted.is_some()
     }
 
     /// When it was appended.
@@ -123,7 +154,10 @@ impl<'a> StoredEvent<'a> {
 
     /// The encoded event.
     pub fn payload(&self) -> &'a [u8] {
-        self.value.payload()
+        match self.upcasted {
+            Some(upcasted) => &upcasted.payload,
+            None => self.value.payload(),
+        }
     }
 
     /// Correlation and causation ids.
@@ -145,11 +179,13 @@ impl std::fmt::Debug for StoredEvent<'_> {
             .field("version", &self.version)
             .field("position", &self.position())
             .field("event_type", &self.event_type())
+            .field("shape_version", &self.shape_version())
             .field("event_id", &self.event_id())
             .field("timestamp", &self.timestamp())
             .field("codec", &self.codec())
             .field("metadata", &self.metadata())
             .field("payload_len", &self.payload().len())
+            .field("upcasted", &self.is_upcasted())
             .finish()
     }
 }
@@ -161,10 +197,21 @@ pub struct EventPage {
     pages: Vec<KvPage>,
     streams: Vec<(Box<str>, Box<str>)>,
     slots: Vec<Slot>,
+    /// The events as read when upcasters changed some: which slot each shows, and what
+    /// replaced it. `None`: the slots as stored.
+    views: Option<Vec<View>>,
+    upcasted: Vec<UpcastedEvent>,
     more: bool,
     /// A read of the global log: the last position it covered, its events or those it
     /// passed over.
     through: Option<u64>,
+}
+
+/// One event of an upcast page: a stored slot, as stored or replaced by an upcast event.
+#[derive(Clone, Copy, Debug)]
+struct View {
+    slot: usize,
+    upcasted: Option<usize>,
 }
 
 /// Where one event of an [`EventPage`] is.
@@ -178,14 +225,18 @@ struct Slot {
 }
 
 impl EventPage {
-    /// How many events the page holds.
+    /// How many events the page holds (after upcasting: an upcaster may drop or split
+    /// stored events).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.views.as_ref().map_or(self.slots.len(), Vec::len)
     }
 
-    /// Whether the page holds no event.
+    /// Whether the page holds no event. A page of a store that upcasts may be empty and
+    /// still [`may_have_more`](Self::may_have_more): read on after
+    /// [`read_through`](Self::read_through) or
+    /// [`last_stored_version`](Self::last_stored_version).
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     /// Whether the read stopped at its limit or at the bounds of a page
@@ -198,18 +249,85 @@ impl EventPage {
 
     /// Event `index`, in read order.
     pub fn get(&self, index: usize) -> Option<StoredEvent<'_>> {
-        self.event(self.slots.get(index)?)
+        match &self.views {
+            None => self.event(self.slots.get(index)?, None),
+            Some(views) => {
+                let view = views.get(index)?;
+                let upcasted = match view.upcasted {
+                    Some(at) => Some(self.upcasted.get(at)?),
+                    None => None,
+                };
+                self.event(self.slots.get(view.slot)?, upcasted)
+            }
+        }
     }
 
     /// The last event.
     pub fn last(&self) -> Option<StoredEvent<'_>> {
-        self.event(self.slots.last()?)
+        self.get(self.len().checked_sub(1)?)
     }
 
     /// The events, in read order.
     pub fn iter(&self) -> impl Iterator<Item = StoredEvent<'_>> + '_ {
         // Slots only point at entries that were validated when the page was built.
-        self.slots.iter().filter_map(|slot| self.event(slot))
+        (0..self.len()).filter_map(|index| self.get(index))
+    }
+
+    /// A read of one stream: the version of the last stored event it covered, whether an
+    /// upcaster kept it or not; `None` when it covered none. Read on from the version
+    /// after it (not after the last event shown, which an upcaster may have dropped).
+    pub fn last_stored_version(&self) -> Option<u64> {
+        self.slots.last().map(|slot| slot.version)
+    }
+
+    /// The events as stored, before upcasting.
+    pub(crate) fn stored(&self) -> impl Iterator<Item = StoredEvent<'_>> + '_ {
+        self.slots.iter().filter_map(|slot| self.event(slot, None))
+    }
+
+    /// Runs `upcasters` over the stored events: reads then show their output.
+    fn upcast(&mut self, upcasters: &Upcasters) -> Result<(), EventStoreError> {
+        let mut views: Option<Vec<View>> = None;
+        let mut upcasted = Vec::new();
+        for (index, event) in self.stored().enumerate() {
+            let replaced = upcasters
+                .upcast(
+                    event.event_type(),
+                    event.shape_version(),
+                    event.codec(),
+                    event.payload(),
+                )
+                .map_err(|source| EventStoreError::Upcast {
+                    aggregate_type: event.aggregate_type().to_owned(),
+                    aggregate_id: event.aggregate_id().to_owned(),
+                    version: event.version(),
+                    source,
+                })?;
+            let as_stored = |slot| View {
+                slot,
+                upcasted: None,
+            };
+            match replaced {
+                None => {
+                    if let Some(views) = views.as_mut() {
+                        views.push(as_stored(index));
+                    }
+                }
+                Some(events) => {
+                    let views = views.get_or_insert_with(|| (0..index).map(as_stored).collect());
+                    for event in events {
+                        views.push(View {
+                            slot: index,
+                            upcasted: Some(upcasted.len()),
+                        });
+                        upcasted.push(event);
+                    }
+                }
+            }
+        }
+        self.views = views;
+        self.upcasted = upcasted;
+        Ok(())
     }
 
     /// A read of the global log: the last position it covered, whether its event is in
@@ -224,7 +342,11 @@ impl EventPage {
         self.pages.iter().map(KvPage::bytes).sum()
     }
 
-    fn event(&self, slot: &Slot) -> Option<StoredEvent<'_>> {
+    fn event<'p>(
+        &'p self,
+        slot: &Slot,
+        upcasted: Option<&'p UpcastedEvent>,
+    ) -> Option<StoredEvent<'p>> {
         let (_, value) = self.pages.get(slot.page)?.get(slot.entry)?;
         let (aggregate_type, aggregate_id) = self.streams.get(slot.stream)?;
         Some(StoredEvent {
@@ -232,6 +354,7 @@ impl EventPage {
             aggregate_id,
             version: slot.version,
             value: EventValue::with_layout(value, slot.layout),
+            upcasted,
         })
     }
 
@@ -386,6 +509,20 @@ pub enum EventStoreError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// A stored event could not be upcast to a current shape (see
+    /// [`Upcasters`](crate::Upcasters)): an old shape without an upcaster, a payload that
+    /// does not decode as the old shape, or an upcaster that failed.
+    #[error("cannot upcast {aggregate_type} {aggregate_id:?} version {version}: {source}")]
+    Upcast {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        aggregate_id: String,
+        /// The event's version.
+        version: u64,
+        /// Why.
+        source: UpcastError,
+    },
     /// The engine failed.
     #[error(transparent)]
     Kv(#[from] KvError),
@@ -401,6 +538,7 @@ impl EventStoreError {
             }
             EventStoreError::Corrupt { .. } => ErrorKind::Corrupt,
             EventStoreError::Contended { .. } => ErrorKind::Contended,
+            EventStoreError::Upcast { source, .. } => source.kind(),
             EventStoreError::Kv(error) => error.kind(),
         }
     }
@@ -471,6 +609,8 @@ pub struct KvEventStore<K> {
     queue: Arc<AppendQueue>,
     /// Notified after each write of appends: wakes this store's subscriptions.
     appended: Arc<event_listener::Event>,
+    /// Run on every event read, when set.
+    upcasters: Option<Arc<Upcasters>>,
 }
 
 impl<K: OrderedKv> KvEventStore<K> {
@@ -480,7 +620,31 @@ impl<K: OrderedKv> KvEventStore<K> {
             kv,
             queue: Arc::default(),
             appended: Arc::default(),
+            upcasters: None,
         }
+    }
+
+    /// The same store (sharing its appends and subscriptions' wake-ups), reading through
+    /// `upcasters`: `read_stream`, `read_all`, the loads of repositories, subscriptions and
+    /// projections on it only see current shapes. Tools that copy or serve stored events
+    /// as they are (replication, sync, `eventkv copy`) use a store without upcasters.
+    #[must_use]
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = (!upcasters.is_empty()).then(|| Arc::new(upcasters));
+        self
+    }
+
+    /// The upcasters reads go through, if any.
+    pub fn upcasters(&self) -> Option<&Upcasters> {
+        self.upcasters.as_deref()
+    }
+
+    /// Runs the store's upcasters, if any, over a page just read.
+    fn upcast(&self, mut page: EventPage) -> Result<EventPage, EventStoreError> {
+        if let Some(upcasters) = &self.upcasters {
+            page.upcast(upcasters)?;
+        }
+        Ok(page)
     }
 
     pub(crate) fn queue(&self) -> &AppendQueue {
@@ -630,7 +794,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             events.more = page.may_have_more(limit);
             events.push_stream(aggregate_type, aggregate_id, page)?;
         }
-        Ok(events)
+        self.upcast(events)
     }
 
     /// The events of the global log from `from_position`, as [`EventStore::read_all`]
@@ -711,7 +875,7 @@ impl<K: OrderedKv> KvEventStore<K> {
             next += events.push_logged(page, chunk)?;
         }
         events.more |= covered >= limit || log.may_have_more(limit);
-        Ok(events)
+        self.upcast(events)
     }
 }
 
@@ -739,6 +903,12 @@ pub(crate) fn validate_events(events: &[NewEvent]) -> Result<(), EventStoreError
             return Err(EventStoreError::InvalidInput(format!(
                 "event type must be 1 to 65535 bytes, got {} bytes",
                 event.event_type.len()
+            )));
+        }
+        if event.shape_version == 0 {
+            return Err(EventStoreError::InvalidInput(format!(
+                "event {} of type {:?}: shape versions start at 1, got 0",
+                event.event_id, event.event_type
             )));
         }
     }

@@ -29,6 +29,7 @@ pub fn event(data: &[u8]) {
         event_id: event.event_id(),
         timestamp: event.timestamp(),
         event_type: event.event_type(),
+        shape_version: event.shape_version(),
         metadata: event.metadata(),
     };
     let _ = event.timestamp().to_system_time();
@@ -138,6 +139,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         event_id: uuid::Uuid::from_u128(0x1234),
         timestamp: crate::Timestamp::from_micros(1_700_000_000_000_000),
         event_type: "Deposited",
+        shape_version: 2,
         metadata: crate::EventMetadata {
             correlation_id: Some(uuid::Uuid::from_u128(5)),
             causation_id: None,

@@ -629,6 +629,7 @@ fn append_batch<'r, 'a: 'r>(
                 event_id: event.event_id,
                 timestamp,
                 event_type: &event.event_type,
+                shape_version: event.shape_version,
                 metadata: event.metadata,
             };
             let value = envelope::encode_event(&key, &header, &event.payload);

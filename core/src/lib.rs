@@ -32,6 +32,7 @@ mod subscription;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod timestamp;
+mod upcast;
 
 pub use aggregate::{Aggregate, AggregateHandle, DomainEvent, LoadInfo};
 pub use codec::{BINCODE_DECODE_LIMIT, Codec, CodecError};
@@ -57,6 +58,7 @@ pub use repository::{
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 pub use subscription::{LONGEST_RETRY_PAUSE, MAX_POLL_INTERVAL, SubscribeOptions};
 pub use timestamp::Timestamp;
+pub use upcast::{MAX_UPCAST_STEPS, UpcastError, UpcastFailure, Upcasted, Upcasters};
 pub use uuid::Uuid;
 
 /// For engine authors: what implementing [`OrderedKv`] takes beyond the trait, as

@@ -25,6 +25,8 @@ pub struct RecordedEvent {
     pub event_id: Uuid,
     /// The event's type name.
     pub event_type: String,
+    /// The version of the payload's shape, from 1.
+    pub shape_version: u32,
     /// When it was appended.
     pub timestamp: Timestamp,
     /// How the payload is encoded.
@@ -51,6 +53,7 @@ impl From<StoredEvent<'_>> for RecordedEvent {
             position: event.position(),
             event_id: event.event_id(),
             event_type: event.event_type().to_owned(),
+            shape_version: event.shape_version(),
             timestamp: event.timestamp(),
             codec: event.codec(),
             metadata: event.metadata(),

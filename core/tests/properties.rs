@@ -66,11 +66,13 @@ proptest! {
         correlation in proptest::option::of(any::<u128>()),
         causation in proptest::option::of(any::<u128>()),
         bincode in any::<bool>(),
+        shape_version in 1..=u32::MAX,
     ) {
         let store = KvEventStore::new(MemoryKv::new());
         let event = NewEvent {
             event_id: Uuid::new_v4(),
             event_type: event_type.clone(),
+            shape_version,
             codec: if bincode { Codec::Bincode } else { Codec::Json },
             payload: payload.clone().into(),
             metadata: EventMetadata {
@@ -87,6 +89,7 @@ proptest! {
         prop_assert_eq!(stored.position(), appended.first_position);
         prop_assert_eq!(stored.event_id(), event.event_id);
         prop_assert_eq!(stored.event_type(), event_type.as_str());
+        prop_assert_eq!(stored.shape_version(), shape_version);
         prop_assert_eq!(stored.codec(), event.codec);
         prop_assert_eq!(stored.payload(), &payload[..]);
         prop_assert_eq!(stored.metadata(), event.metadata);

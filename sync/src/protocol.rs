@@ -48,6 +48,9 @@ pub struct PushEvent {
     pub event_id: Uuid,
     /// Its type name.
     pub event_type: String,
+    /// The version of its shape (1, the default, is left out).
+    #[serde(default = "first_shape", skip_serializing_if = "is_first_shape")]
+    pub shape_version: u32,
     /// `json` (the default) or `bincode`.
     #[serde(default = "json_codec", skip_serializing_if = "is_json")]
     pub codec: String,
@@ -59,6 +62,15 @@ pub struct PushEvent {
     /// The causation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+}
+
+fn first_shape() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_first_shape(shape_version: &u32) -> bool {
+    *shape_version == 1
 }
 
 fn json_codec() -> String {
@@ -74,7 +86,7 @@ impl PushEvent {
     pub fn to_new_event(&self) -> Result<NewEvent, String> {
         new_event(
             self.event_id,
-            &self.event_type,
+            (&self.event_type, self.shape_version),
             &self.codec,
             &self.payload,
             (self.correlation_id, self.causation_id),
@@ -298,6 +310,9 @@ pub struct JsonEvent {
     pub event_id: Uuid,
     /// Its type name.
     pub event_type: String,
+    /// The version of its shape (1, the default, is left out).
+    #[serde(default = "first_shape", skip_serializing_if = "is_first_shape")]
+    pub shape_version: u32,
     /// When it was appended (RFC 3339, UTC, microseconds).
     #[serde(default)]
     pub timestamp: Option<String>,
@@ -333,6 +348,7 @@ impl JsonEvent {
             version: event.version(),
             event_id: event.event_id(),
             event_type: event.event_type().to_owned(),
+            shape_version: event.shape_version(),
             timestamp: Some(rfc3339(event.timestamp())),
             correlation_id: metadata.correlation_id,
             causation_id: metadata.causation_id,
@@ -364,6 +380,7 @@ impl JsonEvent {
             position,
             event_id: event.event_id,
             event_type: event.event_type,
+            shape_version: event.shape_version,
             timestamp,
             codec: event.codec,
             metadata: event.metadata,
@@ -381,7 +398,7 @@ impl JsonEvent {
         }
         new_event(
             self.event_id,
-            &self.event_type,
+            (&self.event_type, self.shape_version),
             &self.codec,
             &self.payload,
             (self.correlation_id, self.causation_id),
@@ -392,7 +409,7 @@ impl JsonEvent {
 /// An event to append from its JSON fields, checked.
 fn new_event(
     event_id: Uuid,
-    event_type: &str,
+    (event_type, shape_version): (&str, u32),
     codec: &str,
     payload: &serde_json::Value,
     (correlation_id, causation_id): (Option<Uuid>, Option<Uuid>),
@@ -402,6 +419,9 @@ fn new_event(
             "event type must be 1 to 65535 bytes, got {} bytes",
             event_type.len()
         ));
+    }
+    if shape_version == 0 {
+        return Err("shape version 0: shape versions start at 1".to_owned());
     }
     let codec: Codec = codec
         .parse()
@@ -420,6 +440,7 @@ fn new_event(
     Ok(NewEvent {
         event_id,
         event_type: event_type.to_owned(),
+        shape_version,
         codec,
         payload,
         metadata: EventMetadata {

@@ -113,6 +113,7 @@ impl<K: OrderedKv> Replica<K> {
                 event_id: event.event_id,
                 timestamp: event.timestamp,
                 event_type: &event.event_type,
+                shape_version: event.shape_version,
                 metadata: event.metadata,
             };
             // No check per event: the cursor's check says no one else wrote past it.

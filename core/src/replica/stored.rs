@@ -23,7 +23,15 @@ pub(super) struct EntryRecord {
     expected_version: u64,
     events: Vec<EventRecord>,
     pub(super) state: OutboxState,
+    /// The shape version of each event, stored after the record (all 1 in records
+    /// written before events had shape versions).
+    #[serde(skip)]
+    shapes: Vec<u32>,
 }
+
+/// Starts an outbox entry whose events' shape versions follow the record: a byte no
+/// record of the first form starts with (it is not a bincode length).
+const WITH_SHAPES: u8 = 0xFF;
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct EventRecord {
@@ -105,6 +113,7 @@ impl EntryRecord {
             expected_version,
             events: events.iter().map(EventRecord::of).collect(),
             state: OutboxState::Pending,
+            shapes: events.iter().map(|event| event.shape_version).collect(),
         }
     }
 
@@ -121,16 +130,37 @@ impl EntryRecord {
     }
 
     pub(super) fn encode(&self) -> Result<Bytes, EventStoreError> {
+        let mut out = vec![WITH_SHAPES];
         Codec::Bincode
-            .encode(self)
-            .map(Bytes::from)
+            .encode(&(self, &self.shapes))
+            .map(|record| {
+                out.extend_from_slice(&record);
+                Bytes::from(out)
+            })
             .map_err(|error| EventStoreError::InvalidInput(format!("an outbox entry: {error}")))
     }
 
     pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Self, EventStoreError> {
-        Codec::Bincode
-            .decode(value)
-            .map_err(|error| corrupt(key, format!("an outbox entry: {error}")))
+        let error = |error| corrupt(key, format!("an outbox entry: {error}"));
+        let mut record = match value.split_first() {
+            Some((&WITH_SHAPES, rest)) => {
+                let (mut record, shapes): (EntryRecord, Vec<u32>) =
+                    Codec::Bincode.decode(rest).map_err(error)?;
+                record.shapes = shapes;
+                record
+            }
+            _ => Codec::Bincode.decode::<EntryRecord>(value).map_err(error)?,
+        };
+        if record.shapes.is_empty() {
+            record.shapes = vec![1; record.events.len()];
+        }
+        if record.shapes.len() != record.events.len() || record.shapes.contains(&0) {
+            return Err(corrupt(
+                key,
+                "an outbox entry's shape versions do not match its events",
+            ));
+        }
+        Ok(record)
     }
 }
 
@@ -158,10 +188,12 @@ impl OutboxEntry {
         let events = record
             .events
             .into_iter()
-            .map(|event| {
+            .zip(record.shapes)
+            .map(|(event, shape_version)| {
                 Ok(NewEvent {
                     event_id: event.event_id,
                     event_type: event.event_type,
+                    shape_version,
                     codec: Codec::from_tag(event.codec).map_err(|e| corrupt(key, e))?,
                     payload: Bytes::from(event.payload),
                     metadata: EventMetadata {

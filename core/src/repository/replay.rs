@@ -55,7 +55,8 @@ pub struct Replayed<S> {
     pub last_event_id: Option<Uuid>,
     /// The version of the snapshot the load started from, if it used one.
     pub snapshot_version: Option<u64>,
-    /// How many events were applied.
+    /// How many stored events were replayed (before upcasting, which may drop or split
+    /// them).
     pub events_applied: u64,
     /// Why a stored snapshot was not used, and what to log about it.
     pub miss: Option<(SnapshotMiss, String)>,
@@ -181,7 +182,7 @@ async fn usable_snapshot<F: Fold, S: SnapshotStore>(
 /// The id of the event `snapshot` was taken at, the first of `page`; else why the
 /// snapshot cannot be used for this stream.
 fn anchored(page: &EventPage, snapshot: &Snapshot) -> Result<Uuid, Miss> {
-    match page.get(0) {
+    match page.stored().next() {
         Some(found) if found.version() == snapshot.version => match snapshot.anchor_event_id {
             Some(anchor) if anchor != found.event_id() => Err((
                 SnapshotMiss::ForeignHistory,
@@ -240,9 +241,8 @@ async fn fold_pages<F: Fold, E: EventStore>(
     let mut version = from;
     let mut applied = 0;
     loop {
-        let after: Vec<StoredEvent<'_>> =
-            page.iter().filter(|event| event.version() > from).collect();
-        for event in &after {
+        // The stored events keep the count; upcasting may drop or split them.
+        for event in page.stored().filter(|event| event.version() > from) {
             if Some(event.version()) != version.checked_add(1) {
                 return Err(ReplayError::Gap {
                     previous: version,
@@ -251,11 +251,13 @@ async fn fold_pages<F: Fold, E: EventStore>(
             }
             version = event.version();
             last_event_id = Some(event.event_id());
+            applied += 1;
         }
+        let after: Vec<StoredEvent<'_>> =
+            page.iter().filter(|event| event.version() > from).collect();
         fold.apply(&mut state, &after).map_err(ReplayError::Fold)?;
-        applied += after.len() as u64;
-        let next = match page.last() {
-            Some(last) if page.may_have_more() => last.version().saturating_add(1),
+        let next = match page.last_stored_version() {
+            Some(last) if page.may_have_more() => last.saturating_add(1),
             _ => break,
         };
         drop(after);

@@ -91,7 +91,10 @@ where
             .zip(handle.pending_ids())
             .map(|(event, &event_id)| {
                 NewEvent::encode_with_id(event_id, event.event_type(), event, self.event_codec)
-                    .map(|new| new.with_metadata(metadata))
+                    .map(|new| {
+                        new.with_metadata(metadata)
+                            .with_shape_version(event.shape_version())
+                    })
                     .map_err(|source| {
                         failed::<A>(handle.id(), RepositoryFailure::EventEncode(source))
                     })

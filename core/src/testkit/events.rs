@@ -720,6 +720,7 @@ pub(crate) fn blob(size: usize) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
         event_type: "Blob".into(),
+        shape_version: 1,
         codec: Codec::Json,
         payload: payload.into(),
         metadata: EventMetadata::default(),
