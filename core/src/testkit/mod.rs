@@ -25,6 +25,7 @@ pub mod replica;
 pub mod repository;
 pub mod snapshots;
 pub mod subscriptions;
+pub mod upcasting;
 
 /// Makes fresh, empty engines for the suite.
 pub trait EngineFactory {
@@ -128,7 +129,11 @@ macro_rules! conformance_tests {
             replica::replica_conflicts_are_rebased_or_parked,
             replica::replica_concurrent_local_appends_take_distinct_versions,
             replica::replica_large_pulls_fit_the_engines_batches,
-            replica::replica_outboxes_of_large_entries_page_through
+            replica::replica_outboxes_of_large_entries_page_through,
+            upcasting::upcaster_chain_over_a_stored_history,
+            upcasting::upcaster_splits_and_drops_events,
+            upcasting::missing_upcaster_is_named,
+            upcasting::upcasting_on_subscriptions_and_projections
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

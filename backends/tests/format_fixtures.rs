@@ -1,16 +1,18 @@
-//! Stores written by eventkv 0.1 (format 1: no checksums, snapshots without anchors) keep
-//! working: every aggregate loads with the right state, format-1 snapshots are used as
-//! `docs/format.md` says, and new events and snapshots are appended to the same store.
-//! The fixtures and the script that made them are in `tests/fixtures/format-v1/`.
+//! Stores written in older formats keep working: every aggregate loads with the right
+//! state, old snapshots are used as `docs/format.md` says, and new events and snapshots
+//! are appended to the same store. Format 1 (eventkv 0.1: no checksums, snapshots without
+//! anchors) is in `tests/fixtures/format-v1/`, format 2 (no event shape versions) in
+//! `tests/fixtures/format-v2/`, each with the script that made it.
 #![cfg(all(feature = "redb", feature = "sqlite"))]
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
 use eventkv::testkit::aggregates::{Account, AccountEvent, Document, DocumentEvent};
+use eventkv::testkit::upcasting::DepositV2;
 use eventkv::{
-    Aggregate, DynKv, EventStore, KvEventStore, KvSnapshotStore, Repository, SnapshotMiss,
-    SnapshotStore,
+    Aggregate, Codec, DynKv, EventStore, KvEventStore, KvSnapshotStore, NewEvent, Repository,
+    SnapshotMiss, SnapshotStore, Upcasters, Uuid,
 };
 
 type Repo<A> = Repository<A, KvEventStore<DynKv>, KvSnapshotStore<DynKv>>;
@@ -150,9 +152,10 @@ async fn check_store(url: &str) {
     }
 }
 
-fn copy_fixture(name: &str, dir: &Path) -> std::path::PathBuf {
+fn copy_fixture(format: &str, name: &str, dir: &Path) -> std::path::PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/format-v1")
+        .join("tests/fixtures")
+        .join(format)
         .join(name);
     let target = dir.join(name);
     std::fs::copy(&source, &target).unwrap();
@@ -162,13 +165,124 @@ fn copy_fixture(name: &str, dir: &Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_store_of_format_1_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
-    let path = copy_fixture("store.redb", dir.path());
+    let path = copy_fixture("format-v1", "store.redb", dir.path());
     check_store(&format!("redb:{}", path.display())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_of_format_1_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
-    let path = copy_fixture("store.sqlite", dir.path());
+    let path = copy_fixture("format-v1", "store.sqlite", dir.path());
     check_store(&format!("sqlite:{}", path.display())).await;
+}
+
+/// What `format-v2/generate.rs` wrote: anchored snapshots (bincode at 120 of 150 JSON
+/// events, JSON at 137 of 137 bincode events), events with metadata, a JSON-fallback
+/// snapshot, a checkpoint at the head; every event of shape 1.
+async fn check_v2_store(url: &str) {
+    let kv = eventkv_backends::open(url).await.unwrap();
+    let accounts = repo::<Account>(&kv);
+    for (id, snapshot_version) in [
+        ("json-events", Some(120)),
+        ("bincode-events", Some(137)),
+        ("no-snapshot", None),
+    ] {
+        let events = account_events(id);
+        let loaded = accounts.load(id).await.unwrap();
+        assert_eq!(loaded.version(), events.len() as u64, "{url} {id}");
+        assert_eq!(loaded.state(), &fold::<Account>(&events), "{url} {id}");
+        assert_eq!(
+            loaded.load_info().snapshot_version,
+            snapshot_version,
+            "{url} {id}"
+        );
+    }
+    assert_eq!(accounts.metrics().misses(SnapshotMiss::ForeignHistory), 0);
+    let snapshot = accounts
+        .snapshot_store()
+        .get_snapshot("Account", "json-events")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        snapshot.anchor_event_id.is_some(),
+        "format 2 snapshots are anchored"
+    );
+    let store = accounts.event_store();
+    let first = store
+        .read_stream("Account", "no-snapshot", 1, 1, 1)
+        .await
+        .unwrap();
+    let first = first.get(0).unwrap();
+    assert_eq!(first.shape_version(), 1, "format 2 events have shape 1");
+    assert_eq!(
+        first.metadata().correlation_id,
+        Some(Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef))
+    );
+    let documents = repo::<Document>(&kv);
+    let doc = documents.load("doc-1").await.unwrap();
+    assert_eq!(doc.state(), &fold::<Document>(&document_events()));
+    assert_eq!(doc.load_info().snapshot_version, Some(3));
+    let head = store.last_position().await.unwrap();
+    assert_eq!(store.checkpoint("fixture-reader").await.unwrap(), head);
+
+    // A format-3 event of a newer shape goes on top, and an upcasting store reads the
+    // format-2 events (shape 1) through the step of shape 1.
+    let newer = NewEvent::encode("Deposited", &DepositV2 { cents: 900 }, Codec::Json)
+        .unwrap()
+        .with_shape_version(2);
+    store
+        .append("Account", "no-snapshot", 2, &[newer])
+        .await
+        .unwrap();
+    let upcasting = store.clone().with_upcasters(
+        Upcasters::new()
+            .register("Deposited", 1, |old: AccountEvent, out| {
+                let AccountEvent::Deposited { amount } = old else {
+                    return Err("not a deposit".into());
+                };
+                out.emit(
+                    "Deposited",
+                    2,
+                    &DepositV2 {
+                        cents: amount * 100,
+                    },
+                )?;
+                Ok(())
+            })
+            .register("Deposited", 2, |old: DepositV2, out| {
+                out.emit(
+                    "Deposited",
+                    3,
+                    &AccountEvent::Deposited {
+                        amount: old.cents / 100,
+                    },
+                )?;
+                Ok(())
+            }),
+    );
+    let upcast = Repository::<Account, _, _>::new(upcasting, KvSnapshotStore::new(kv.clone()));
+    let loaded = upcast.load("no-snapshot").await.unwrap();
+    assert_eq!(loaded.version(), 3);
+    assert_eq!(loaded.state().balance, 42 + 9, "{url}");
+
+    let log = store.read_all(1, 10_000).await.unwrap();
+    assert_eq!(log.len() as u64, head + 1, "{url}");
+    for (expected, event) in (1..).zip(log.iter()) {
+        assert_eq!(event.position(), expected, "{url}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_store_of_format_2_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_fixture("format-v2", "store.redb", dir.path());
+    check_v2_store(&format!("redb:{}", path.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_of_format_2_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_fixture("format-v2", "store.sqlite", dir.path());
+    check_v2_store(&format!("sqlite:{}", path.display())).await;
 }
