@@ -4,7 +4,8 @@
 //! `{"position":1,"aggregate_type":"Account","aggregate_id":"a-1","version":1,
 //! "event_id":"…","event_type":"Opened","timestamp":"2026-11-30T05:43:30.123456Z",
 //! "correlation_id":null,"causation_id":null,"codec":"json","payload":{…}}`.
-//! A JSON payload is the JSON itself; a bincode payload is a base64 string.
+//! A JSON payload is the JSON itself; a bincode payload is a base64 string. An event of a
+//! shape other than 1 has `"shape_version":N`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -37,25 +38,30 @@ fn line_of(event: &StoredEvent<'_>) -> Result<EventLine, CliError> {
     JsonEvent::of(event).map_err(|why| CliError::failed(ErrorKind::Corrupt, why))
 }
 
-/// Writes every event from `from` on (of `aggregate_type`, if given) to `out` as JSON
-/// lines, in position order. With `follow`, then waits for new events, polling every
-/// `interval`, and never returns but on an error.
+/// Writes every event of `store` from `from` on (of `aggregate_type`, if given) to `out`
+/// as JSON lines, in position order. With `follow`, then waits for new events, polling
+/// every `interval`, and never returns but on an error.
+///
+/// The lines are the events as `store` reads them: a store given the application's
+/// upcasters ([`KvEventStore::with_upcasters`]) exports current shapes; the `eventkv`
+/// command knows no upcasters and exports them as stored, each with its shape version.
 pub async fn write_log(
-    kv: &DynKv,
+    store: &KvEventStore<DynKv>,
     from: u64,
     aggregate_type: Option<&str>,
     follow: Option<Duration>,
     out: &mut impl Write,
     progress: &Progress,
 ) -> Result<u64, CliError> {
-    let store = KvEventStore::new(kv.clone());
     let mut next = from.max(1);
     let mut written = 0;
     loop {
         let page = store.read_all(next, PAGE).await?;
+        if let Some(through) = page.read_through() {
+            progress.advance(through + 1 - next);
+            next = through + 1;
+        }
         for event in page.iter() {
-            next = event.position() + 1;
-            progress.advance(1);
             if aggregate_type.is_some_and(|name| name != event.aggregate_type()) {
                 continue;
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::fmt::Write as _;
 
-use eventkv::ErrorKind;
+use eventkv::{ErrorKind, KvEventStore};
 use eventkv_cli::{CliError, Progress};
 use serde::Serialize;
 
@@ -389,7 +389,7 @@ async fn export(cli: &Cli, url: &str, aggregate_type: Option<&str>) -> Result<u8
     let total = eventkv_cli::head_position(&kv).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = eventkv_cli::write_log(
-        &kv,
+        &KvEventStore::new(kv),
         1,
         aggregate_type,
         None,
@@ -421,7 +421,8 @@ async fn tail(url: &str, from: u64, follow: bool, interval_ms: u64) -> Result<u8
     let kv = eventkv_cli::open_existing(url).await?;
     let interval = follow.then(|| Duration::from_millis(interval_ms));
     let mut out = std::io::stdout().lock();
-    eventkv_cli::write_log(&kv, from, None, interval, &mut out, &Progress::hidden()).await?;
+    let store = KvEventStore::new(kv);
+    eventkv_cli::write_log(&store, from, None, interval, &mut out, &Progress::hidden()).await?;
     Ok(0)
 }
 

@@ -301,7 +301,7 @@ impl EventPage {
                     aggregate_type: event.aggregate_type().to_owned(),
                     aggregate_id: event.aggregate_id().to_owned(),
                     version: event.version(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let as_stored = |slot| View {
                 slot,
@@ -521,7 +521,7 @@ pub enum EventStoreError {
         /// The event's version.
         version: u64,
         /// Why.
-        source: UpcastError,
+        source: Box<UpcastError>,
     },
     /// The engine failed.
     #[error(transparent)]

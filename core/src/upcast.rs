@@ -299,12 +299,15 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
+    /// An upcast event: its type, shape and payload.
+    type Seen = (String, u32, Value);
+
     fn upcast(
         upcasters: &Upcasters,
         event_type: &str,
         shape: u32,
         payload: &Value,
-    ) -> Result<Option<Vec<(String, u32, Value)>>, UpcastError> {
+    ) -> Result<Option<Vec<Seen>>, UpcastError> {
         let bytes = Codec::Json.encode(payload).unwrap_or_default();
         let events = upcasters.upcast(event_type, shape, Codec::Json, &bytes)?;
         Ok(events.map(|events| {
