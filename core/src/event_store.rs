@@ -280,8 +280,9 @@ impl EventPage {
         self.slots.last().map(|slot| slot.version)
     }
 
-    /// The events as stored, before upcasting.
-    pub(crate) fn stored(&self) -> impl Iterator<Item = StoredEvent<'_>> + '_ {
+    /// The events as stored, before upcasting (the same as [`iter`](Self::iter) when the
+    /// store has no upcasters): one per stored version or position.
+    pub fn stored(&self) -> impl Iterator<Item = StoredEvent<'_>> + '_ {
         self.slots.iter().filter_map(|slot| self.event(slot, None))
     }
 
@@ -629,6 +630,8 @@ impl<K: OrderedKv> KvEventStore<K> {
     /// projections on it only see current shapes. Tools that copy or serve stored events
     /// as they are (replication, sync, `eventkv copy`) use a store without upcasters.
     #[must_use]
+    // On wasm32 nothing is sent between threads: upcasters may hold JavaScript functions.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
         self.upcasters = (!upcasters.is_empty()).then(|| Arc::new(upcasters));
         self

@@ -25,6 +25,7 @@ use crate::js_input::{self, SyncInput};
 use crate::js_sync::{JsSync, Syncer};
 use crate::js_types::{AppendedJson, LoadedJson, PendingEventJson, SnapshotJson, StoredEventJson};
 use eventkv::ErrorKind;
+use eventkv::Upcasters;
 use eventkv::replica::Replica;
 use futures_util::future::AbortHandle;
 
@@ -80,13 +81,10 @@ impl JsEventStore {
         #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "OpenOptions")] options: Option<JsValue>,
     ) -> Promise {
-        let options = options.unwrap_or_default();
-        let input = js_input::string("name", &name)
-            .and_then(|name| Ok((name, js_input::open_options(&options)?)));
         future_to_promise(async move {
-            let (name, options) = input?;
-            let store = Self::connect(name, options.durability).await?;
-            Ok(store.synced(options.sync).await?.into())
+            Ok(Self::open_from(&name, &options.unwrap_or_default())
+                .await?
+                .into())
         })
     }
 
@@ -230,7 +228,7 @@ impl JsEventStore {
                     .read_stream(&aggregate_type, &aggregate_id, from, u64::MAX, wanted)
                     .await
             };
-            let events = read_up_to(limit, from, read, |event| event.version()).await?;
+            let events = read_up_to(limit, from, read, EventPage::last_stored_version).await?;
             if let Some(sync) = sync {
                 let confirmed = stores
                     .events
@@ -297,7 +295,7 @@ impl JsEventStore {
         self.run(move |stores| async move {
             let (from, limit) = input?;
             let read = async |from: u64, wanted: usize| stores.events.read_all(from, wanted).await;
-            Ok(read_up_to(limit, from, read, |event| event.position())
+            Ok(read_up_to(limit, from, read, EventPage::read_through)
                 .await?
                 .into())
         })
@@ -324,7 +322,7 @@ impl JsEventStore {
                     1,
                 )
                 .await?;
-            let Some(anchor) = at.get(0).map(|event| event.event_id()) else {
+            let Some(anchor) = at.stored().next().map(|event| event.event_id()) else {
                 return Err(ApiError::invalid(format!(
                     "snapshot: {} {:?} has no event at version {}: a snapshot is taken at a stored event",
                     new.aggregate_type, new.aggregate_id, new.version
@@ -452,7 +450,25 @@ impl JsEventStore {
 
 impl JsEventStore {
     /// `EventStore.open` for Rust callers: the store on the database `name`.
+    /// What `open` does, for Rust callers: `name` and `options` as JavaScript passes them.
+    pub async fn open_from(name: &JsValue, options: &JsValue) -> Result<Self, JsValue> {
+        let name = js_input::string("name", name)?;
+        let options = js_input::open_options(options)?;
+        let store = Self::connect_with(name, options.durability, options.upcasters).await?;
+        Ok(store.synced(options.sync).await?)
+    }
+
+    /// Opens the database `name` (`open` without its options' checks).
     pub async fn connect(name: String, durability: Durability) -> Result<Self, JsValue> {
+        Self::connect_with(name, durability, Upcasters::new()).await
+    }
+
+    /// Opens the database `name`, reading events through `upcasters`.
+    pub async fn connect_with(
+        name: String,
+        durability: Durability,
+        upcasters: Upcasters,
+    ) -> Result<Self, JsValue> {
         let events = IndexedDbKv::open_with(&name, durability)
             .await
             .map_err(ApiError::from)?;
@@ -464,7 +480,7 @@ impl JsEventStore {
         #[allow(clippy::arc_with_non_send_sync)]
         let events = Arc::new(events);
         let stores = Rc::new(Stores {
-            events: KvEventStore::new(events),
+            events: KvEventStore::new(events).with_upcasters(upcasters),
             snapshots: KvSnapshotStore::new(snapshots),
         });
         let channel = AppendChannel::open(&name, Rc::downgrade(&stores));
@@ -564,7 +580,7 @@ async fn read_up_to(
     limit: usize,
     mut from: u64,
     mut read: impl AsyncFnMut(u64, usize) -> Result<EventPage, EventStoreError>,
-    key: impl Fn(&StoredEvent<'_>) -> u64,
+    key: impl Fn(&EventPage) -> Option<u64>,
 ) -> Result<JsEvents, ApiError> {
     let events = JsEvents::new()?;
     while events.len() < limit {
@@ -601,21 +617,21 @@ impl JsEvents {
     }
 
     /// Appends the events of `page`; returns where the next page starts (one past
-    /// `key(last)`), or `None` when the page was the last.
+    /// `key(page)`, the last stored version or position it covered, which an upcaster may
+    /// have dropped), or `None` when the page was the last.
     fn extend(
         &self,
         page: &EventPage,
-        key: impl Fn(&StoredEvent<'_>) -> u64,
+        key: impl Fn(&EventPage) -> Option<u64>,
     ) -> Result<Option<u64>, ApiError> {
         let events = page
             .iter()
             .map(|event| StoredEventJson::new(&event))
             .collect::<Result<Vec<_>, _>>()?;
         self.push_all(&events)?;
-        Ok(page
-            .last()
+        Ok(key(page)
             .filter(|_| page.may_have_more())
-            .and_then(|last| key(&last).checked_add(1)))
+            .and_then(|last| last.checked_add(1)))
     }
 
     /// Appends pending events of one aggregate (the optimistic view), at their versions.

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use eventkv::{Codec, EventMetadata, NewEvent, Uuid};
-use js_sys::{Array, JSON, JsString, Object, Reflect};
+use eventkv::{Codec, EventMetadata, NewEvent, Upcasters, Uuid};
+use js_sys::{Array, Function, JSON, JsString, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::indexeddb::Durability;
@@ -14,7 +14,14 @@ use crate::js_error::ApiError;
 /// The largest integer a JS number holds exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// The fields of a `NewEvent`.
-const EVENT_FIELDS: [&str; 5] = ["type", "data", "eventId", "correlationId", "causationId"];
+const EVENT_FIELDS: [&str; 6] = [
+    "type",
+    "data",
+    "shapeVersion",
+    "eventId",
+    "correlationId",
+    "causationId",
+];
 /// The fields of a `NewSnapshot`.
 const SNAPSHOT_FIELDS: [&str; 5] = [
     "aggregateType",
@@ -208,9 +215,14 @@ fn new_event(argument: &str, value: &JsValue) -> Result<NewEvent, ApiError> {
     let event_type = string(&format!("{argument}.type"), &field(&event, "type"))?;
     let data = json(&format!("{argument}.data"), &field(&event, "data"))?;
     let uuid = |name: &str| optional_uuid(&format!("{argument}.{name}"), &field(&event, name));
+    let shape = shape_version(
+        &format!("{argument}.shapeVersion"),
+        &field(&event, "shapeVersion"),
+    )?;
     Ok(NewEvent {
         event_id: uuid("eventId")?.unwrap_or_else(Uuid::new_v4),
         event_type,
+        shape_version: shape,
         codec: Codec::Json,
         payload: data.into_bytes().into(),
         metadata: EventMetadata {
@@ -218,6 +230,89 @@ fn new_event(argument: &str, value: &JsValue) -> Result<NewEvent, ApiError> {
             causation_id: uuid("causationId")?,
         },
     })
+}
+
+/// A shape version: a whole number from 1 (the default when left out).
+fn shape_version(argument: &str, value: &JsValue) -> Result<u32, ApiError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(1);
+    }
+    match small_number(argument, value)? {
+        0 => Err(ApiError::invalid(format!(
+            "{argument} must be at least 1: shape versions start at 1"
+        ))),
+        shape => Ok(shape),
+    }
+}
+
+/// The `upcasters` option of `open`: `[{ type, shapeVersion, upcast }]`, where
+/// `upcast(data)` returns the events that replace one of that type and shape, an array of
+/// `{ type, shapeVersion, data }` (none drops it, several split it).
+fn upcasters(value: &JsValue) -> Result<Upcasters, ApiError> {
+    const SHAPE: &str = "an array of { type, shapeVersion, upcast }";
+    let Some(array) = value.dyn_ref::<Array>() else {
+        return Err(missing_or("options.upcasters", value, SHAPE));
+    };
+    let mut upcasters = Upcasters::new();
+    for index in 0..array.length() {
+        let argument = format!("options.upcasters[{index}]");
+        let entry = object(
+            &argument,
+            &array.get(index),
+            &["type", "shapeVersion", "upcast"],
+        )?;
+        let event_type = string(&format!("{argument}.type"), &field(&entry, "type"))?;
+        let shape_argument = format!("{argument}.shapeVersion");
+        let shape = field(&entry, "shapeVersion");
+        if shape.is_undefined() {
+            return Err(missing_or(
+                &shape_argument,
+                &shape,
+                "the shape version it reads",
+            ));
+        }
+        let shape = shape_version(&shape_argument, &shape)?;
+        let upcast = field(&entry, "upcast");
+        let Some(upcast) = upcast.dyn_ref::<Function>().cloned() else {
+            return Err(missing_or(
+                &format!("{argument}.upcast"),
+                &upcast,
+                "a function (data) => [{ type, shapeVersion, data }]",
+            ));
+        };
+        upcasters = upcasters.register(&event_type, shape, move |old: serde_json::Value, out| {
+            let data = JSON::parse(&serde_json::to_string(&old)?).map_err(|thrown| {
+                format!("the stored payload did not parse: {}", describe(&thrown))
+            })?;
+            let returned = upcast
+                .call1(&JsValue::UNDEFINED, &data)
+                .map_err(|thrown| format!("the upcaster threw {}", describe(&thrown)))?;
+            let Some(events) = returned.dyn_ref::<Array>() else {
+                return Err(format!(
+                    "the upcaster must return an array of {{ type, shapeVersion, data }}, not {}",
+                    describe(&returned)
+                )
+                .into());
+            };
+            for (index, event) in events.iter().enumerate() {
+                let argument = format!("the upcaster's event {index}");
+                let emitted = (|| {
+                    let event = object(&argument, &event, &["type", "shapeVersion", "data"])?;
+                    let event_type = string(&format!("{argument}.type"), &field(&event, "type"))?;
+                    let shape = field(&event, "shapeVersion");
+                    let shape = shape_version(&format!("{argument}.shapeVersion"), &shape)?;
+                    let data = json(&format!("{argument}.data"), &field(&event, "data"))?;
+                    Ok::<_, ApiError>((event_type, shape, data))
+                })()
+                .map_err(|error| error.message().to_owned())?;
+                let (event_type, shape, data) = emitted;
+                let data = serde_json::value::RawValue::from_string(data)?;
+                out.emit(&event_type, shape, &data)?;
+            }
+            Ok(())
+        });
+    }
+    Ok(upcasters)
 }
 
 /// A `NewSnapshot`, its state as JSON text.
@@ -256,6 +351,7 @@ pub fn new_snapshot(value: &JsValue) -> Result<NewSnapshot, ApiError> {
 pub struct OpenInput {
     pub durability: Durability,
     pub sync: Option<SyncInput>,
+    pub upcasters: Upcasters,
 }
 
 /// The `sync` option of `EventStore.open`, read.
@@ -275,11 +371,12 @@ pub fn open_options(value: &JsValue) -> Result<OpenInput, ApiError> {
     let mut input = OpenInput {
         durability: Durability::Strict,
         sync: None,
+        upcasters: Upcasters::new(),
     };
     if value.is_undefined() || value.is_null() {
         return Ok(input);
     }
-    let options = object("options", value, &["durability", "sync"])?;
+    let options = object("options", value, &["durability", "sync", "upcasters"])?;
     let durability = field(&options, "durability");
     if !durability.is_undefined() {
         let name = string("options.durability", &durability)?;
@@ -299,6 +396,10 @@ pub fn open_options(value: &JsValue) -> Result<OpenInput, ApiError> {
     let sync = field(&options, "sync");
     if !sync.is_undefined() {
         input.sync = Some(sync_options(&sync)?);
+    }
+    let upcast = field(&options, "upcasters");
+    if !upcast.is_undefined() {
+        input.upcasters = upcasters(&upcast)?;
     }
     Ok(input)
 }

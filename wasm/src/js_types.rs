@@ -43,6 +43,18 @@ export interface OpenOptions {
   /** Makes the store a replica of an `eventkv serve` server: appends wait in an outbox
    * and are pushed when online; the log grows by pulls, in the server's order. */
   sync?: SyncOptions;
+  /** Turn events stored in old shapes into current ones on every read (`readStream`,
+   * `readAll`, `load`, subscriptions): steps chain, and an old shape without a step is
+   * an `Unsupported` error naming its type and shape. */
+  upcasters?: Upcaster[];
+}
+
+/** Reads events of `type` stored with shape `shapeVersion`. */
+export interface Upcaster {
+  type: string;
+  shapeVersion: number;
+  /** The events that replace one (its `data`): none drops it, several split it. */
+  upcast: (data: unknown) => { type: string; shapeVersion?: number; data: unknown }[];
 }
 
 /** How a store syncs with its server. */
@@ -122,6 +134,8 @@ export interface SyncStatus {
 export interface NewEvent {
   type: string;
   data: unknown;
+  /** The version of the event's shape (1 when absent). */
+  shapeVersion?: number;
   /** A UUID; a fresh v4 when absent. */
   eventId?: string;
   correlationId?: string | null;
@@ -138,6 +152,8 @@ export interface StoredEvent {
   position: number;
   eventId: string;
   type: string;
+  /** The version of its shape (after upcasting, the shape read). */
+  shapeVersion: number;
   data: unknown;
   /** When it was appended, in milliseconds since the Unix epoch (`new Date(timestamp)`). */
   timestamp: number;
@@ -245,6 +261,7 @@ pub struct StoredEventJson<'a> {
     event_id: Uuid,
     #[serde(rename = "type")]
     event_type: &'a str,
+    shape_version: u32,
     data: &'a RawValue,
     timestamp: f64,
     correlation_id: Option<Uuid>,
@@ -262,6 +279,7 @@ impl<'a> StoredEventJson<'a> {
             position: event.position(),
             event_id: event.event_id(),
             event_type: event.event_type(),
+            shape_version: event.shape_version(),
             data: event_data(event.codec(), event.payload(), event.version(), || {
                 (event.aggregate_type(), event.aggregate_id())
             })?,
@@ -280,6 +298,7 @@ impl<'a> StoredEventJson<'a> {
             position: event.position,
             event_id: event.event_id,
             event_type: &event.event_type,
+            shape_version: event.shape_version,
             data: event_data(event.codec, &event.payload, event.version, || {
                 (&event.aggregate_type, &event.aggregate_id)
             })?,
@@ -375,6 +394,7 @@ pub struct PendingEventJson<'a> {
     event_id: Uuid,
     #[serde(rename = "type")]
     event_type: &'a str,
+    shape_version: u32,
     data: &'a RawValue,
     timestamp: Option<f64>,
     correlation_id: Option<Uuid>,
@@ -397,6 +417,7 @@ impl<'a> PendingEventJson<'a> {
             position: None,
             event_id: event.event_id,
             event_type: &event.event_type,
+            shape_version: event.shape_version,
             data: event_data(event.codec, &event.payload, version, || {
                 (aggregate_type, aggregate_id)
             })?,

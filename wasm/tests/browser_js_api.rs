@@ -594,6 +594,7 @@ fn raw_event(codec: Codec, payload: &'static [u8]) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
         event_type: "Deposited".into(),
+        shape_version: 1,
         codec,
         payload: Bytes::from_static(payload),
         metadata: EventMetadata::default(),
@@ -1365,4 +1366,100 @@ async fn sync_options_are_checked_and_a_replica_is_never_mixed_with_local_append
     assert!(text.contains("sync replica"), "{text}");
     plain.close();
     delete_database(&name).await.expect("delete");
+}
+
+/// Upcasters given to `open` as JavaScript functions: old shapes are read as current ones
+/// by `readStream`, `readAll` and `load`; one split in two keeps its version; a missing
+/// upcaster rejects naming the type and shape; a bad option is refused at `open`.
+#[wasm_bindgen_test]
+async fn upcasters_given_at_open_run_on_every_read() {
+    let db = TestDb::new().await;
+    let old = js(json!([
+        { "type": "Opened", "data": { "owner": "Ada" } },
+        { "type": "Deposited", "data": { "cents": "700" } },
+        { "type": "Corrected", "data": { "took": 3, "gave": 1 } },
+        { "type": "Deposited", "shapeVersion": 2, "data": { "amount": 5 } },
+    ]));
+    ok(db
+        .store
+        .append("Account".into(), "a1".into(), 0.into(), old))
+    .await;
+    let upcasters = ev("({ upcasters: [
+        { type: 'Deposited', shapeVersion: 1,
+          upcast: (data) => [{ type: 'Deposited', shapeVersion: 2, data: { amount: Number(data.cents) / 100 } }] },
+        { type: 'Corrected', shapeVersion: 1,
+          upcast: (data) => [{ type: 'Withdrawn', data: { amount: data.took } },
+                             { type: 'Deposited', shapeVersion: 2, data: { amount: data.gave } }] },
+    ] })");
+    let store = JsEventStore::open_from(&db.name.clone().into(), &upcasters)
+        .await
+        .expect("open with upcasters");
+    let seen = |events: &Value| -> Vec<(String, u64, u64, Value)> {
+        events
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap_or_default().to_owned(),
+                    e["shapeVersion"].as_u64().unwrap_or_default(),
+                    e["version"].as_u64().unwrap_or_default(),
+                    e["data"].clone(),
+                )
+            })
+            .collect()
+    };
+    let expected = vec![
+        ("Opened".to_owned(), 1, 1, json!({ "owner": "Ada" })),
+        ("Deposited".to_owned(), 2, 2, json!({ "amount": 7 })),
+        ("Withdrawn".to_owned(), 1, 3, json!({ "amount": 3 })),
+        ("Deposited".to_owned(), 2, 3, json!({ "amount": 1 })),
+        ("Deposited".to_owned(), 2, 4, json!({ "amount": 5 })),
+    ];
+    let stream = ok(store.read_stream("Account".into(), "a1".into(), None, None)).await;
+    assert_eq!(seen(&stream), expected);
+    let all = ok(store.read_all(None, None)).await;
+    assert_eq!(seen(&all), expected);
+    let loaded = ok(store.load("Account".into(), "a1".into(), 1.into())).await;
+    assert_eq!(loaded["version"], 4, "{loaded}");
+    assert_eq!(seen(&loaded["events"]), expected);
+    // The store opened without upcasters reads them as stored.
+    let raw = ok(db
+        .store
+        .read_stream("Account".into(), "a1".into(), None, None))
+    .await;
+    assert_eq!(seen(&raw)[1].3, json!({ "cents": "700" }));
+    store.close();
+
+    let missing =
+        ev("({ upcasters: [{ type: 'Deposited', shapeVersion: 2, upcast: (d) => [] }] })");
+    let store = JsEventStore::open_from(&db.name.clone().into(), &missing)
+        .await
+        .expect("open");
+    let (code, message, _) =
+        rejected(store.read_stream("Account".into(), "a1".into(), None, None)).await;
+    assert_eq!(code, "Unsupported", "{message}");
+    assert!(
+        message.contains("\"Deposited\"") && message.contains("shape version 1"),
+        "{message}"
+    );
+    store.close();
+    all_invalid(vec![
+        (
+            JsEventStore::open(
+                "x".into(),
+                Some(ev("({ upcasters: [{ type: 'A', upcast: (d) => [] }] })")),
+            ),
+            "options.upcasters[0].shapeVersion is missing",
+        ),
+        (
+            JsEventStore::open(
+                "x".into(),
+                Some(ev("({ upcasters: [{ type: 'A', shapeVersion: 1 }] })")),
+            ),
+            "options.upcasters[0].upcast is missing",
+        ),
+    ])
+    .await;
+    db.delete().await;
 }

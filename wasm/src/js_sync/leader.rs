@@ -218,6 +218,7 @@ fn push_append(entry: &OutboxEntry) -> Result<PushAppend, RoundError> {
                 Ok::<_, RoundError>(PushEvent {
                     event_id: event.event_id,
                     event_type: event.event_type.clone(),
+                    shape_version: event.shape_version,
                     codec: event.codec.name().to_owned(),
                     payload: serde_json::from_slice(&event.payload).map_err(|error| {
                         RoundError::Failed(format!("outbox entry {}: {error}", entry.seq))
