@@ -414,7 +414,7 @@ async fn bad_events_and_snapshots_are_named_in_one_line() {
         (append("[{ type: 'X', data: () => 1 }]"), "events[0].data must be a JSON value, not a function"),
         (append("[{ data: 1 }]"), "events[0].type is missing"),
         (append("[{ type: 7, data: 1 }]"), "events[0].type must be a string, not the number 7"),
-        (append("[5]"), "events[0] must be an object { type, data, eventId, correlationId, causationId }, not the number 5"),
+        (append("[5]"), "events[0] must be an object { type, data, shapeVersion, eventId, correlationId, causationId }, not the number 5"),
         (append("[null]"), "events[0] must be an object"),
         (append("[{ type: 'X', data: 1, payload: 2 }]"), "events[0] has an unknown field \"payload\""),
         (append("[{ type: 'X', data: 1, eventId: 'nope' }]"), "events[0].eventId must be a UUID"),
