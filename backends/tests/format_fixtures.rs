@@ -244,20 +244,20 @@ async fn check_v2_store(url: &str) {
                 out.emit(
                     "Deposited",
                     2,
-                    &DepositV2 {
+                    DepositV2 {
                         cents: amount * 100,
                     },
-                )?;
+                );
                 Ok(())
             })
             .register("Deposited", 2, |old: DepositV2, out| {
                 out.emit(
                     "Deposited",
                     3,
-                    &AccountEvent::Deposited {
+                    AccountEvent::Deposited {
                         amount: old.cents / 100,
                     },
-                )?;
+                );
                 Ok(())
             }),
     );

@@ -106,11 +106,7 @@ pub async fn copy_upcasted(
 /// stores `{"new_name": …}`.
 fn upcasters() -> Upcasters {
     Upcasters::new().register("Renamed", 1, |old: serde_json::Value, out| {
-        out.emit(
-            "Renamed",
-            2,
-            &serde_json::json!({ "new_name": old["name"] }),
-        )?;
+        out.emit("Renamed", 2, serde_json::json!({ "new_name": old["name"] }));
         Ok(())
     })
 }

@@ -20,7 +20,7 @@ use crate::kv::{
     MaybeSync, OrderedKv,
 };
 use crate::timestamp::Timestamp;
-use crate::upcast::{UpcastError, UpcastedEvent, Upcasters};
+use crate::upcast::{UpcastBuffers, UpcastError, UpcastedEvent, Upcasters};
 
 /// An event to append: its payload is already encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,10 +152,11 @@ impl<'a> StoredEvent<'a> {
         self.value.codec()
     }
 
-    /// The encoded event.
+    /// The encoded event. An upcast event is encoded on the first call; one whose value
+    /// cannot be encoded has an empty payload ([`decode`](Self::decode) says why).
     pub fn payload(&self) -> &'a [u8] {
         match self.upcasted {
-            Some(upcasted) => &upcasted.payload,
+            Some(upcasted) => upcasted.payload().map_or(&[], |bytes| &bytes[..]),
             None => self.value.payload(),
         }
     }
@@ -167,7 +168,22 @@ impl<'a> StoredEvent<'a> {
 
     /// Decodes the payload with the event's own codec.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
-        self.codec().decode(self.payload())
+        match self.upcasted {
+            Some(upcasted) => match upcasted.payload() {
+                Ok(bytes) => self.codec().decode(bytes),
+                Err(error) => Err(error.clone()),
+            },
+            None => self.codec().decode(self.payload()),
+        }
+    }
+
+    /// Decodes the payload for its one reader (a repository's fold): an upcast value of
+    /// type `T` is handed over without encoding it.
+    pub(crate) fn decode_once<T: DeserializeOwned + 'static>(&self) -> Result<T, CodecError> {
+        match self.upcasted {
+            Some(upcasted) => upcasted.take_or_decode(),
+            None => self.codec().decode(self.payload()),
+        }
     }
 }
 
@@ -290,14 +306,17 @@ impl EventPage {
     fn upcast(&mut self, upcasters: &Upcasters) -> Result<(), EventStoreError> {
         let mut views: Option<Vec<View>> = None;
         let mut upcasted = Vec::new();
+        let mut buffers = UpcastBuffers::default();
         for (index, event) in self.stored().enumerate() {
+            let first = upcasted.len();
+            let stored = (
+                event.event_type(),
+                event.shape_version(),
+                event.codec(),
+                event.payload(),
+            );
             let replaced = upcasters
-                .upcast(
-                    event.event_type(),
-                    event.shape_version(),
-                    event.codec(),
-                    event.payload(),
-                )
+                .upcast(stored, &mut buffers, &mut upcasted)
                 .map_err(|source| EventStoreError::Upcast {
                     aggregate_type: event.aggregate_type().to_owned(),
                     aggregate_id: event.aggregate_id().to_owned(),
@@ -308,22 +327,14 @@ impl EventPage {
                 slot,
                 upcasted: None,
             };
-            match replaced {
-                None => {
-                    if let Some(views) = views.as_mut() {
-                        views.push(as_stored(index));
-                    }
-                }
-                Some(events) => {
-                    let views = views.get_or_insert_with(|| (0..index).map(as_stored).collect());
-                    for event in events {
-                        views.push(View {
-                            slot: index,
-                            upcasted: Some(upcasted.len()),
-                        });
-                        upcasted.push(event);
-                    }
-                }
+            if replaced {
+                let views = views.get_or_insert_with(|| (0..index).map(as_stored).collect());
+                views.extend((first..upcasted.len()).map(|at| View {
+                    slot: index,
+                    upcasted: Some(at),
+                }));
+            } else if let Some(views) = views.as_mut() {
+                views.push(as_stored(index));
             }
         }
         self.views = views;

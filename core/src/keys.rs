@@ -5,6 +5,7 @@
 //! global log     'g' | u64 BE position of the first event of an append
 //! global head    'h'
 //! snapshot       's' | name(aggregate type) | name(aggregate id)
+//! older snapshot 's' | name(aggregate type) | name(aggregate id) | u64 BE version
 //! checkpoint     'c' | name(checkpoint)
 //! read model     'p' | name(projection) | the projection's own key
 //! name(x)        u16 BE length of x | the UTF-8 bytes of x
@@ -160,6 +161,20 @@ impl StreamKeys {
     pub fn all(&self) -> KeyRange {
         KeyRange::prefix(self.prefix.clone())
     }
+
+    /// The first key of the stream's range: every event key of it sorts after it.
+    pub fn start(&self) -> Bytes {
+        self.prefix.clone()
+    }
+}
+
+/// The keys of every event of every aggregate of `aggregate_type`.
+pub fn streams_of_type(aggregate_type: &str) -> Result<KeyRange, InvalidName> {
+    validate(NameKind::AggregateType, aggregate_type)?;
+    let mut prefix = BytesMut::with_capacity(3 + aggregate_type.len());
+    prefix.put_u8(EVENT);
+    put_name(&mut prefix, aggregate_type);
+    Ok(KeyRange::prefix(prefix.freeze()))
 }
 
 /// The version encoded at the end of an event key.
@@ -198,6 +213,31 @@ pub fn snapshot(aggregate_type: &str, aggregate_id: &str) -> Result<Bytes, Inval
     Ok(aggregate_prefix(SNAPSHOT, aggregate_type, aggregate_id, 0)?.freeze())
 }
 
+/// The key of an older snapshot of `aggregate_type` / `aggregate_id`, kept as history: the
+/// snapshot key followed by its version.
+pub fn older_snapshot(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    version: u64,
+) -> Result<Bytes, InvalidName> {
+    let mut key = aggregate_prefix(SNAPSHOT, aggregate_type, aggregate_id, 8)?;
+    key.put_u64(version);
+    Ok(key.freeze())
+}
+
+/// The keys of the older snapshots of `aggregate_type` / `aggregate_id` up to `version`,
+/// in version order.
+pub fn older_snapshots(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    version: u64,
+) -> Result<KeyRange, InvalidName> {
+    Ok(KeyRange::inclusive(
+        older_snapshot(aggregate_type, aggregate_id, 0)?,
+        older_snapshot(aggregate_type, aggregate_id, version)?,
+    ))
+}
+
 /// The keys of every snapshot of `aggregate_type`.
 pub fn snapshots_of_type(aggregate_type: &str) -> Result<KeyRange, InvalidName> {
     validate(NameKind::AggregateType, aggregate_type)?;
@@ -212,12 +252,22 @@ pub fn all_snapshots() -> KeyRange {
     KeyRange::prefix(Bytes::from_static(&[SNAPSHOT]))
 }
 
-/// The aggregate type and id of a snapshot key.
+/// The aggregate type and id of a snapshot key (the latest or an older one).
 pub fn snapshot_names(key: &[u8]) -> Option<(&str, &str)> {
+    snapshot_parts(key).map(|(aggregate_type, aggregate_id, _)| (aggregate_type, aggregate_id))
+}
+
+/// The aggregate type and id of a snapshot key, and the version an older snapshot's key
+/// names (`None`: the aggregate's latest snapshot).
+pub fn snapshot_parts(key: &[u8]) -> Option<(&str, &str, Option<u64>)> {
     let (&tag, rest) = key.split_first()?;
     let (aggregate_type, rest) = read_name(rest)?;
     let (aggregate_id, rest) = read_name(rest)?;
-    (tag == SNAPSHOT && rest.is_empty()).then_some((aggregate_type, aggregate_id))
+    let version = match rest {
+        [] => None,
+        version => Some(be_u64(version)?),
+    };
+    (tag == SNAPSHOT).then_some((aggregate_type, aggregate_id, version))
 }
 
 /// The key of the checkpoint called `name`.

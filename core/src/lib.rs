@@ -51,9 +51,9 @@ pub use projection::{Projection, ProjectionError, ProjectionRunner};
 pub use read_model::ReadModel;
 pub use recorded::RecordedEvent;
 pub use repository::{
-    DEFAULT_REPLAY_PAGE, Fold, KvRepository, ReplayError, ReplayOptions, Replayed, Repository,
-    RepositoryError, RepositoryFailure, RepositoryMetrics, SaveOutcome, SnapshotMiss, SnapshotMode,
-    SnapshotOutcome, SnapshotReadFailure, replay,
+    DEFAULT_REPLAY_PAGE, Fold, KvRepository, MaintenanceReport, ReplayError, ReplayOptions,
+    Replayed, Repository, RepositoryError, RepositoryFailure, RepositoryMetrics, SaveOutcome,
+    SnapshotMiss, SnapshotMode, SnapshotOutcome, SnapshotReadFailure, Staleness, replay,
 };
 pub use snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreError};
 pub use subscription::{LONGEST_RETRY_PAUSE, MAX_POLL_INTERVAL, SubscribeOptions};

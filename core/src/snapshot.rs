@@ -129,6 +129,21 @@ pub trait SnapshotStore: MaybeSend + MaybeSync {
         aggregate_id: &str,
     ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend;
 
+    /// The newest snapshot of the aggregate at or below `version`: the latest, or one kept
+    /// as history (see [`KvSnapshotStore::with_history`]). The default reads only the
+    /// latest.
+    fn get_snapshot_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend {
+        async move {
+            let latest = self.get_snapshot(aggregate_type, aggregate_id).await?;
+            Ok(latest.filter(|snapshot| snapshot.version <= version))
+        }
+    }
+
     /// Deletes the aggregate's snapshot if it is still `snapshot` (same version, anchor
     /// and creation time): a snapshot found unusable is dropped without racing a newer
     /// one. Returns whether it was deleted.
@@ -164,12 +179,87 @@ pub trait SnapshotStore: MaybeSend + MaybeSync {
 #[derive(Clone, Debug)]
 pub struct KvSnapshotStore<K> {
     kv: K,
+    /// How many snapshots of each aggregate it keeps: the latest and `keep - 1` older.
+    keep: usize,
 }
 
 impl<K: OrderedKv> KvSnapshotStore<K> {
-    /// A snapshot store on `kv`.
+    /// A snapshot store on `kv`, keeping one snapshot per aggregate.
     pub fn new(kv: K) -> Self {
-        KvSnapshotStore { kv }
+        KvSnapshotStore { kv, keep: 1 }
+    }
+
+    /// The same store, keeping the newest `keep` snapshots of each aggregate (at least 1):
+    /// a snapshot that replaces the latest moves it to the aggregate's history (under its
+    /// own key, `docs/format.md`), and the history beyond `keep - 1` is deleted in the same
+    /// batch. [`get_snapshot_at`](SnapshotStore::get_snapshot_at) reads the history, and
+    /// so does [`Repository::load_at`](crate::Repository::load_at).
+    #[must_use]
+    pub fn with_history(mut self, keep: usize) -> Self {
+        self.keep = keep.max(1);
+        self
+    }
+
+    /// How many snapshots of each aggregate it keeps.
+    pub fn keeps(&self) -> usize {
+        self.keep
+    }
+
+    /// Deletes the older snapshots of every aggregate (of `aggregate_type`, if given)
+    /// beyond the newest `keep` (the latest counts as one; `keep` 0 is 1). Returns how
+    /// many were deleted.
+    pub async fn prune_history(
+        &self,
+        aggregate_type: Option<&str>,
+        keep: usize,
+    ) -> Result<u64, SnapshotStoreError> {
+        let range = match aggregate_type {
+            Some(name) => keys::snapshots_of_type(name)?,
+            None => keys::all_snapshots(),
+        };
+        // Keys come in aggregate order, each aggregate's latest first and then its older
+        // snapshots oldest first: count them from the newest by reading each run whole.
+        let older_kept = keep.max(1) - 1;
+        let mut run: Vec<Bytes> = Vec::new();
+        let mut run_owner: Option<Bytes> = None;
+        let mut doomed: Vec<Bytes> = Vec::new();
+        let mut range = range;
+        loop {
+            let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
+            for (key, _) in page.iter() {
+                let Some((aggregate_type, aggregate_id, version)) = keys::snapshot_parts(key)
+                else {
+                    continue;
+                };
+                let owner = keys::snapshot(aggregate_type, aggregate_id)?;
+                if run_owner.as_ref() != Some(&owner) {
+                    let cut = run.len().saturating_sub(older_kept);
+                    doomed.extend(run.drain(..cut));
+                    run.clear();
+                    run_owner = Some(owner);
+                }
+                if version.is_some() {
+                    run.push(Bytes::copy_from_slice(key));
+                }
+            }
+            match page.last_key() {
+                Some(last) if page.may_have_more(PAGE) => {
+                    range = range.after_page(last, Direction::Forward);
+                }
+                _ => break,
+            }
+        }
+        let cut = run.len().saturating_sub(older_kept);
+        doomed.extend(run.drain(..cut));
+        let deleted = doomed.len() as u64;
+        for chunk in doomed.chunks(PAGE) {
+            let mut batch = WriteBatch::new();
+            for key in chunk {
+                batch.delete(key.clone());
+            }
+            self.kv.write(batch).await?;
+        }
+        Ok(deleted)
     }
 
     /// The engine underneath.
@@ -225,6 +315,10 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                 // A value we cannot read is replaced: a snapshot is only a cache.
                 Some(current) => match envelope::snapshot_header(&key, &current) {
                     Ok((stored, _)) if stored > snapshot.version => return Ok(false),
+                    Ok((stored, _)) if stored < snapshot.version && self.keep > 1 => {
+                        self.archive(snapshot, &current, &mut batch).await?;
+                        batch.check(key.clone(), Check::Equals(current))
+                    }
                     _ => batch.check(key.clone(), Check::Equals(current)),
                 },
                 None => batch.check(key.clone(), Check::Absent),
@@ -241,6 +335,83 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
                 }
                 Err(other) => return Err(other.into()),
             }
+        }
+    }
+
+    /// Adds to `batch` the move of the `current` latest snapshot of `replacing`'s aggregate
+    /// to its history, and the deletes that keep that history at `keep - 1`.
+    async fn archive(
+        &self,
+        replacing: &Snapshot,
+        current: &Bytes,
+        batch: &mut WriteBatch,
+    ) -> Result<(), SnapshotStoreError> {
+        let (aggregate_type, aggregate_id) = (&replacing.aggregate_type, &replacing.aggregate_id);
+        let key = keys::snapshot(aggregate_type, aggregate_id)?;
+        // An unreadable latest snapshot is not worth keeping.
+        let Ok(fields) = envelope::decode_snapshot(&key, current) else {
+            return Ok(());
+        };
+        let older_key = keys::older_snapshot(aggregate_type, aggregate_id, fields.version)?;
+        batch.put(
+            older_key.clone(),
+            envelope::encode_snapshot(&older_key, &fields),
+        );
+        // The newest `keep - 2` older ones stay beside it.
+        let range = keys::older_snapshots(aggregate_type, aggregate_id, u64::MAX)?;
+        let kept = self.keep - 2;
+        let page = self.kv.scan(&range, Direction::Reverse, PAGE).await?;
+        for (older, _) in page
+            .iter()
+            .filter(|(older, _)| **older != older_key[..])
+            .skip(kept)
+        {
+            batch.delete(Bytes::copy_from_slice(older));
+        }
+        Ok(())
+    }
+
+    /// The snapshot stored under `key`, of the aggregate it names.
+    fn decode_at(key: &[u8], value: &Bytes) -> Result<Snapshot, SnapshotStoreError> {
+        let (aggregate_type, aggregate_id) =
+            keys::snapshot_names(key).ok_or_else(|| SnapshotStoreError::Corrupt {
+                key: DisplayKey(key).to_string(),
+                source: FormatError::Invalid {
+                    field: "snapshot key",
+                },
+            })?;
+        let fields = envelope::decode_snapshot(key, value).map_err(|e| format_error(key, e))?;
+        Ok(Snapshot {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate_type: aggregate_type.to_owned(),
+            version: fields.version,
+            anchor_event_id: fields.anchor,
+            schema_version: fields.schema_version,
+            codec: fields.codec,
+            state: fields.state,
+            created_at: fields.created_at,
+        })
+    }
+
+    async fn get_at_impl(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: u64,
+    ) -> Result<Option<Snapshot>, SnapshotStoreError> {
+        if let Some(latest) = self.get_impl(aggregate_type, aggregate_id).await?
+            && latest.version <= version
+        {
+            return Ok(Some(latest));
+        }
+        let range = keys::older_snapshots(aggregate_type, aggregate_id, version)?;
+        let page = self.kv.scan(&range, Direction::Reverse, 1).await?;
+        match page.iter().next() {
+            Some((key, value)) => {
+                let snapshot = Self::decode_at(key, &Bytes::copy_from_slice(value))?;
+                Ok(Some(snapshot).filter(|snapshot| snapshot.version <= version))
+            }
+            None => Ok(None),
         }
     }
 
@@ -294,6 +465,24 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         aggregate_id: &str,
     ) -> Result<bool, SnapshotStoreError> {
         let key = keys::snapshot(aggregate_type, aggregate_id)?;
+        // Its history first: a snapshot found without a latest is never used by loads.
+        let mut range = keys::older_snapshots(aggregate_type, aggregate_id, u64::MAX)?;
+        loop {
+            let page = self.kv.scan(&range, Direction::Forward, PAGE).await?;
+            let mut batch = WriteBatch::new();
+            for (older, _) in page.iter() {
+                batch.delete(Bytes::copy_from_slice(older));
+            }
+            if !page.is_empty() {
+                self.kv.write(batch).await?;
+            }
+            match page.last_key() {
+                Some(last) if page.may_have_more(PAGE) => {
+                    range = range.after_page(last, Direction::Forward);
+                }
+                _ => break,
+            }
+        }
         let mut batch = WriteBatch::new();
         batch.check(key.clone(), Check::Present).delete(key);
         match self.kv.write(batch).await {
@@ -380,6 +569,15 @@ impl<K: OrderedKv> SnapshotStore for KvSnapshotStore<K> {
         aggregate_id: &str,
     ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend {
         self.get_impl(aggregate_type, aggregate_id)
+    }
+
+    fn get_snapshot_at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<Snapshot>, SnapshotStoreError>> + MaybeSend {
+        self.get_at_impl(aggregate_type, aggregate_id, version)
     }
 
     fn discard_snapshot(

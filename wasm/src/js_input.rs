@@ -307,7 +307,7 @@ fn upcasters(value: &JsValue) -> Result<Upcasters, ApiError> {
                 .map_err(|error| error.message().to_owned())?;
                 let (event_type, shape, data) = emitted;
                 let data = serde_json::value::RawValue::from_string(data)?;
-                out.emit(&event_type, shape, &data)?;
+                out.emit(event_type, shape, data);
             }
             Ok(())
         });

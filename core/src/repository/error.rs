@@ -58,6 +58,14 @@ pub enum RepositoryFailure {
         /// The codec error.
         source: CodecError,
     },
+    /// A past version that the stream does not hold: 0, or above its head.
+    #[error("version {version} is not in the stream: its versions are 1 to {head}")]
+    VersionOutOfRange {
+        /// The version asked for.
+        version: u64,
+        /// The stream's last version.
+        head: u64,
+    },
     /// The stream skips a version.
     #[error("its stream skips from version {previous} to {found}")]
     StreamGap {
@@ -104,9 +112,9 @@ impl RepositoryFailure {
         match self {
             RepositoryFailure::NotFound => ErrorKind::NotFound,
             RepositoryFailure::Conflict { .. } => ErrorKind::Conflict,
-            RepositoryFailure::UncommittedEvents { .. } | RepositoryFailure::NothingCommitted => {
-                ErrorKind::InvalidInput
-            }
+            RepositoryFailure::UncommittedEvents { .. }
+            | RepositoryFailure::NothingCommitted
+            | RepositoryFailure::VersionOutOfRange { .. } => ErrorKind::InvalidInput,
             RepositoryFailure::StreamGap { .. } => ErrorKind::Corrupt,
             RepositoryFailure::EventEncode(source)
             | RepositoryFailure::EventDecode { source, .. }

@@ -1,16 +1,20 @@
 //! Loading: the snapshot, if usable, then the events after it.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::{Instrument, field};
 use uuid::Uuid;
 
 use super::metrics::bump;
+use super::replay::replay_until;
 use super::{
     Fold, ReplayError, ReplayOptions, Repository, RepositoryError, RepositoryFailure, SnapshotMiss,
-    failed, replay,
+    SnapshotMode, failed,
 };
 use crate::aggregate::{Aggregate, AggregateHandle, LoadInfo};
+use crate::background::spawn;
 use crate::event_store::{EventStore, StoredEvent};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
@@ -41,7 +45,7 @@ where
             snapshot_used = field::Empty,
         );
         async {
-            let rebuilt = self.rebuild(id).await?;
+            let rebuilt = self.rebuild(id, None).await?;
             let span = tracing::Span::current();
             span.record("version", rebuilt.version);
             span.record("events_replayed", rebuilt.info.events_replayed);
@@ -54,6 +58,57 @@ where
                 None => &self.inner.counters.full_replays,
             };
             bump(counter);
+            let handle = AggregateHandle::from_parts(
+                id.to_owned(),
+                rebuilt.version,
+                rebuilt.last_event_id,
+                rebuilt.state,
+                rebuilt.info,
+            );
+            self.snapshot_after_replay(&handle).await;
+            Ok(handle)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The aggregate as it was at `version`: from the newest snapshot at or below it (the
+    /// snapshot store's history included, see
+    /// [`KvSnapshotStore::with_history`](crate::KvSnapshotStore::with_history)) and the
+    /// events up to it. A version the stream does not hold (0, or above its head) is
+    /// [`RepositoryFailure::VersionOutOfRange`] (`InvalidInput`); an aggregate without
+    /// events is `NotFound`. It only reads: a snapshot it cannot use is left in place. The
+    /// handle shows the past; saving it conflicts with the events after it.
+    pub async fn load_at(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> Result<AggregateHandle<A>, RepositoryError> {
+        let span = tracing::debug_span!(
+            "load_at",
+            aggregate_type = A::TYPE,
+            aggregate_id = id,
+            version,
+            events_replayed = field::Empty,
+        );
+        async {
+            let head = self
+                .inner
+                .events
+                .current_version(A::TYPE, id)
+                .await
+                .map_err(|error| failed::<A>(id, error))?;
+            if head == 0 {
+                return Err(failed::<A>(id, RepositoryFailure::NotFound));
+            }
+            if version == 0 || version > head {
+                return Err(failed::<A>(
+                    id,
+                    RepositoryFailure::VersionOutOfRange { version, head },
+                ));
+            }
+            let rebuilt = self.rebuild(id, Some(version)).await?;
+            tracing::Span::current().record("events_replayed", rebuilt.info.events_replayed);
             Ok(AggregateHandle::from_parts(
                 id.to_owned(),
                 rebuilt.version,
@@ -66,7 +121,58 @@ where
         .await
     }
 
-    async fn rebuild(&self, id: &str) -> Result<Rebuilt<A>, RepositoryError> {
+    /// The load-time snapshot: after a load that replayed more events than the trigger
+    /// allows, once per aggregate and version however many loads run at once.
+    async fn snapshot_after_replay(&self, handle: &AggregateHandle<A>) {
+        let Some(trigger) = self.replay_trigger else {
+            return;
+        };
+        if handle.load_info().events_replayed <= trigger.get() || self.mode == SnapshotMode::Manual
+        {
+            return;
+        }
+        let (id, version) = (handle.id().to_owned(), handle.version());
+        let Some(claim) = LoadSnapshotClaim::take(&self.inner.load_snapshots, &id, version) else {
+            return;
+        };
+        let repository = self.clone();
+        let (anchor, state) = (handle.last_event_id(), handle.state().clone());
+        let write = async move {
+            // A save (or another load) may have stored this version or a newer one since.
+            let current = repository.inner.snapshots.get_snapshot(A::TYPE, &id).await;
+            if matches!(current, Ok(Some(ref stored)) if stored.version >= version) {
+                return;
+            }
+            match repository
+                .write_snapshot(&id, version, anchor, &state)
+                .await
+            {
+                Ok(true) => bump(&repository.inner.counters.load_snapshots),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(
+                    aggregate_type = A::TYPE,
+                    aggregate_id = %id,
+                    version,
+                    "load-time snapshot failed: {error}"
+                ),
+            }
+            drop(claim);
+        };
+        if self.mode == SnapshotMode::Background {
+            let guard = self.inner.pending.start();
+            let task = async move {
+                write.await;
+                drop(guard);
+            };
+            match spawn(task.instrument(tracing::debug_span!("load_time_snapshot"))) {
+                Ok(()) => return,
+                Err(task) => return task.await,
+            }
+        }
+        write.await;
+    }
+
+    async fn rebuild(&self, id: &str, until: Option<u64>) -> Result<Rebuilt<A>, RepositoryError> {
         let options = ReplayOptions {
             aggregate_type: A::TYPE,
             aggregate_id: id,
@@ -75,21 +181,27 @@ where
             read_failure: self.read_failure,
         };
         let fold = AggregateFold::<A>(PhantomData);
-        let replayed = replay(&self.inner.events, &self.inner.snapshots, options, &fold)
-            .await
-            .map_err(|error| {
-                let failure = match error {
-                    ReplayError::Events(error) => error.into(),
-                    ReplayError::SnapshotUnavailable(error) => {
-                        RepositoryFailure::SnapshotUnavailable(error)
-                    }
-                    ReplayError::Gap { previous, found } => {
-                        RepositoryFailure::StreamGap { previous, found }
-                    }
-                    ReplayError::Fold(failure) => failure,
-                };
-                failed::<A>(id, failure)
-            })?;
+        let replayed = replay_until(
+            &self.inner.events,
+            &self.inner.snapshots,
+            options,
+            &fold,
+            until,
+        )
+        .await
+        .map_err(|error| {
+            let failure = match error {
+                ReplayError::Events(error) => error.into(),
+                ReplayError::SnapshotUnavailable(error) => {
+                    RepositoryFailure::SnapshotUnavailable(error)
+                }
+                ReplayError::Gap { previous, found } => {
+                    RepositoryFailure::StreamGap { previous, found }
+                }
+                ReplayError::Fold(failure) => failure,
+            };
+            failed::<A>(id, failure)
+        })?;
         if let Some((reason, why)) = &replayed.miss {
             tracing::warn!(
                 aggregate_type = A::TYPE,
@@ -113,12 +225,45 @@ where
 
 fn decode_event<A: Aggregate>(stored: &StoredEvent) -> Result<A::Event, RepositoryFailure> {
     stored
-        .decode()
+        .decode_once()
         .map_err(|source| RepositoryFailure::EventDecode {
             version: stored.version(),
             event_type: stored.event_type().to_string(),
             source,
         })
+}
+
+/// A load's claim to write the load-time snapshot of one aggregate at one version: one
+/// claim at a time per aggregate, released when dropped (written, failed or cancelled).
+struct LoadSnapshotClaim {
+    claims: Arc<Mutex<HashMap<String, u64>>>,
+    id: String,
+    version: u64,
+}
+
+impl LoadSnapshotClaim {
+    /// The claim, unless a claim of this aggregate at this version or a newer one is held.
+    fn take(claims: &Arc<Mutex<HashMap<String, u64>>>, id: &str, version: u64) -> Option<Self> {
+        let mut held = claims.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.get(id).is_some_and(|&at| at >= version) {
+            return None;
+        }
+        held.insert(id.to_owned(), version);
+        Some(LoadSnapshotClaim {
+            claims: Arc::clone(claims),
+            id: id.to_owned(),
+            version,
+        })
+    }
+}
+
+impl Drop for LoadSnapshotClaim {
+    fn drop(&mut self) {
+        let mut held = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.get(&self.id) == Some(&self.version) {
+            held.remove(&self.id);
+        }
+    }
 }
 
 /// Folds events into an aggregate of type `A`.

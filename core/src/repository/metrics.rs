@@ -69,6 +69,9 @@ pub struct RepositoryMetrics {
     pub snapshots_superseded: u64,
     /// Snapshots that failed to encode or store.
     pub snapshot_failures: u64,
+    /// Snapshots stored because a load replayed more events than
+    /// [`with_snapshot_after_replay`](crate::Repository::with_snapshot_after_replay) allows.
+    pub load_snapshots: u64,
 }
 
 impl RepositoryMetrics {
@@ -101,6 +104,7 @@ pub(super) struct Counters {
     pub(super) snapshots_written: AtomicU64,
     pub(super) snapshots_superseded: AtomicU64,
     pub(super) snapshot_failures: AtomicU64,
+    pub(super) load_snapshots: AtomicU64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -137,6 +141,7 @@ impl Counters {
             snapshots_written: get(&self.snapshots_written),
             snapshots_superseded: get(&self.snapshots_superseded),
             snapshot_failures: get(&self.snapshot_failures),
+            load_snapshots: get(&self.load_snapshots),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The snapshot-aware repository: load = snapshot + the events after it; save = append,
 //! then a snapshot when the save crosses a multiple of the threshold.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use crate::aggregate::{Aggregate, AggregateHandle, LoadInfo};
 use crate::background::PendingTasks;
@@ -15,11 +16,13 @@ use crate::snapshot::{KvSnapshotStore, Snapshot, SnapshotStore, SnapshotStoreErr
 
 mod error;
 mod load;
+mod maintenance;
 mod metrics;
 mod replay;
 mod save;
 
 pub use error::{RepositoryError, RepositoryFailure};
+pub use maintenance::{MaintenanceReport, Staleness};
 use metrics::{Counters, bump};
 pub use metrics::{RepositoryMetrics, SnapshotMiss};
 pub use replay::{Fold, ReplayError, ReplayOptions, Replayed, replay};
@@ -81,6 +84,8 @@ struct Inner<E, S> {
     pending: Arc<PendingTasks>,
     /// Set once bincode proved unable to encode the state type.
     json_fallback: AtomicBool,
+    /// The aggregates whose load-time snapshot is being written, and at which version.
+    load_snapshots: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl<E, S: SnapshotStore> Inner<E, S> {
@@ -109,6 +114,8 @@ pub struct Repository<A, E, S> {
     snapshot_codec: Codec,
     replay_page: usize,
     read_failure: SnapshotReadFailure,
+    /// Snapshot after a load that replayed more than this many events.
+    replay_trigger: Option<NonZeroU64>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -122,6 +129,7 @@ impl<A, E, S> Clone for Repository<A, E, S> {
             snapshot_codec: self.snapshot_codec,
             replay_page: self.replay_page,
             read_failure: self.read_failure,
+            replay_trigger: self.replay_trigger,
             aggregate: PhantomData,
         }
     }
@@ -157,6 +165,7 @@ where
                 counters: Counters::default(),
                 pending: Arc::default(),
                 json_fallback: AtomicBool::new(false),
+                load_snapshots: Arc::default(),
             }),
             threshold: None,
             mode: SnapshotMode::Sync,
@@ -164,6 +173,7 @@ where
             snapshot_codec: Codec::Bincode,
             replay_page: DEFAULT_REPLAY_PAGE,
             read_failure: SnapshotReadFailure::Replay,
+            replay_trigger: None,
             aggregate: PhantomData,
         }
     }
@@ -197,6 +207,16 @@ where
     /// How many events a replay reads per page (at least 1): memory stays bounded by it.
     pub fn with_replay_page_size(mut self, events: usize) -> Self {
         self.replay_page = events.max(1);
+        self
+    }
+
+    /// Snapshots after a load that had to replay more than `events` events (Axon's
+    /// load-time trigger; 0 turns it off): in sync mode before the load returns, in
+    /// background mode on a background task (the load does not wait), never in manual
+    /// mode. Concurrent loads of one aggregate write one snapshot, and a load-time snapshot
+    /// never replaces a newer one a save wrote meanwhile (the store is monotonic).
+    pub fn with_snapshot_after_replay(mut self, events: u64) -> Self {
+        self.replay_trigger = NonZeroU64::new(events);
         self
     }
 

@@ -93,10 +93,23 @@ pub async fn replay<F: Fold, E: EventStore, S: SnapshotStore>(
     options: ReplayOptions<'_>,
     fold: &F,
 ) -> Result<Replayed<F::State>, ReplayError<F::Error>> {
-    let (usable, mut miss) = usable_snapshot(snapshots, options, fold).await?;
+    replay_until(events, snapshots, options, fold, None).await
+}
+
+/// [`replay`] up to `until` (every event when `None`): from the newest snapshot at or
+/// below it (the snapshot store's history included). A replay up to a version reads only:
+/// a snapshot it cannot use is left where it is.
+pub(crate) async fn replay_until<F: Fold, E: EventStore, S: SnapshotStore>(
+    events: &E,
+    snapshots: &S,
+    options: ReplayOptions<'_>,
+    fold: &F,
+    until: Option<u64>,
+) -> Result<Replayed<F::State>, ReplayError<F::Error>> {
+    let (usable, mut miss) = usable_snapshot(snapshots, options, fold, until).await?;
     if let Some((snapshot, state)) = usable {
         // From the snapshot's own event, which must exist and be the one it was taken at.
-        let page = read(events, options, snapshot.version).await?;
+        let page = read(events, options, snapshot.version, until).await?;
         match anchored(&page, &snapshot) {
             Ok(anchor) => {
                 let start = Start {
@@ -104,8 +117,9 @@ pub async fn replay<F: Fold, E: EventStore, S: SnapshotStore>(
                     version: snapshot.version,
                     event_id: Some(anchor),
                 };
-                return fold_pages(events, options, fold, start, page).await;
+                return fold_pages(events, options, fold, start, page, until).await;
             }
+            Err(unusable) if until.is_some() => miss = Some(unusable),
             Err(unusable) => {
                 if let Err(error) = snapshots.discard_snapshot(&snapshot).await {
                     tracing::warn!(
@@ -118,13 +132,13 @@ pub async fn replay<F: Fold, E: EventStore, S: SnapshotStore>(
             }
         }
     }
-    let page = read(events, options, 1).await?;
+    let page = read(events, options, 1, until).await?;
     let start = Start {
         state: fold.initial(),
         version: 0,
         event_id: None,
     };
-    let mut replayed = fold_pages(events, options, fold, start, page).await?;
+    let mut replayed = fold_pages(events, options, fold, start, page, until).await?;
     replayed.miss = miss;
     Ok(replayed)
 }
@@ -137,11 +151,18 @@ async fn usable_snapshot<F: Fold, S: SnapshotStore>(
     snapshots: &S,
     options: ReplayOptions<'_>,
     fold: &F,
+    until: Option<u64>,
 ) -> Result<(Option<(Snapshot, F::State)>, Option<Miss>), ReplayError<F::Error>> {
-    let snapshot = match snapshots
-        .get_snapshot(options.aggregate_type, options.aggregate_id)
-        .await
-    {
+    let (aggregate_type, aggregate_id) = (options.aggregate_type, options.aggregate_id);
+    let found = match until {
+        None => snapshots.get_snapshot(aggregate_type, aggregate_id).await,
+        Some(version) => {
+            snapshots
+                .get_snapshot_at(aggregate_type, aggregate_id, version)
+                .await
+        }
+    };
+    let snapshot = match found {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => return Ok((None, None)),
         Err(error) => {
@@ -211,13 +232,14 @@ async fn read<E: EventStore, X>(
     events: &E,
     options: ReplayOptions<'_>,
     from: u64,
+    until: Option<u64>,
 ) -> Result<EventPage, ReplayError<X>> {
     events
         .read_stream(
             options.aggregate_type,
             options.aggregate_id,
             from,
-            u64::MAX,
+            until.unwrap_or(u64::MAX),
             options.page,
         )
         .await
@@ -232,6 +254,7 @@ async fn fold_pages<F: Fold, E: EventStore>(
     fold: &F,
     start: Start<F::State>,
     mut page: EventPage,
+    until: Option<u64>,
 ) -> Result<Replayed<F::State>, ReplayError<F::Error>> {
     let Start {
         mut state,
@@ -261,7 +284,7 @@ async fn fold_pages<F: Fold, E: EventStore>(
             _ => break,
         };
         drop(after);
-        page = read(events, options, next).await?;
+        page = read(events, options, next, until).await?;
     }
     Ok(Replayed {
         state,

@@ -178,7 +178,7 @@ where
         .await
     }
 
-    async fn write_snapshot(
+    pub(super) async fn write_snapshot(
         &self,
         id: &str,
         version: u64,

@@ -19,6 +19,7 @@ pub mod counted;
 pub mod events;
 pub mod faults;
 pub mod gated;
+pub mod history;
 pub mod kv;
 pub mod projections;
 pub mod replica;
@@ -133,7 +134,11 @@ macro_rules! conformance_tests {
             upcasting::upcaster_chain_over_a_stored_history,
             upcasting::upcaster_splits_and_drops_events,
             upcasting::missing_upcaster_is_named,
-            upcasting::upcasting_on_subscriptions_and_projections
+            upcasting::upcasting_on_subscriptions_and_projections,
+            history::load_at_every_version_equals_a_replay,
+            history::snapshot_history_keeps_the_newest_n,
+            history::load_time_snapshot_fires_once,
+            history::maintenance_snapshots_stale_aggregates
         );
     };
     (@cases $test:meta, $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -42,22 +42,22 @@ pub fn account_upcasters() -> Upcasters {
             out.emit(
                 "Deposited",
                 2,
-                &DepositV2 {
+                DepositV2 {
                     cents: old.cents.parse()?,
                 },
-            )?;
+            );
             Ok(())
         })
         .register("Deposited", 2, |old: DepositV2, out| {
             let amount = old.cents / 100;
-            out.emit("Deposited", 3, &AccountEvent::Deposited { amount })?;
+            out.emit("Deposited", 3, AccountEvent::Deposited { amount });
             Ok(())
         })
         .register("Corrected", 1, |old: CorrectedV1, out| {
             let took = AccountEvent::Withdrawn { amount: old.took };
-            out.emit("Withdrawn", 1, &took)?;
+            out.emit("Withdrawn", 1, took);
             let gave = AccountEvent::Deposited { amount: old.gave };
-            out.emit("Deposited", 3, &gave)?;
+            out.emit("Deposited", 3, gave);
             Ok(())
         })
 }
@@ -248,10 +248,10 @@ pub async fn missing_upcaster_is_named<F: EngineFactory>(factory: &F) {
         out.emit(
             "Deposited",
             3,
-            &AccountEvent::Deposited {
+            AccountEvent::Deposited {
                 amount: old.cents / 100,
             },
-        )?;
+        );
         Ok(())
     });
     let store = raw.with_upcasters(upcasters);
