@@ -1,5 +1,6 @@
 //! Per engine: append throughput (1,000 events per save), full replay of 10,000 and 100,000 events,
-//! load with a snapshot 99 events behind, the engine's raw scan of the same stream
+//! load with a snapshot 99 events behind, `load_at` a version 99 events past an older
+//! snapshot (one of the history kept), the engine's raw scan of the same stream
 //! (the limit a replay can approach), and following 20,000 positions of the global log,
 //! whole and filtered to a type that holds 1 event in 100.
 //!
@@ -16,7 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use eventkv::testkit::aggregates::{Account, AccountEvent, seed_account};
 use eventkv::{
     Codec, Direction, DynKv, EventStore, KvEventStore, KvSnapshotStore, NewEvent, OrderedKv,
-    Repository, SubscribeOptions,
+    Repository, SnapshotMode, SubscribeOptions,
 };
 use futures_util::StreamExt;
 use futures_util::future::join_all;
@@ -121,6 +122,29 @@ fn bench_engine(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str
     group.bench_function("load_snapshot_99_behind", |b| {
         b.iter(|| {
             runtime.block_on(async { black_box(repo.load("snapshot").await.expect("load")) })
+        });
+    });
+
+    // 10,000 events, a snapshot every 1,000, ten kept: version 5,099 is 99 events past the
+    // snapshot at 5,000, an older one of the history.
+    let historic: Repo = Repository::new(
+        KvEventStore::new(kv.clone()),
+        KvSnapshotStore::new(kv.clone()).with_history(10),
+    )
+    .with_snapshot_threshold(1000)
+    .with_snapshot_mode(SnapshotMode::Sync);
+    runtime
+        .block_on(seed_account(&historic, "history", 10_000, None))
+        .expect("seed history");
+    let past = runtime
+        .block_on(historic.load_at("history", 5_099))
+        .expect("load_at");
+    assert_eq!(past.load_info().snapshot_version, Some(5_000));
+    group.bench_function("load_at_99_past_older_snapshot", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                black_box(historic.load_at("history", 5_099).await.expect("load_at"))
+            })
         });
     });
 

@@ -359,7 +359,9 @@ fn payload_of<'a>(key: &[u8], value: &'a [u8]) -> Option<&'a [u8]> {
         return None;
     }
     let type_len = usize::from(u16::from_be_bytes(body.get(34..36)?.try_into().ok()?));
-    let flags_at = 36 + type_len;
+    // Format 3 stores the shape version (4 bytes) after the type; format 2 does not.
+    let shape_len = if *body.first()? == 3 { 4 } else { 0 };
+    let flags_at = 36 + type_len + shape_len;
     let flags = *body.get(flags_at)?;
     let ids = (flags & 1) as usize + ((flags >> 1) & 1) as usize;
     body.get(flags_at + 1 + 16 * ids..)

@@ -20,7 +20,10 @@ pub use eventkv_sync::protocol::rfc3339;
 pub use jsonl::{EventLine, ImportReport, import, write_log};
 pub use progress::Progress;
 pub use serve::{ServeOptions, serve};
-pub use snapshots::{SnapshotInfo, list as list_snapshots, prune as prune_snapshots};
+pub use snapshots::{
+    SnapshotInfo, StaleAggregate, list as list_snapshots, prune as prune_snapshots,
+    prune_history as prune_snapshot_history, stale as stale_snapshots,
+};
 pub use stats::{LONGEST, Stats, StreamLength, TypeStats, stats};
 pub use store::{check_distinct, open, open_existing, open_lasting};
 pub use verify::{Comparison, MAX_LISTED, Problem, VerifyReport, compare, verify};

@@ -115,28 +115,42 @@ enum SnapshotsCommand {
         #[arg(long = "type", value_name = "TYPE")]
         aggregate_type: Option<String>,
     },
-    /// Delete the snapshots of a type: all, or those below a schema version.
+    /// Delete snapshots: of a type, all or those below a schema version; or, with
+    /// --keep N, every aggregate's older snapshots beyond its newest N.
     Prune(PruneArgs),
+    /// List the aggregates of a type whose snapshot is more than N events behind (or that
+    /// have none): those the application's `Repository::snapshot_stale` would snapshot.
+    /// The command cannot take them itself: a snapshot is the state the aggregate's code
+    /// folds, which the command does not have.
+    Stale {
+        /// The store.
+        url: String,
+        /// The aggregate type.
+        #[arg(long = "type", value_name = "TYPE")]
+        aggregate_type: String,
+        /// How many events behind its head a snapshot may be.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        events_behind: u64,
+    },
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["schema_below", "all", "keep"])))]
 struct PruneArgs {
     /// The store.
     url: String,
-    /// The aggregate type.
+    /// The aggregate type (required with --schema-below and --all).
     #[arg(long = "type", value_name = "TYPE")]
-    aggregate_type: String,
+    aggregate_type: Option<String>,
     /// Delete those whose schema version is below N.
-    #[arg(
-        long,
-        value_name = "N",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
+    #[arg(long, value_name = "N")]
     schema_below: Option<u32>,
     /// Delete all of them.
     #[arg(long)]
     all: bool,
+    /// Keep each aggregate's newest N snapshots (its latest and N - 1 older ones).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    keep: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -185,6 +199,14 @@ async fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Snapshots {
             command: SnapshotsCommand::Prune(args),
         } => prune_snapshots(cli, args).await,
+        Command::Snapshots {
+            command:
+                SnapshotsCommand::Stale {
+                    url,
+                    aggregate_type,
+                    events_behind,
+                },
+        } => stale_snapshots(cli, url, aggregate_type, *events_behind).await,
         Command::Export {
             url,
             aggregate_type,
@@ -370,16 +392,66 @@ async fn list_snapshots(
 
 /// `eventkv snapshots prune`.
 async fn prune_snapshots(cli: &Cli, args: &PruneArgs) -> Result<u8, CliError> {
-    let kv = eventkv_cli::open_existing(&args.url).await?;
-    let below = if args.all { None } else { args.schema_below };
-    let deleted = eventkv_cli::prune_snapshots(&kv, &args.aggregate_type, below).await?;
     #[derive(Serialize)]
     struct Output {
         deleted: u64,
     }
+    let kv = eventkv_cli::open_existing(&args.url).await?;
+    let of = args.aggregate_type.as_deref();
+    if let Some(keep) = args.keep {
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let deleted = eventkv_cli::prune_snapshot_history(&kv, of, keep).await?;
+        return print(cli, &Output { deleted }, || {
+            format!(
+                "deleted {deleted} older snapshots, keeping the newest {keep} of each aggregate"
+            )
+        })
+        .map(|()| 0);
+    }
+    let Some(aggregate_type) = of else {
+        return Err(CliError::usage(
+            "--type is required with --schema-below and --all",
+        ));
+    };
+    let below = if args.all { None } else { args.schema_below };
+    let deleted = eventkv_cli::prune_snapshots(&kv, aggregate_type, below).await?;
     print(cli, &Output { deleted }, || {
-        format!("deleted {deleted} snapshots of {}", args.aggregate_type)
+        format!("deleted {deleted} snapshots of {aggregate_type}")
     })?;
+    Ok(0)
+}
+
+/// `eventkv snapshots stale`.
+async fn stale_snapshots(
+    cli: &Cli,
+    url: &str,
+    aggregate_type: &str,
+    events_behind: u64,
+) -> Result<u8, CliError> {
+    let kv = eventkv_cli::open_existing(url).await?;
+    let mut out = std::io::stdout().lock();
+    let json = cli.json;
+    let found = eventkv_cli::stale_snapshots(&kv, aggregate_type, events_behind, |stale| {
+        if json {
+            serde_json::to_writer(&mut out, &stale)
+                .map_err(|error| CliError::failed(ErrorKind::Unexpected, error))?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{aggregate_type}/{}\thead {}\tsnapshot {}",
+                stale.aggregate_id, stale.head, stale.snapshot_version
+            )?;
+        }
+        Ok(())
+    })
+    .await?;
+    if !json {
+        writeln!(
+            out,
+            "{found} aggregates more than {events_behind} events past their snapshot"
+        )?;
+    }
     Ok(0)
 }
 

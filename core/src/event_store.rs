@@ -653,6 +653,44 @@ impl<K: OrderedKv> KvEventStore<K> {
         self.upcasters.as_deref()
     }
 
+    /// Up to `limit` aggregates of `aggregate_type` with the version of their last event, in
+    /// descending id order (by key bytes), from the one before `before` (`None`: from the
+    /// last). Each costs one read of one entry, however long its stream.
+    pub async fn aggregate_heads(
+        &self,
+        aggregate_type: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, EventStoreError> {
+        let streams = keys::streams_of_type(aggregate_type)?;
+        let (start, _) = streams.as_slices();
+        let std::ops::Bound::Included(start) = start else {
+            return Ok(Vec::new());
+        };
+        let start = Bytes::copy_from_slice(start);
+        let mut range = match before {
+            Some(id) => {
+                KeyRange::between(start.clone(), StreamKeys::new(aggregate_type, id)?.start())
+            }
+            None => streams.clone(),
+        };
+        let mut heads = Vec::new();
+        while heads.len() < limit {
+            let last = self.kv.scan(&range, Direction::Reverse, 1).await?;
+            let Some(key) = last.last_key() else {
+                break;
+            };
+            let (stream, head) =
+                StreamKeys::from_event_key(key).ok_or_else(|| corrupt(key, "not an event key"))?;
+            let (_, id) = stream
+                .names()
+                .ok_or_else(|| corrupt(key, "not an event key"))?;
+            heads.push((id.to_owned(), head));
+            range = KeyRange::between(start.clone(), stream.start());
+        }
+        Ok(heads)
+    }
+
     /// Runs the store's upcasters, if any, over a page just read.
     fn upcast(&self, mut page: EventPage) -> Result<EventPage, EventStoreError> {
         if let Some(upcasters) = &self.upcasters {
