@@ -33,7 +33,7 @@ fn large(i: u64) -> Large {
         lines: (0..12)
             .map(|n| (format!("sku-{n:05}"), n, f64::from(n) * 1.25))
             .collect(),
-        note: "x".repeat(560),
+        note: "x".repeat(714),
     }
 }
 

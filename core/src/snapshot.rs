@@ -424,17 +424,7 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         let Some(value) = self.kv.get(&key).await? else {
             return Ok(None);
         };
-        let fields = envelope::decode_snapshot(&key, &value).map_err(|e| format_error(&key, e))?;
-        Ok(Some(Snapshot {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate_type: aggregate_type.to_owned(),
-            version: fields.version,
-            anchor_event_id: fields.anchor,
-            schema_version: fields.schema_version,
-            codec: fields.codec,
-            state: fields.state,
-            created_at: fields.created_at,
-        }))
+        Self::decode_at(&key, &value).map(Some)
     }
 
     async fn discard_impl(&self, snapshot: &Snapshot) -> Result<bool, SnapshotStoreError> {

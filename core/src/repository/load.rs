@@ -92,22 +92,21 @@ where
             events_replayed = field::Empty,
         );
         async {
-            let head = self
-                .inner
-                .events
-                .current_version(A::TYPE, id)
-                .await
-                .map_err(|error| failed::<A>(id, error))?;
-            if head == 0 {
+            if version == 0 {
+                return Err(self.out_of_range(id, version).await);
+            }
+            // Read up to `version`: a stream that ends before it is too short.
+            let rebuilt = self.rebuild(id, Some(version)).await?;
+            if rebuilt.version == 0 {
                 return Err(failed::<A>(id, RepositoryFailure::NotFound));
             }
-            if version == 0 || version > head {
+            if rebuilt.version < version {
+                let head = rebuilt.version;
                 return Err(failed::<A>(
                     id,
                     RepositoryFailure::VersionOutOfRange { version, head },
                 ));
             }
-            let rebuilt = self.rebuild(id, Some(version)).await?;
             tracing::Span::current().record("events_replayed", rebuilt.info.events_replayed);
             Ok(AggregateHandle::from_parts(
                 id.to_owned(),
@@ -119,6 +118,16 @@ where
         }
         .instrument(span)
         .await
+    }
+
+    /// The error of `load_at` a version the stream does not hold (`NotFound` without
+    /// events).
+    async fn out_of_range(&self, id: &str, version: u64) -> RepositoryError {
+        match self.inner.events.current_version(A::TYPE, id).await {
+            Ok(0) => failed::<A>(id, RepositoryFailure::NotFound),
+            Ok(head) => failed::<A>(id, RepositoryFailure::VersionOutOfRange { version, head }),
+            Err(error) => failed::<A>(id, error),
+        }
     }
 
     /// The load-time snapshot: after a load that replayed more events than the trigger
