@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use eventkv::inspect::{self, Record};
-use eventkv::{DynKv, KvEventStore, KvSnapshotStore, SnapshotStore, keys};
+use eventkv::{DynKv, KvEventStore, KvSnapshotStore, SnapshotStore, Staleness, Timestamp, keys};
 use serde::Serialize;
 
 use crate::CliError;
@@ -122,6 +122,11 @@ pub async fn stale(
         .map_err(|error| CliError::usage(format!("--type: {error}")))?;
     let events = KvEventStore::new(kv.clone());
     let snapshots = KvSnapshotStore::new(kv.clone());
+    let stale = Staleness {
+        events_behind,
+        older_than: None,
+    };
+    let now = Timestamp::now();
     let mut before: Option<String> = None;
     let mut found = 0;
     loop {
@@ -135,8 +140,9 @@ pub async fn stale(
         for (aggregate_id, head) in heads {
             // A snapshot that cannot be read is as good as none.
             let snapshot = snapshots.get_snapshot(aggregate_type, &aggregate_id).await;
-            let snapshot_version = snapshot.ok().flatten().map_or(0, |s| s.version);
-            if head.saturating_sub(snapshot_version) > events_behind {
+            let snapshot = snapshot.ok().flatten();
+            if stale.is_stale(head, snapshot.as_ref(), now) {
+                let snapshot_version = snapshot.map_or(0, |s| s.version);
                 found += 1;
                 each(StaleAggregate {
                     aggregate_id,

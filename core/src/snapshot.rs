@@ -200,11 +200,6 @@ impl<K: OrderedKv> KvSnapshotStore<K> {
         self
     }
 
-    /// How many snapshots of each aggregate it keeps.
-    pub fn keeps(&self) -> usize {
-        self.keep
-    }
-
     /// Deletes the older snapshots of every aggregate (of `aggregate_type`, if given)
     /// beyond the newest `keep` (the latest counts as one; `keep` 0 is 1). Returns how
     /// many were deleted.

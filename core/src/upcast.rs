@@ -309,14 +309,7 @@ impl Upcasted<'_> {
 }
 
 /// An emitted value, which knows how to encode itself.
-#[cfg(not(target_arch = "wasm32"))]
-trait Value: Any + Send + Sync {
-    fn encode(&self, codec: Codec) -> Result<Vec<u8>, CodecError>;
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
-}
-/// An emitted value, which knows how to encode itself.
-#[cfg(target_arch = "wasm32")]
-trait Value: Any {
+trait Value: Any + MaybeSend + MaybeSync {
     fn encode(&self, codec: Codec) -> Result<Vec<u8>, CodecError>;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }

@@ -6,7 +6,7 @@ use super::{Repository, RepositoryError, failed};
 use crate::aggregate::Aggregate;
 use crate::event_store::KvEventStore;
 use crate::kv::OrderedKv;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::timestamp::Timestamp;
 
 /// Which aggregates [`Repository::snapshot_stale`] snapshots: those whose head is more than
@@ -19,6 +19,21 @@ pub struct Staleness {
     pub events_behind: u64,
     /// How old a snapshot behind its head may be.
     pub older_than: Option<Duration>,
+}
+
+impl Staleness {
+    /// Whether an aggregate whose last event is at `head` and whose latest snapshot is
+    /// `snapshot` (if any) is stale at `now` (microseconds since the Unix epoch).
+    pub fn is_stale(&self, head: u64, snapshot: Option<&Snapshot>, now: Timestamp) -> bool {
+        let (version, created) =
+            snapshot.map_or((0, i64::MIN), |s| (s.version, s.created_at.as_micros()));
+        let behind = head.saturating_sub(version);
+        let aged = self.older_than.is_some_and(|age| {
+            let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+            behind > 0 && now.as_micros().saturating_sub(created) > age
+        });
+        behind > self.events_behind || aged
+    }
 }
 
 /// What a maintenance run did.
@@ -45,7 +60,7 @@ where
         stale: Staleness,
     ) -> Result<MaintenanceReport, RepositoryError> {
         let mut report = MaintenanceReport::default();
-        let now = Timestamp::now().as_micros();
+        let now = Timestamp::now();
         let mut before: Option<String> = None;
         loop {
             let heads = self
@@ -70,7 +85,7 @@ where
         id: &str,
         head: u64,
         stale: Staleness,
-        now: i64,
+        now: Timestamp,
         report: &mut MaintenanceReport,
     ) -> Result<(), RepositoryError> {
         report.aggregates += 1;
@@ -81,14 +96,7 @@ where
             .await
             .ok()
             .flatten();
-        let (version, created) =
-            snapshot.map_or((0, i64::MIN), |s| (s.version, s.created_at.as_micros()));
-        let behind = head.saturating_sub(version);
-        let aged = stale.older_than.is_some_and(|age| {
-            let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
-            behind > 0 && now.saturating_sub(created) > age
-        });
-        if behind > stale.events_behind || aged {
+        if stale.is_stale(head, snapshot.as_ref(), now) {
             let handle = self.load(id).await?;
             if self.create_snapshot(&handle).await? {
                 report.snapshots += 1;
