@@ -459,6 +459,14 @@ pub async fn invalid_appends_write_nothing<F: EngineFactory>(factory: &F) {
         store.append("Account", "a", 0, &batch).await,
         Err(EventStoreError::InvalidInput(_))
     ));
+    let mut shapeless = deposits(1, 2);
+    shapeless[1].shape_version = 0;
+    match store.append("Account", "a", 0, &shapeless).await {
+        Err(EventStoreError::InvalidInput(message)) => {
+            assert!(message.contains("shape versions start at 1"), "{message}");
+        }
+        other => panic!("shape version 0: {other:?}"),
+    }
     let twice = deposit(1);
     match store
         .append("Account", "a", 0, &[twice.clone(), deposit(2), twice])
